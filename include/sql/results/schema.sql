@@ -1,0 +1,81 @@
+-- History kept by TutorMax Ops in the tutormax_results database, in its own schema.
+-- Every table is keyed by (dag_id, run_id, ...) so a rerun of a DAG run upserts, never duplicates.
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+CREATE TABLE IF NOT EXISTS {schema}.runs (
+    dag_id        text        NOT NULL,
+    run_id        text        NOT NULL,
+    kind          text        NOT NULL,
+    started_at    timestamptz NOT NULL,
+    finished_at   timestamptz,
+    status        text        NOT NULL,
+    summary       jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
+    artifacts_uri text,
+    PRIMARY KEY (dag_id, run_id)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.table_metrics (
+    dag_id           text        NOT NULL,
+    run_id           text        NOT NULL,
+    phase            text        NOT NULL CHECK (phase IN ('before', 'after')),
+    schema_name      text        NOT NULL,
+    table_name       text        NOT NULL,
+    collected_at     timestamptz NOT NULL,
+    total_bytes      bigint,
+    table_bytes      bigint,
+    index_bytes      bigint,
+    toast_bytes      bigint,
+    live_tuples      bigint,
+    dead_tuples      bigint,
+    dead_ratio       double precision,
+    bloat_bytes      bigint,
+    bloat_ratio      double precision,
+    last_vacuum      timestamptz,
+    last_autovacuum  timestamptz,
+    last_analyze     timestamptz,
+    last_autoanalyze timestamptz,
+    outcome          text,
+    duration_s       double precision,
+    PRIMARY KEY (dag_id, run_id, phase, schema_name, table_name)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.loadtest_runs (
+    dag_id          text        NOT NULL,
+    run_id          text        NOT NULL,
+    profile         text        NOT NULL,
+    started_at      timestamptz NOT NULL,
+    duration_s      double precision,
+    host            text,
+    users           integer,
+    valid           boolean     NOT NULL,
+    invalid_reason  text,
+    requests        bigint,
+    failures        bigint,
+    error_rate      double precision,
+    rps             double precision,
+    p50_ms          double precision,
+    p95_ms          double precision,
+    p99_ms          double precision,
+    cache_hit_rate  double precision,
+    query_p95_ms    double precision,
+    slow_query_rate double precision,
+    verdict         text,
+    PRIMARY KEY (dag_id, run_id)
+);
+CREATE INDEX IF NOT EXISTS loadtest_runs_profile_started
+    ON {schema}.loadtest_runs (profile, started_at);
+
+CREATE TABLE IF NOT EXISTS {schema}.loadtest_endpoints (
+    dag_id     text             NOT NULL,
+    run_id     text             NOT NULL,
+    endpoint   text             NOT NULL,
+    requests   bigint,
+    failures   bigint,
+    error_rate double precision,
+    rps        double precision,
+    p50_ms     double precision,
+    p95_ms     double precision,
+    p99_ms     double precision,
+    PRIMARY KEY (dag_id, run_id, endpoint),
+    FOREIGN KEY (dag_id, run_id) REFERENCES {schema}.loadtest_runs ON DELETE CASCADE
+);

@@ -1,0 +1,112 @@
+"""One check per Airflow connection the package uses: `SELECT 1`, `PING`, `GET /health`, SMTP handshake."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tutormax_ops.notify import SMTP_CONN_ID, redact, smtp_handshake
+
+DB_CONN_ID = "tutormax_db"
+RESULTS_CONN_ID = "tutormax_results"
+REDIS_CONN_ID = "tutormax_redis"
+API_CONN_ID = "tutormax_api"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    conn_id: str
+    check: str
+    ok: bool
+    detail: str
+    elapsed_ms: float
+
+
+def _timed(conn_id: str, check: str, probe: Callable[[], str]) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        detail, ok = probe(), True
+    except Exception as error:  # a failed check is a result, reported with the others
+        detail, ok = redact(f"{type(error).__name__}: {error}"), False
+    return CheckResult(conn_id, check, ok, detail, round((time.perf_counter() - started) * 1000, 1))
+
+
+def check_postgres(conn_id: str, *, timeout_ms: int = 5000) -> CheckResult:
+    from tutormax_ops.db import connect
+
+    def probe() -> str:
+        with connect(
+            conn_id, statement_timeout_ms=timeout_ms, lock_timeout_ms=timeout_ms, read_only=True
+        ) as conn:
+            value, version = conn.execute("SELECT 1, current_setting('server_version')").fetchone()
+            if value != 1:
+                raise RuntimeError(f"SELECT 1 returned {value!r}")
+            return f"SELECT 1 ok, PostgreSQL {version}"
+
+    return _timed(conn_id, "SELECT 1", probe)
+
+
+def check_redis(conn_id: str) -> CheckResult:
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    def probe() -> str:
+        client = RedisHook(redis_conn_id=conn_id).get_conn()
+        try:
+            if client.ping() is not True:
+                raise RuntimeError("PING did not answer PONG")
+            return f"PONG, Redis {client.info('server').get('redis_version')}"
+        finally:
+            client.close()
+
+    return _timed(conn_id, "PING", probe)
+
+
+def check_http_health(conn_id: str, *, timeout_s: float = 5) -> CheckResult:
+    from airflow.providers.http.hooks.http import HttpHook
+
+    def probe() -> str:
+        response = HttpHook(method="GET", http_conn_id=conn_id).run(
+            "/health",
+            extra_options={"timeout": timeout_s, "check_response": True},
+        )
+        return f"GET /health {response.status_code}: {response.text[:200]}"
+
+    return _timed(conn_id, "GET /health", probe)
+
+
+def check_smtp(conn_id: str) -> CheckResult:
+    return _timed(conn_id, "SMTP handshake", lambda: smtp_handshake(conn_id))
+
+
+CHECKS: dict[str, Callable[[str], CheckResult]] = {
+    DB_CONN_ID: check_postgres,
+    RESULTS_CONN_ID: check_postgres,
+    REDIS_CONN_ID: check_redis,
+    API_CONN_ID: check_http_health,
+    SMTP_CONN_ID: check_smtp,
+}
+
+
+class ConnectivityError(RuntimeError):
+    """At least one connection did not answer."""
+
+
+def run_check(conn_id: str) -> CheckResult:
+    try:
+        return CHECKS[conn_id](conn_id)
+    except KeyError:
+        raise ValueError(f"conn_id: no check for {conn_id!r}; known: {sorted(CHECKS)}") from None
+
+
+def summarize_checks(results: list[dict]) -> dict:
+    """Log each check; raise `ConnectivityError` naming every failed connection."""
+    failed = [result for result in results if not result["ok"]]
+    for result in results:
+        state = "ok " if result["ok"] else "FAIL"
+        print(
+            f"{state} {result['conn_id']:<18} {result['check']:<15} {result['elapsed_ms']:>8} ms  {result['detail']}"
+        )
+    if failed:
+        raise ConnectivityError("; ".join(f"{r['conn_id']} ({r['check']}): {r['detail']}" for r in failed))
+    return {"checked": len(results), "failed": 0}

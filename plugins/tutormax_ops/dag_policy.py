@@ -1,0 +1,25 @@
+"""What every tutormax_* DAG shares: owner, retries, failure email, start date and the tag list
+that the DAG integrity tests enforce."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+
+OWNER = "tutormax-sre"
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+ALLOWED_TAGS = frozenset({"tutormax", "smoke", "maintenance", "loadtest", "migrations", "cache", "health"})
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    from tutormax_ops.notify import task_failure_notifier
+
+    return {
+        "owner": OWNER,
+        "retries": 1,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": task_failure_notifier(),
+        **overrides,
+    }

@@ -1,0 +1,104 @@
+"""Where results go: artifacts under an ObjectStoragePath keyed by DAG run, history rows upserted
+into the results database. Both are idempotent: a rerun overwrites, it never duplicates."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from tutormax_ops.db import load_sql
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def path_segment(value: str) -> str:
+    """A run id such as `manual__2026-11-28T08:00:00+00:00` as one safe path segment."""
+    return _UNSAFE_PATH_CHARS.sub("_", value).strip("._") or "_"
+
+
+def run_artifacts_dir(base_uri: str, dag_id: str, run_id: str, *, reset: bool = True) -> ObjectStoragePath:
+    """The folder for one DAG run's artifacts; `reset` empties what an earlier attempt left there."""
+    from airflow.sdk import ObjectStoragePath
+
+    folder = ObjectStoragePath(base_uri.rstrip("/")) / path_segment(dag_id) / path_segment(run_id)
+    if reset and folder.exists():
+        folder.rmdir(recursive=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def ensure_results_schema(conn: psycopg.Connection, schema: str) -> None:
+    """Create the history schema and tables if missing (safe to run on every DAG run)."""
+    with conn.transaction():
+        conn.execute(load_sql("results/schema.sql", schema=schema))
+
+
+def upsert_rows(
+    conn: psycopg.Connection,
+    schema: str,
+    table: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: Sequence[str],
+) -> int:
+    """INSERT … ON CONFLICT (key) DO UPDATE: the rows of a rerun replace the earlier ones."""
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    updates = [column for column in columns if column not in key]
+    statement = sql.SQL(
+        "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({key}) {action}"
+    ).format(
+        table=sql.Identifier(schema, table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        values=sql.SQL(", ").join(sql.Placeholder(column) for column in columns),
+        key=sql.SQL(", ").join(map(sql.Identifier, key)),
+        action=sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
+        )
+        if updates
+        else sql.SQL("DO NOTHING"),
+    )
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.executemany(statement, [dict(row) for row in rows])
+    return len(rows)
+
+
+def replace_run_rows(
+    conn: psycopg.Connection,
+    schema: str,
+    table: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    dag_id: str,
+    run_id: str,
+    key: Sequence[str],
+) -> int:
+    """Upsert one run's rows and delete that run's rows a rerun no longer produces."""
+    with conn.transaction():
+        kept = {tuple(row[column] for column in key) for row in rows}
+        existing = conn.execute(
+            sql.SQL("SELECT {key} FROM {table} WHERE dag_id = %s AND run_id = %s").format(
+                key=sql.SQL(", ").join(map(sql.Identifier, key)),
+                table=sql.Identifier(schema, table),
+            ),
+            (dag_id, run_id),
+        ).fetchall()
+        stale = [row for row in existing if tuple(row) not in kept]
+        if stale:
+            conn.cursor().executemany(
+                sql.SQL("DELETE FROM {table} WHERE ({key}) = ({values})").format(
+                    table=sql.Identifier(schema, table),
+                    key=sql.SQL(", ").join(map(sql.Identifier, key)),
+                    values=sql.SQL(", ").join([sql.Placeholder()] * len(key)),
+                ),
+                stale,
+            )
+        return upsert_rows(conn, schema, table, rows, key=key)
