@@ -48,7 +48,7 @@ def tutormax_smoke_connectivity() -> None:
 
         return asdict(run_check(target))
 
-    @task(retries=0)
+    @task
     def summarize(results: list[dict]) -> dict:
         from tutormax_ops.connectivity import summarize_checks
 

@@ -240,7 +240,7 @@ def start_redis(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
 def start_smtp_sink(maildir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
     maildir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "tutormax_ops.smtp_sink", "--port", str(port), "--maildir", str(maildir)]
-    managed = spawn("smtp-sink", argv, log_path=log_dir / "smtp-sink.log", env=_python_env())
+    managed = spawn("smtp-sink", argv, log_path=log_dir / "smtp-sink.log", env=python_env())
     wait_until(lambda: port_accepts(port), timeout_s=30, what="SMTP sink", log_path=managed.log_path)
     return managed
 
@@ -254,7 +254,7 @@ def start_reference_service(
     workers: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> ManagedProcess:
-    env = _python_env(
+    env = python_env(
         TUTORMAX_SERVICE_DATABASE_URL=sqlalchemy_url(database_url),
         TUTORMAX_SERVICE_REDIS_URL=redis_url,
         **(extra_env or {}),
@@ -281,7 +281,7 @@ def _http_ok(url: str) -> bool:
         return response.status == 200
 
 
-def _python_env(**extra: str) -> dict[str, str]:
+def python_env(**extra: str) -> dict[str, str]:
     """The current environment with the plugin package and the reference service importable."""
     paths = [str(PROJECT_ROOT / "plugins"), str(INCLUDE_DIR)]
     existing = os.environ.get("PYTHONPATH")
@@ -490,7 +490,7 @@ def airflow_environment(airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-        "PYTHONPATH": _python_env()["PYTHONPATH"],
+        "PYTHONPATH": python_env()["PYTHONPATH"],
     }
 
 
@@ -502,7 +502,7 @@ def airflow_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run the `airflow` CLI of this virtualenv."""
     airflow = str(Path(sys.executable).with_name("airflow"))
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [airflow, *args],
         env={**os.environ, **env},
         text=True,

@@ -1,0 +1,56 @@
+# TutorMax Ops. The two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
+
+.PHONY: help bootstrap lock demo test lint airflow bench clean
+
+help:
+	@echo "make demo       run every DAG against self-started PostgreSQL, Redis, SMTP sink and TutorMax service"
+	@echo "make test       lint, then the test suite (real servers, dag.test())"
+	@echo "make airflow    airflow standalone (UI on :8080) against the same self-started services"
+	@echo "make bench      the benchmarks under bench/"
+	@echo "make bootstrap  create .venv from requirements.lock (uv when available, else pip)"
+
+# The venv is rebuilt whenever the lock changes. uv resolves the locked set in seconds; pip is the fallback.
+$(STAMP): requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(VENV)/bin/python -m pip install -q uv >/dev/null 2>&1 && $(VENV)/bin/uv --version >/dev/null 2>&1; then \
+		echo "bootstrap: installing requirements.lock with uv"; \
+		$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock; \
+	else \
+		echo "bootstrap: installing requirements.lock with pip"; \
+		$(PY) -m pip install -q -r requirements.lock; \
+	fi
+	@touch $(STAMP)
+
+bootstrap: $(STAMP)
+
+# Re-resolve requirements.txt in a scratch venv and freeze the result as the new lock.
+lock:
+	rm -rf .tutormax/lock-venv && $(PYTHON) -m venv .tutormax/lock-venv
+	.tutormax/lock-venv/bin/python -m pip install -q uv
+	.tutormax/lock-venv/bin/uv pip install -q --python .tutormax/lock-venv/bin/python -r requirements.txt
+	.tutormax/lock-venv/bin/uv pip freeze --python .tutormax/lock-venv/bin/python | grep -v '^uv==' > requirements.lock
+
+demo: $(STAMP)
+	$(PY) -m tutormax_ops.demo
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+airflow: $(STAMP)
+	$(PY) -m tutormax_ops.demo --standalone
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf .tutormax

@@ -1,0 +1,196 @@
+"""`make demo` and `make airflow`: start the stack, run the DAGs, say where the results are, stop.
+
+    python -m tutormax_ops.demo               # every DAG in dags/, once, with `airflow dags test`
+    python -m tutormax_ops.demo --standalone  # `airflow standalone` (the UI) against the same stack
+
+Environment: TUTORMAX_DB_URL, TUTORMAX_RESULTS_URL, TUTORMAX_REDIS_URL, TUTORMAX_API_URL and
+TUTORMAX_SMTP_URL point the demo at your own servers instead of starting them (see devstack).
+TUTORMAX_DEMO_DAYS sets how many days of sessions (30,000 a day) the demo loads (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tutormax_ops import devstack
+from tutormax_ops.notify import redact
+from tutormax_ops.paths import PROJECT_ROOT, SERVICE_DIR, STATE_DIR
+
+DEMO_STATE = STATE_DIR / "demo"
+# Short profiles so the whole demo stays under five minutes on two cores.
+DEMO_SETTINGS = {
+    "TUTORMAX_OPS__MAINTENANCE__WINDOW_MINUTES": "10",
+}
+DEMO_CONF: dict[str, dict[str, object]] = {
+    "tutormax_load_test": {"profile": "smoke", "run_time": 30},
+}
+
+
+@dataclass(frozen=True)
+class DagOutcome:
+    dag_id: str
+    state: str
+    seconds: float
+    log_path: Path
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def step(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {message}", flush=True)
+
+
+def dag_ids() -> list[str]:
+    return sorted(path.stem for path in (PROJECT_ROOT / "dags").glob("tutormax_*.py"))
+
+
+def migrate_service_schema(database_url: str) -> None:
+    """Alembic upgrade head on the reference service's database."""
+    env = devstack.python_env(TUTORMAX_SERVICE_DATABASE_URL=devstack.sqlalchemy_url(database_url))
+    alembic = str(Path(sys.executable).with_name("alembic"))
+    completed = subprocess.run(
+        [alembic, "-c", str(SERVICE_DIR / "alembic.ini"), "upgrade", "head"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"alembic upgrade head failed:\n{redact(completed.stderr[-3000:])}")
+
+
+def load_demo_data(database_url: str, days: int) -> str:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tutormax_service.datagen",
+            "--database-url",
+            devstack.sqlalchemy_url(database_url),
+            "--days",
+            str(days),
+        ],
+        env=devstack.python_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"data generator failed:\n{redact(completed.stderr[-3000:])}")
+    return completed.stdout.strip().splitlines()[-1]
+
+
+def run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> DagOutcome:
+    log_path = log_dir / f"dag-{dag_id}.log"
+    started = time.monotonic()
+    args = ["dags", "test", dag_id]
+    if dag_id in DEMO_CONF:
+        args += ["--conf", json.dumps(DEMO_CONF[dag_id])]
+    completed = devstack.airflow_cli(*args, env=env)
+    log_path.write_text(completed.stdout + completed.stderr)
+    listed = devstack.airflow_cli("dags", "list-runs", dag_id, "--output", "json", env=env)
+    runs = json.loads(listed.stdout or "[]") if listed.returncode == 0 else []
+    state = runs[0]["state"] if runs else f"unknown (exit {completed.returncode})"
+    return DagOutcome(dag_id, state, time.monotonic() - started, log_path)
+
+
+def prepare(progress: Progress) -> tuple[devstack.Stack, dict[str, str]]:
+    shutil.rmtree(DEMO_STATE, ignore_errors=True)
+    progress.step("starting PostgreSQL 18, Redis and the SMTP sink (or using yours, from TUTORMAX_*_URL)")
+    stack = devstack.start_stack(DEMO_STATE / "stack")
+    try:
+        env = {**devstack.airflow_environment(DEMO_STATE / "airflow_home"), **DEMO_SETTINGS}
+        progress.step("airflow db migrate (SQLite metadata in .tutormax/demo/airflow_home)")
+        migrated = devstack.airflow_cli("db", "migrate", env=env)
+        if migrated.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
+        if stack.pg_admin_url:  # only a database the demo created itself gets demo data
+            progress.step("migrating the TutorMax schema and loading demo data")
+            migrate_service_schema(stack.endpoints.db_url)
+            days = int(os.environ.get("TUTORMAX_DEMO_DAYS", "2"))
+            progress.step(f"  data generator: {load_demo_data(stack.endpoints.db_url, days)}")
+        progress.step("starting the reference TutorMax service (uvicorn, 2 workers)")
+        stack.start_service(workers=2)
+        env.update(stack.endpoints.airflow_env())
+        return stack, env
+    except BaseException:
+        stack.stop()
+        raise
+
+
+def demo() -> int:
+    progress = Progress()
+    stack, env = prepare(progress)
+    outcomes: list[DagOutcome] = []
+    try:
+        for dag_id in dag_ids():
+            progress.step(f"airflow dags test {dag_id} …")
+            outcome = run_dag(dag_id, env, stack.log_dir)
+            outcomes.append(outcome)
+            progress.step(f"  {dag_id}: {outcome.state} in {outcome.seconds:.0f} s")
+    finally:
+        progress.step("stopping everything the demo started")
+        stack.stop()
+    print_summary(outcomes, stack)
+    return 0 if outcomes and all(outcome.state == "success" for outcome in outcomes) else 1
+
+
+def print_summary(outcomes: list[DagOutcome], stack: devstack.Stack) -> None:
+    from tutormax_ops.config import load_settings
+
+    artifacts = load_settings().storage.artifacts_uri()
+    print("\n=== TutorMax Ops demo summary ===")
+    for outcome in outcomes:
+        print(
+            f"  {outcome.dag_id:<32} {outcome.state:<10} {outcome.seconds:6.1f} s   log: {outcome.log_path}"
+        )
+    print(f"  reports and artifacts: {artifacts}")
+    maildir = stack.endpoints.maildir
+    if maildir:
+        emails = sorted(maildir.glob("*.eml"))
+        print(f"  emails ({len(emails)}): {maildir}")
+        for email in emails:
+            print(f"    {email.name}")
+    else:
+        print("  emails: sent to the SMTP server in TUTORMAX_SMTP_URL")
+    print(f"  service logs: {stack.log_dir}")
+
+
+def standalone() -> int:
+    progress = Progress()
+    stack, env = prepare(progress)
+    try:
+        progress.step("airflow standalone: UI on http://localhost:8080 (Ctrl-C stops it and the stack)")
+        password_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        progress.step(f"  login: admin, password in {password_file} once the API server is up")
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        return subprocess.call([airflow, "standalone"], env={**os.environ, **env})
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--standalone", action="store_true", help="run `airflow standalone` instead of the DAGs"
+    )
+    args = parser.parse_args()
+    sys.exit(standalone() if args.standalone else demo())
+
+
+if __name__ == "__main__":
+    main()
