@@ -9,21 +9,32 @@ module imports it.
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tutormax_ops import devstack
 from tutormax_ops.paths import STATE_DIR
 
-TEST_STATE = STATE_DIR / "test"
 SECOND_PG_ENV = "TUTORMAX_TEST_PG2_URL"
+# One folder per pytest process, so concurrent sessions never share a data directory.
+TEST_STATE = STATE_DIR / "test" / str(os.getpid())
 
-shutil.rmtree(TEST_STATE, ignore_errors=True)
+
+def _remove_folders_of_finished_sessions() -> None:
+    for folder in TEST_STATE.parent.glob("*"):
+        if folder.name.isdigit() and not psutil.pid_exists(int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+_remove_folders_of_finished_sessions()
 AIRFLOW_ENV = devstack.airflow_environment(TEST_STATE / "airflow_home")
 os.environ.update(AIRFLOW_ENV)
 
@@ -32,6 +43,7 @@ os.environ.update(AIRFLOW_ENV)
 def stack() -> Iterator[devstack.Stack]:
     with devstack.running_stack(TEST_STATE / "stack") as running:
         yield running
+    shutil.rmtree(TEST_STATE / "stack", ignore_errors=True)
 
 
 def _pg_servers() -> list[str]:
@@ -44,7 +56,7 @@ def pg_admin_url(request: pytest.FixtureRequest, stack: devstack.Stack) -> str:
     """A superuser URL (database `postgres`) on a test server: each DB test runs on every server."""
     if request.param == "second":
         return os.environ[SECOND_PG_ENV]
-    return stack.pg_admin_url or devstack.with_database(stack.endpoints.db_url, "postgres")
+    return stack.admin_url
 
 
 _database_numbers = itertools.count(1)
@@ -81,9 +93,76 @@ def airflow_db() -> dict[str, str]:
     return AIRFLOW_ENV
 
 
+@pytest.fixture(scope="session")
+def service_db_url(stack: devstack.Stack) -> str:
+    """A scratch database with the TutorMax schema and one day of data (never the user's own database)."""
+    url = devstack.create_database(stack.admin_url, f"tutormax_svc_{os.getpid()}")
+    devstack.migrate_service_schema(url)
+    devstack.load_service_data(url, days=1, sessions_per_day=3000)
+    return url
+
+
+@pytest.fixture(scope="session")
+def tutormax_api(stack: devstack.Stack, service_db_url: str) -> Iterator[str]:
+    """The reference service's base URL (or TUTORMAX_API_URL's, when given)."""
+    if stack.endpoints.api_url:
+        yield stack.endpoints.api_url
+        return
+    port = devstack.free_port()
+    service = devstack.start_reference_service(
+        database_url=service_db_url, redis_url=stack.endpoints.redis_url, port=port, log_dir=stack.log_dir
+    )
+    yield f"http://{devstack.LOOPBACK}:{port}"
+    service.stop()
+
+
 @pytest.fixture
-def airflow_connections(stack: devstack.Stack, monkeypatch: pytest.MonkeyPatch) -> devstack.Endpoints:
-    """AIRFLOW_CONN_* for the test servers, for one test."""
-    for name, value in stack.endpoints.airflow_env().items():
+def airflow_connections(
+    stack: devstack.Stack,
+    service_db_url: str,
+    tutormax_api: str,
+    airflow_db: dict,
+    monkeypatch: pytest.MonkeyPatch,
+) -> devstack.Endpoints:
+    """AIRFLOW_CONN_* pointing at the test servers and the service's database, for one test."""
+    endpoints = replace(
+        stack.endpoints, db_url=service_db_url, results_url=service_db_url, api_url=tutormax_api
+    )
+    for name, value in endpoints.airflow_env().items():
         monkeypatch.setenv(name, value)
-    return stack.endpoints
+    return endpoints
+
+
+@pytest.fixture(scope="session")
+def run_dag(airflow_db: dict) -> Callable[..., object]:
+    """`run_dag(dag_id, run_conf=None)` parses dags/<dag_id>.py and runs it in-process with `dag.test()`."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tutormax_ops.paths import PROJECT_ROOT
+
+    def run(dag_id: str, run_conf: dict | None = None) -> object:
+        bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py"))
+        assert bag.import_errors == {}
+        dag = bag.get_dag(dag_id)
+        for task in dag.tasks:  # keep the retry, drop the production back-off
+            task.retry_delay = timedelta(seconds=0)
+        return dag.test(run_conf=run_conf)
+
+    return run
+
+
+def task_states(dag_run: object) -> dict[str, list[str]]:
+    """{task_id: [state per map index]} of a finished DagRun."""
+    states: dict[str, list[str]] = {}
+    for ti in sorted(dag_run.get_task_instances(), key=lambda ti: (ti.task_id, ti.map_index)):
+        states.setdefault(ti.task_id, []).append(str(ti.state))
+    return states
+
+
+def read_emails(maildir: Path) -> list:
+    """Every message the SMTP sink stored, parsed, oldest first."""
+    from email import policy
+    from email.parser import BytesParser
+
+    parser = BytesParser(policy=policy.default)
+    return [parser.parsebytes(path.read_bytes()) for path in sorted(maildir.glob("*.eml"))]

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tutormax_ops.paths import CONFIG_DIR, STATE_DIR
 
@@ -135,31 +135,7 @@ class CacheWarm(_Section):
     top_tutors: Annotated[int, Field(ge=0, le=100_000)] = 200
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """Deep-merges every YAML file of the config folder, in name order."""
-
-    def __init__(self, settings_cls: type[BaseSettings], config_dir: Path) -> None:
-        super().__init__(settings_cls)
-        self._config_dir = config_dir
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        raise NotImplementedError  # __call__ returns the whole mapping instead
-
-    def __call__(self) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for path in sorted(self._config_dir.glob("*.yaml")):
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise SettingsError(f"{path.name}: the top level must be a mapping")
-            merged = deep_merge(merged, loaded)
-        return merged
-
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-    )
-
+class Settings(_Section):
     targets: Targets = Targets()
     alerts: Alerts = Alerts()
     collectors: Collectors = Collectors()
@@ -170,18 +146,6 @@ class Settings(BaseSettings):
     loadtest: LoadTest = LoadTest()
     cache_warm: CacheWarm = CacheWarm()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_dir = Path(os.environ.get(CONFIG_DIR_ENV) or CONFIG_DIR)
-        return init_settings, env_settings, _YamlSource(settings_cls, config_dir)
-
     def profile(self, name: str) -> LoadProfile:
         try:
             return self.loadtest.profiles[name]
@@ -191,6 +155,35 @@ class Settings(BaseSettings):
     def targets_for(self, profile: str) -> Targets:
         """A profile's own targets when it sets them, else the global ones."""
         return self.profile(profile).targets or self.targets
+
+
+def _yaml_values(config_dir: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for path in sorted(config_dir.glob("*.yaml")):
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"{path.name}: the top level must be a mapping")
+        merged = deep_merge(merged, loaded)
+    return merged
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """TUTORMAX_OPS__TARGETS__P95_API_MS=250 -> {"targets": {"p95_api_ms": 250}}; values are YAML scalars
+    or flow collections, so lists and mappings can be given too (`["a@x.org", "b@x.org"]`)."""
+    values: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            parsed = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            parsed = raw
+        nested: Any = parsed
+        for key in reversed(path):
+            nested = {key: nested}
+        values = deep_merge(values, nested)
+    return values
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -226,8 +219,11 @@ def load_settings(*, with_variable: bool = False, **overrides: Any) -> Settings:
     `overrides` are the highest-precedence values, as nested mappings per section.
     """
     try:
-        init: dict[str, Any] = _variable_overrides() if with_variable else {}
-        return Settings(**deep_merge(init, overrides))
+        values = _yaml_values(Path(os.environ.get(CONFIG_DIR_ENV) or CONFIG_DIR))
+        values = deep_merge(values, _env_values(os.environ))
+        if with_variable:
+            values = deep_merge(values, _variable_overrides())
+        return Settings(**deep_merge(values, overrides))
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
 

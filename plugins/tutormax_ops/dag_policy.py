@@ -14,12 +14,12 @@ ALLOWED_TAGS = frozenset({"tutormax", "smoke", "maintenance", "loadtest", "migra
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    from tutormax_ops.notify import task_failure_notifier
+    from tutormax_ops.notify import notify_task_failure
 
     return {
         "owner": OWNER,
         "retries": 1,
         "retry_delay": timedelta(minutes=2),
-        "on_failure_callback": task_failure_notifier(),
+        "on_failure_callback": notify_task_failure,
         **overrides,
     }

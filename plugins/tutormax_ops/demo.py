@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tutormax_ops import devstack
-from tutormax_ops.notify import redact
-from tutormax_ops.paths import PROJECT_ROOT, SERVICE_DIR, STATE_DIR
+from tutormax_ops.paths import PROJECT_ROOT, STATE_DIR
 
 DEMO_STATE = STATE_DIR / "demo"
 # Short profiles so the whole demo stays under five minutes on two cores.
@@ -54,42 +53,6 @@ def dag_ids() -> list[str]:
     return sorted(path.stem for path in (PROJECT_ROOT / "dags").glob("tutormax_*.py"))
 
 
-def migrate_service_schema(database_url: str) -> None:
-    """Alembic upgrade head on the reference service's database."""
-    env = devstack.python_env(TUTORMAX_SERVICE_DATABASE_URL=devstack.sqlalchemy_url(database_url))
-    alembic = str(Path(sys.executable).with_name("alembic"))
-    completed = subprocess.run(
-        [alembic, "-c", str(SERVICE_DIR / "alembic.ini"), "upgrade", "head"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"alembic upgrade head failed:\n{redact(completed.stderr[-3000:])}")
-
-
-def load_demo_data(database_url: str, days: int) -> str:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tutormax_service.datagen",
-            "--database-url",
-            devstack.sqlalchemy_url(database_url),
-            "--days",
-            str(days),
-        ],
-        env=devstack.python_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"data generator failed:\n{redact(completed.stderr[-3000:])}")
-    return completed.stdout.strip().splitlines()[-1]
-
-
 def run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> DagOutcome:
     log_path = log_dir / f"dag-{dag_id}.log"
     started = time.monotonic()
@@ -116,9 +79,11 @@ def prepare(progress: Progress) -> tuple[devstack.Stack, dict[str, str]]:
             raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
         if stack.pg_admin_url:  # only a database the demo created itself gets demo data
             progress.step("migrating the TutorMax schema and loading demo data")
-            migrate_service_schema(stack.endpoints.db_url)
+            devstack.migrate_service_schema(stack.endpoints.db_url)
             days = int(os.environ.get("TUTORMAX_DEMO_DAYS", "2"))
-            progress.step(f"  data generator: {load_demo_data(stack.endpoints.db_url, days)}")
+            progress.step(
+                f"  data generator: {devstack.load_service_data(stack.endpoints.db_url, days=days)}"
+            )
         progress.step("starting the reference TutorMax service (uvicorn, 2 workers)")
         stack.start_service(workers=2)
         env.update(stack.endpoints.airflow_env())

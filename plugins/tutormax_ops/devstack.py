@@ -22,11 +22,12 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tutormax_ops.paths import INCLUDE_DIR, PROJECT_ROOT
+from tutormax_ops.notify import redact
+from tutormax_ops.paths import INCLUDE_DIR, PROJECT_ROOT, SERVICE_DIR
 
 POSTGRES_OS_USER = "tutormax_pg"
 LOOPBACK = "127.0.0.1"
@@ -312,6 +313,45 @@ def with_database(url: str, name: str) -> str:
     return parts._replace(path=f"/{name}").geturl()
 
 
+def migrate_service_schema(database_url: str) -> None:
+    """Alembic upgrade head on the reference service's database."""
+    env = python_env(TUTORMAX_SERVICE_DATABASE_URL=sqlalchemy_url(database_url))
+    alembic = str(Path(sys.executable).with_name("alembic"))
+    completed = subprocess.run(
+        [alembic, "-c", str(SERVICE_DIR / "alembic.ini"), "upgrade", "head"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"alembic upgrade head failed:\n{redact(completed.stderr[-3000:])}")
+
+
+def load_service_data(database_url: str, *, days: int, sessions_per_day: int = 30_000) -> str:
+    """Run the reference service's data generator; return its last output line (a JSON summary)."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tutormax_service.datagen",
+            "--database-url",
+            sqlalchemy_url(database_url),
+            "--days",
+            str(days),
+            "--sessions-per-day",
+            str(sessions_per_day),
+        ],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"data generator failed:\n{redact(completed.stderr[-3000:])}")
+    return completed.stdout.strip().splitlines()[-1]
+
+
 # --- Airflow connections -----------------------------------------------------------------------
 
 
@@ -400,6 +440,11 @@ class Stack:
     def log_dir(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def admin_url(self) -> str:
+        """A URL to the maintenance database `postgres` of the server in use."""
+        return self.pg_admin_url or with_database(self.endpoints.db_url, "postgres")
+
     def start_service(self, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> str:
         """Start the reference service unless TUTORMAX_API_URL names one; return its URL."""
         if self.endpoints.api_url:
@@ -415,7 +460,7 @@ class Stack:
                 extra_env=extra_env,
             )
         )
-        self.endpoints = Endpoints(**{**self.endpoints.__dict__, "api_url": f"http://{LOOPBACK}:{port}"})
+        self.endpoints = replace(self.endpoints, api_url=f"http://{LOOPBACK}:{port}")
         return self.endpoints.api_url
 
     def stop(self) -> None:

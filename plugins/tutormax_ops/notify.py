@@ -4,7 +4,7 @@ notifier that every task carries."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,23 @@ def smtp_handshake(conn_id: str = SMTP_CONN_ID) -> str:
     return message
 
 
-def task_failure_notifier() -> Any:
-    """An `on_failure_callback` that emails the failed task, its run and a link to its log."""
+def notify_task_failure(context: Mapping[str, Any]) -> None:
+    """`on_failure_callback` for every task: emails the failed task, its run and its log link.
+
+    A plain function rather than an SmtpNotifier instance, so DAG files do not import the smtp
+    provider while being parsed.
+    """
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
     settings = load_settings()
-    return SmtpNotifier(
+    SmtpNotifier(
         to=list(settings.notify.recipients),
         smtp_conn_id=SMTP_CONN_ID,
         subject=settings.notify.subject_prefix + " {{ ti.dag_id }}.{{ ti.task_id }} failed ({{ run_id }})",
         html_content=(
             "<p>Task <b>{{ ti.task_id }}</b> of DAG <b>{{ ti.dag_id }}</b> failed in run "
             "<code>{{ run_id }}</code> (try {{ ti.try_number }}).</p>"
+            "<p>Error: <code>{{ exception | e }}</code></p>"
             "<p>Log: <a href='{{ ti.log_url }}'>{{ ti.log_url }}</a></p>"
         ),
-    )
+    )(context)

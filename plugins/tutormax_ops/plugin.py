@@ -1,9 +1,36 @@
-"""The AirflowPlugin. Airflow loads it through `plugins/tutormax_ops_plugin.py`; see that file."""
+"""The AirflowPlugin. Airflow loads it through `plugins/tutormax_ops_plugin.py`; see that file.
+
+It mounts the performance API (`tutormax_ops.api`) under `/tutormax-ops`. Every process that loads
+plugins imports this module (scheduler, DAG processor, triggerer, task runners), but only the API
+server reads `fastapi_apps`: the app, with FastAPI and Airflow's auth code, is built on that first
+read rather than at import.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from airflow.plugins_manager import AirflowPlugin
+
+URL_PREFIX = "/tutormax-ops"
+APP_NAME = "TutorMax Ops performance API"
+
+
+@cache
+def fastapi_apps() -> list[dict[str, Any]]:
+    from tutormax_ops.api import app
+
+    return [{"app": app, "url_prefix": URL_PREFIX, "name": APP_NAME}]
+
+
+class _BuiltOnRead:
+    """A class attribute computed when read: `TutorMaxOpsPlugin.fastapi_apps` calls `fastapi_apps()`."""
+
+    def __get__(self, instance: object, owner: type) -> list[dict[str, Any]]:
+        return fastapi_apps()
 
 
 class TutorMaxOpsPlugin(AirflowPlugin):
     name = "tutormax_ops"
+    fastapi_apps = _BuiltOnRead()

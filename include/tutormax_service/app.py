@@ -1,0 +1,103 @@
+"""ASGI application factory.
+
+``uvicorn --factory tutormax_service.app:create_app`` builds an app from the environment;
+``tutormax_service.app:app`` is the same, built at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.orm import sessionmaker
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tutormax_service.cache import Cache
+from tutormax_service.db import make_engine
+from tutormax_service.errors import ServiceError
+from tutormax_service.metrics import QueryStats, instrument_engine
+from tutormax_service.routes import admin, health, ids, performance, sessions, students, tutors
+from tutormax_service.settings import Settings
+
+
+class ResponseTimeMiddleware:
+    """Adds ``X-Response-Time: 12.34ms`` (time to response start) to every HTTP response.
+
+    Plain ASGI rather than BaseHTTPMiddleware: no extra task or body buffering per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def send_with_timing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                MutableHeaders(scope=message).append("X-Response-Time", f"{elapsed_ms:.2f}ms")
+            await send(message)
+
+        await self.app(scope, receive, send_with_timing)
+
+
+async def inject_latency(request: Request) -> None:
+    """Sleep for the route's configured TUTORMAX_SERVICE_INJECTED_LATENCY_MS (regression drills).
+
+    A dependency rather than middleware because the matched route template is known only
+    after routing.
+    """
+    template = getattr(request.scope.get("route"), "path", None)
+    delay_ms = request.app.state.settings.injected_latency_ms.get(template)
+    if delay_ms:
+        await asyncio.sleep(delay_ms / 1000)
+
+
+async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+
+async def _redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+    # Only cache-management endpoints let Redis errors escape; reads degrade to the database.
+    return JSONResponse({"detail": f"redis unavailable: {exc}"}, status_code=503)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings)
+    query_stats = QueryStats(settings.slow_query_ms, settings.query_window)
+    instrument_engine(engine, query_stats)
+    # Short socket timeouts: with Redis down, reads should fall back to the DB quickly, not hang.
+    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=0.5)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        redis_client.close()
+        engine.dispose()
+
+    app = FastAPI(title="TutorMax service", lifespan=lifespan, dependencies=[Depends(inject_latency)])
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = sessionmaker(engine, expire_on_commit=False)
+    app.state.cache = Cache(redis_client, settings.cache_ttl_seconds)
+    app.state.query_stats = query_stats
+    app.add_middleware(ResponseTimeMiddleware)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RedisError, _redis_unavailable)
+    for module in (health, tutors, students, sessions, admin, ids, performance):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

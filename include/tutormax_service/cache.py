@@ -1,0 +1,147 @@
+"""Redis read-through cache with service-side hit/miss counters.
+
+Hits and misses are counted by the service itself, in two Redis counters outside the
+cache prefix (so clearing the cache does not reset them, and every uvicorn worker adds
+to the same totals). Redis' own INFO keyspace_hits/misses would also count unrelated
+clients of the same server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+CACHE_PREFIX = "tutormax:cache:"
+HITS_KEY = "tutormax:metrics:cache:hits"
+MISSES_KEY = "tutormax:metrics:cache:misses"
+ADMIN_OVERVIEW_KEY = f"{CACHE_PREFIX}admin:overview"
+ADMIN_ANALYTICS_KEY = f"{CACHE_PREFIX}admin:analytics"
+_DELETE_BATCH = 500
+
+# GET plus the matching counter bump in one round trip (and atomically).
+_GET_AND_COUNT = """
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('INCR', KEYS[2]) else redis.call('INCR', KEYS[3]) end
+return value
+"""
+
+
+def tutor_dashboard_key(tutor_id: int) -> str:
+    return f"{CACHE_PREFIX}dashboard:tutor:{tutor_id}"
+
+
+def tutor_feedback_key(tutor_id: int) -> str:
+    return f"{CACHE_PREFIX}feedback:tutor:{tutor_id}"
+
+
+def student_history_key(student_id: int) -> str:
+    return f"{CACHE_PREFIX}student_history:{student_id}"
+
+
+def tutors_list_key(subject: str | None) -> str:
+    return f"{CACHE_PREFIX}tutors:list:{subject or 'all'}"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, default=_json_default, separators=(",", ":")).encode()
+
+
+class Cache:
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self._get_and_count = client.register_script(_GET_AND_COUNT)
+
+    def get_or_load(self, key: str, loader: Callable[[], Any]) -> tuple[bytes, bool]:
+        """Return ``(json_body, was_hit)``; on a miss, load, store with the TTL, and return.
+
+        Redis being down degrades to uncached reads rather than failing requests; /health
+        reports the outage.
+        """
+        try:
+            cached = self._get_and_count(keys=[key, HITS_KEY, MISSES_KEY])
+        except RedisError:
+            logger.warning("cache read failed for %s; serving from the database", key, exc_info=True)
+            return dumps(loader()), False
+        if cached is not None:
+            return cached, True
+        body = dumps(loader())
+        self._store(key, body)
+        return body, False
+
+    def put(self, key: str, value: Any) -> None:
+        """Store unconditionally (cache warming). Unlike read-through, Redis errors propagate."""
+        self.client.set(key, dumps(value), ex=self.ttl_seconds)
+
+    def _store(self, key: str, body: bytes) -> None:
+        try:
+            self.client.set(key, body, ex=self.ttl_seconds)
+        except RedisError:
+            logger.warning("cache write failed for %s", key, exc_info=True)
+
+    def invalidate(self, keys: Iterable[str]) -> int:
+        """UNLINK the given keys (non-blocking delete); returns how many existed."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        try:
+            return int(self.client.unlink(*keys))
+        except RedisError:
+            # Entries then live until their TTL: acceptable staleness, not worth failing a write.
+            logger.warning("cache invalidation failed for %s", keys, exc_info=True)
+            return 0
+
+    def clear(self, pattern: str) -> int:
+        """SCAN for ``pattern`` and UNLINK in batches. Raises RedisError if Redis is down."""
+        if not pattern.startswith(CACHE_PREFIX):
+            raise ValueError(f"pattern must start with {CACHE_PREFIX!r}")
+        deleted = 0
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= _DELETE_BATCH:
+                deleted += self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += self.client.unlink(*batch)
+        return deleted
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except RedisError:
+            return False
+
+    def stats(self) -> dict[str, Any]:
+        try:
+            hits, misses = (int(v or 0) for v in self.client.mget(HITS_KEY, MISSES_KEY))
+            connected = True
+        except RedisError:
+            hits, misses, connected = 0, 0, False
+        lookups = hits + misses
+        return {
+            "hits": hits,
+            "misses": misses,
+            "hit_rate_percent": round(100 * hits / lookups, 2) if lookups else 0.0,
+            "connected": connected,
+        }
+
+    def reset_stats(self) -> None:
+        self.client.delete(HITS_KEY, MISSES_KEY)

@@ -1,0 +1,44 @@
+"""Run the service under uvicorn: ``python -m tutormax_service.serve --port 8000 --workers 2``.
+
+Configuration comes from the TUTORMAX_SERVICE_* environment variables (see settings.py),
+which every worker process reads for itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tutormax_service.serve", description="Serve the TutorMax API."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request (off by default: it skews load tests)"
+    )
+    args = parser.parse_args(argv)
+    # An import string + factory (not an app object) is what lets uvicorn spawn several workers.
+    uvicorn.run(
+        "tutormax_service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
