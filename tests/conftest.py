@@ -9,12 +9,12 @@ module imports it.
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
