@@ -27,6 +27,7 @@ DEMO_STATE = STATE_DIR / "demo"
 # Short profiles so the whole demo stays under five minutes on two cores.
 DEMO_SETTINGS = {
     "TUTORMAX_OPS__MAINTENANCE__WINDOW_MINUTES": "10",
+    "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (DEMO_STATE / "artifacts").as_uri(),
 }
 DEMO_CONF: dict[str, dict[str, object]] = {
     "tutormax_load_test": {"profile": "smoke", "run_time": 30},
@@ -62,17 +63,20 @@ def run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> DagOutcome:
     completed = devstack.airflow_cli(*args, env=env)
     log_path.write_text(completed.stdout + completed.stderr)
     listed = devstack.airflow_cli("dags", "list-runs", dag_id, "--output", "json", env=env)
-    runs = json.loads(listed.stdout or "[]") if listed.returncode == 0 else []
+    # The CLI prints warnings on stdout too: the JSON is the line that starts with "[".
+    json_lines = [line for line in listed.stdout.splitlines() if line.startswith("[")]
+    runs = json.loads(json_lines[-1]) if listed.returncode == 0 and json_lines else []
     state = runs[0]["state"] if runs else f"unknown (exit {completed.returncode})"
     return DagOutcome(dag_id, state, time.monotonic() - started, log_path)
 
 
 def prepare(progress: Progress) -> tuple[devstack.Stack, dict[str, str]]:
     shutil.rmtree(DEMO_STATE, ignore_errors=True)
+    os.environ.update(DEMO_SETTINGS)
     progress.step("starting PostgreSQL 18, Redis and the SMTP sink (or using yours, from TUTORMAX_*_URL)")
     stack = devstack.start_stack(DEMO_STATE / "stack")
     try:
-        env = {**devstack.airflow_environment(DEMO_STATE / "airflow_home"), **DEMO_SETTINGS}
+        env = devstack.airflow_environment(DEMO_STATE / "airflow_home")
         progress.step("airflow db migrate (SQLite metadata in .tutormax/demo/airflow_home)")
         migrated = devstack.airflow_cli("db", "migrate", env=env)
         if migrated.returncode != 0:

@@ -11,7 +11,7 @@ from typing import Any
 from tutormax_ops.config import load_settings
 
 SMTP_CONN_ID = "smtp_default"
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
@@ -45,8 +45,11 @@ def smtp_handshake(conn_id: str = SMTP_CONN_ID) -> str:
     """Connect, EHLO (and STARTTLS/login if configured), NOOP; raise with the server's answer if any fails."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-    with SmtpHook(smtp_conn_id=conn_id) as hook:
-        ok, message = hook.test_connection()
+    try:
+        with SmtpHook(smtp_conn_id=conn_id) as hook:
+            ok, message = hook.test_connection()
+    except Exception as error:  # connecting happens in __enter__, before test_connection can catch it
+        ok, message = False, f"{type(error).__name__}: {error}"
     if not ok:
         raise ConnectionError(f"SMTP connection {conn_id!r}: {redact(message)}")
     return message
