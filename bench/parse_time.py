@@ -83,7 +83,9 @@ def main() -> None:
             ours.append(time_parse(dags_dir, env)[0])
             trivial.append(time_parse(trivial_dir, env)[0])
     ours_ms, trivial_ms = statistics.median(ours) * 1000, statistics.median(trivial) * 1000
-    print(f"dag files: {len(dag_files)}; repeats: {args.repeats} (medians, each parse in a fresh interpreter)")
+    print(
+        f"dag files: {len(dag_files)}; repeats: {args.repeats} (medians, each parse in a fresh interpreter)"
+    )
     print(f"ours:    {ours_ms:8.1f} ms  (runs: {', '.join(f'{s * 1000:.0f}' for s in ours)})")
     print(f"trivial: {trivial_ms:8.1f} ms  (runs: {', '.join(f'{s * 1000:.0f}' for s in trivial)})")
     print(f"added by our top-level code: {ours_ms - trivial_ms:.1f} ms (target < 100 ms)")

@@ -41,7 +41,9 @@ def test_environment_overrides_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
         ("TUTORMAX_OPS__LOADTEST__PROFILES__SMOKE__USERS", "many", "loadtest.profiles.smoke.users"),
     ],
 )
-def test_bad_value_names_the_field(monkeypatch: pytest.MonkeyPatch, env_name: str, value: str, field: str) -> None:
+def test_bad_value_names_the_field(
+    monkeypatch: pytest.MonkeyPatch, env_name: str, value: str, field: str
+) -> None:
     monkeypatch.setenv(env_name, value)
     with pytest.raises(SettingsError, match=field.replace(".", r"\.")):
         load_settings()
@@ -73,7 +75,9 @@ def test_airflow_variable_overrides_everything(airflow_db: dict, monkeypatch: py
     assert load_settings().targets.p95_api_ms == 250
 
 
-def test_airflow_variable_that_is_not_json_is_named(airflow_db: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_airflow_variable_that_is_not_json_is_named(
+    airflow_db: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_TUTORMAX_OPS_CONFIG", "{targets: ")
     with pytest.raises(SettingsError, match="Variable tutormax_ops_config: not valid JSON"):
         load_settings(with_variable=True)

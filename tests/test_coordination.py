@@ -47,7 +47,8 @@ def test_lock_is_released_when_the_holder_disconnects(database_url: str) -> None
 def test_keys_above_32_bits_do_not_collide(database_url: str) -> None:
     with (
         psycopg.connect(database_url, autocommit=True) as a,
-        psycopg.connect(database_url, autocommit=True) as b,exclusive(a, KEY, wait_s=0)
+        psycopg.connect(database_url, autocommit=True) as b,
+        exclusive(a, KEY, wait_s=0),
     ):
         assert lock_holder(b, KEY + 2**32) is None
         with exclusive(b, KEY + 2**32, wait_s=0):

@@ -59,16 +59,22 @@ def test_replace_run_rows_drops_what_a_rerun_no_longer_produces(results_conn: ps
     }
     key = ("dag_id", "run_id", "phase", "schema_name", "table_name")
     first = [{**base, "table_name": name, "dead_tuples": 10} for name in ("a", "b")]
-    replace_run_rows(results_conn, SCHEMA, "table_metrics", first, dag_id=base["dag_id"], run_id=base["run_id"], key=key)
+    replace_run_rows(
+        results_conn, SCHEMA, "table_metrics", first, dag_id=base["dag_id"], run_id=base["run_id"], key=key
+    )
     second = [{**base, "table_name": "a", "dead_tuples": 3}]
-    replace_run_rows(results_conn, SCHEMA, "table_metrics", second, dag_id=base["dag_id"], run_id=base["run_id"], key=key)
+    replace_run_rows(
+        results_conn, SCHEMA, "table_metrics", second, dag_id=base["dag_id"], run_id=base["run_id"], key=key
+    )
     rows = results_conn.execute("SELECT table_name, dead_tuples FROM tutormax_ops.table_metrics").fetchall()
     assert rows == [("a", 3)]
 
 
 def test_identifiers_are_quoted_not_interpolated(results_conn: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.UndefinedTable):
-        upsert_rows(results_conn, SCHEMA, 'runs"; DROP TABLE tutormax_ops.runs; --', [_run_row("x")], key=("dag_id",))
+        upsert_rows(
+            results_conn, SCHEMA, 'runs"; DROP TABLE tutormax_ops.runs; --', [_run_row("x")], key=("dag_id",)
+        )
     assert results_conn.execute("SELECT to_regclass('tutormax_ops.runs') IS NOT NULL").fetchone() == (True,)
 
 

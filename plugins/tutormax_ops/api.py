@@ -32,6 +32,7 @@ from tutormax_ops.notify import redact
 if TYPE_CHECKING:
     import psycopg
 
+    from tutormax_ops.collectors.postgres.queries import QueryStats
     from tutormax_ops.collectors.postgres.tables import TableStats
     from tutormax_ops.collectors.redis import CacheStats
 
@@ -104,13 +105,21 @@ def _plain(value: Any) -> Any:
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
-@router.get("/summary")
-def performance_summary(settings: SettingsDep) -> dict[str, Any]:
+def _query_stats(settings: Settings) -> QueryStats:
+    """The seed's query figures since pg_stat_statements' counters started, slow meaning
+    `alerts.slow_query_ms` or more."""
     from tutormax_ops.collectors.postgres.queries import query_stats, statements_snapshot
-    from tutormax_ops.collectors.summary import build_summary
 
     with _database(settings) as conn:
-        queries = query_stats(None, statements_snapshot(conn), min_duration_ms=settings.alerts.slow_query_ms)
+        snapshot = statements_snapshot(conn)
+    return query_stats(None, snapshot, min_duration_ms=settings.alerts.slow_query_ms)
+
+
+@router.get("/summary")
+def performance_summary(settings: SettingsDep) -> dict[str, Any]:
+    from tutormax_ops.collectors.summary import build_summary
+
+    queries = _query_stats(settings)
     summary = build_summary(_cache_stats(settings), queries, targets=settings.targets, alerts=settings.alerts)
     return _plain(summary)
 
@@ -122,11 +131,7 @@ def cache_statistics(settings: SettingsDep) -> dict[str, Any]:
 
 @router.get("/query/stats")
 def query_statistics(settings: SettingsDep) -> dict[str, Any]:
-    from tutormax_ops.collectors.postgres.queries import query_stats, statements_snapshot
-
-    with _database(settings) as conn:
-        snapshot = statements_snapshot(conn)
-    return _plain(query_stats(None, snapshot, min_duration_ms=settings.alerts.slow_query_ms))
+    return _plain(_query_stats(settings))
 
 
 @router.get("/database/slow-queries")

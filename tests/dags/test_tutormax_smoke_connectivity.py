@@ -30,6 +30,11 @@ def test_a_dead_connection_fails_the_run_and_emails_without_secrets(
     new_emails = read_emails(maildir)[before:]
     subjects = [message["subject"] for message in new_emails]
     assert any("tutormax_smoke_connectivity.summarize failed" in subject for subject in subjects), subjects
-    bodies = [part.get_content() for message in new_emails for part in message.walk() if part.get_content_type() == "text/html"]
+    bodies = [
+        part.get_content()
+        for message in new_emails
+        for part in message.walk()
+        if part.get_content_type() == "text/html"
+    ]
     assert any("tutormax_redis" in body for body in bodies)
     assert all(secret not in body for body in bodies)
