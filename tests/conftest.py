@@ -63,14 +63,19 @@ _database_numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def fresh_database(pg_admin_url: str) -> Callable[[str], str]:
-    """`fresh_database(hint)` creates a new empty database and returns its URL."""
+def fresh_database(pg_admin_url: str) -> Iterator[Callable[[str], str]]:
+    """`fresh_database(hint)` creates a new empty database and returns its URL; all are dropped at the end."""
+    created: list[str] = []
 
     def create(name_hint: str) -> str:
         hint = re.sub(r"[^a-z0-9_]+", "_", name_hint.lower())[:40]
-        return devstack.create_database(pg_admin_url, f"t_{os.getpid()}_{next(_database_numbers)}_{hint}")
+        name = f"t_{os.getpid()}_{next(_database_numbers)}_{hint}"
+        created.append(name)
+        return devstack.create_database(pg_admin_url, name)
 
-    return create
+    yield create
+    for name in created:
+        devstack.drop_database(pg_admin_url, name)
 
 
 @pytest.fixture(scope="session")
@@ -94,12 +99,14 @@ def airflow_db() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def service_db_url(stack: devstack.Stack) -> str:
+def service_db_url(stack: devstack.Stack) -> Iterator[str]:
     """A scratch database with the TutorMax schema and one day of data (never the user's own database)."""
-    url = devstack.create_database(stack.admin_url, f"tutormax_svc_{os.getpid()}")
+    name = f"tutormax_svc_{os.getpid()}"
+    url = devstack.create_database(stack.admin_url, name)
     devstack.migrate_service_schema(url)
     devstack.load_service_data(url, days=1, sessions_per_day=3000)
-    return url
+    yield url
+    devstack.drop_database(stack.admin_url, name)
 
 
 @pytest.fixture(scope="session")

@@ -308,6 +308,14 @@ def create_database(admin_url: str, name: str) -> str:
     return with_database(admin_url, name)
 
 
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return parts._replace(path=f"/{name}").geturl()
