@@ -544,6 +544,8 @@ def airflow_environment(airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "PYTHONPATH": python_env()["PYTHONPATH"],
+        # `airflow standalone` and the task runners start `airflow` by name: find this venv's first.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
 
 
