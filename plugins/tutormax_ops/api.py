@@ -183,12 +183,22 @@ def table_indexes(table_name: str, settings: SettingsDep) -> dict[str, Any]:
 
 @router.get("/database/table/{table_name}/index-suggestions")
 def table_index_suggestions(table_name: str, settings: SettingsDep) -> dict[str, Any]:
-    from tutormax_ops.collectors.postgres.suggestions import suggest_indexes
+    """The collector's suggestions (for seq-scan-heavy tables, from the top statements) for this table."""
+    from tutormax_ops.collectors.postgres.suggestions import index_suggestions
 
     with _database(settings) as conn:
         table = _resolve_table(conn, table_name)
-        suggestions = suggest_indexes(conn, schemas=[table.schema], table=table.table)
-    return {"schema": table.schema, "table": table.table, "suggestions": _plain(suggestions)}
+        result = index_suggestions(conn)
+    return {
+        "schema": table.schema,
+        "table": table.table,
+        "available": result.available,
+        "reason": result.reason,
+        "fix": result.fix,
+        "suggestions": _plain(
+            [item for item in result.suggestions if (item.schema, item.table) == (table.schema, table.table)]
+        ),
+    }
 
 
 # No /docs or /openapi.json: FastAPI would serve them outside the router, so without authentication.

@@ -1,0 +1,66 @@
+-- One row per user table: sizes, tuples, scans, maintenance history and freeze ages.
+-- Reads statistics views and catalogs only (pg_monitor is enough); no table page is touched.
+-- Sizes are NULL for a table that it, its TOAST table or one of its indexes has an ACCESS EXCLUSIVE
+-- lock held or queued (see locked_relations.sql): reading them would wait behind it.
+-- Each size function opens every relation it measures, so each is called once per table and the
+-- total is added up from them (pg_total_relation_size would open them all again); OFFSET 0 keeps
+-- the inner query from being merged into the outer one, which would call them twice.
+SELECT *, table_bytes + index_bytes AS total_bytes
+FROM (
+    SELECT
+        s.schemaname::text AS schema,
+        s.relname::text AS "table",
+        lk.locked,
+        CASE WHEN NOT lk.locked THEN pg_catalog.pg_relation_size(c.oid) END AS heap_bytes,
+        CASE WHEN NOT lk.locked THEN pg_catalog.pg_indexes_size(c.oid) END AS index_bytes,
+        -- The TOAST table with its own index: out-of-line values live there.
+        CASE WHEN NOT lk.locked THEN coalesce(pg_catalog.pg_total_relation_size(t.oid), 0) END AS toast_bytes,
+        -- Heap with its free space and visibility maps, and TOAST: everything but the indexes.
+        CASE WHEN NOT lk.locked THEN pg_catalog.pg_table_size(c.oid) END AS table_bytes,
+        s.n_live_tup AS live_tuples,
+        s.n_dead_tup AS dead_tuples,
+        s.n_dead_tup::float8 / NULLIF(s.n_live_tup + s.n_dead_tup, 0) AS dead_ratio,
+        s.seq_scan AS seq_scans,
+        s.seq_tup_read AS seq_tuples_read,
+        coalesce(s.idx_scan, 0) AS idx_scans,
+        coalesce(s.idx_tup_fetch, 0) AS idx_tuples_fetched,
+        s.n_mod_since_analyze AS mods_since_analyze,
+        s.last_vacuum,
+        s.last_autovacuum,
+        s.last_analyze,
+        s.last_autoanalyze,
+        extract(EPOCH FROM now() - s.last_vacuum)::float8 AS last_vacuum_age_s,
+        extract(EPOCH FROM now() - s.last_autovacuum)::float8 AS last_autovacuum_age_s,
+        extract(EPOCH FROM now() - s.last_analyze)::float8 AS last_analyze_age_s,
+        extract(EPOCH FROM now() - s.last_autoanalyze)::float8 AS last_autoanalyze_age_s,
+        -- Partitioned parents hold no rows and no frozen xid; the age of the TOAST table counts too,
+        -- because anti-wraparound vacuum is triggered by the older of the two.
+        CASE WHEN c.relkind <> 'p' THEN
+            greatest(pg_catalog.age(c.relfrozenxid), pg_catalog.age(t.relfrozenxid))
+        END AS xid_age,
+        CASE WHEN c.relkind <> 'p' THEN
+            greatest(pg_catalog.mxid_age(c.relminmxid), pg_catalog.mxid_age(t.relminmxid))
+        END AS mxid_age,
+        -- Whether autovacuum may visit the table: its own reloption, else the server setting.
+        coalesce(
+            (SELECT o.option_value::bool
+             FROM pg_catalog.pg_options_to_table(c.reloptions) AS o
+             WHERE o.option_name = 'autovacuum_enabled'),
+            pg_catalog.current_setting('autovacuum')::bool
+        ) AS autovacuum_enabled
+    FROM pg_catalog.pg_stat_user_tables AS s
+    JOIN pg_catalog.pg_class AS c ON c.oid = s.relid
+    LEFT JOIN pg_catalog.pg_class AS t ON t.oid = NULLIF(c.reltoastrelid, 0)
+    CROSS JOIN LATERAL (
+        SELECT c.oid = ANY (%(locked)s::oid[])
+            OR coalesce(t.oid = ANY (%(locked)s::oid[]), false)
+            OR EXISTS (
+                SELECT 1 FROM pg_catalog.pg_index AS i
+                WHERE i.indrelid = c.oid AND i.indexrelid = ANY (%(locked)s::oid[])
+            ) AS locked
+    ) AS lk
+    WHERE (%(schemas)s::text[] IS NULL OR s.schemaname = ANY (%(schemas)s::text[]))
+      AND (%(table)s::text IS NULL OR s.relname = %(table)s::text)
+    OFFSET 0
+) AS measured
+ORDER BY total_bytes DESC NULLS LAST, schema, "table"

@@ -1,0 +1,329 @@
+"""Per-endpoint and aggregate metrics from one headless Locust run's output files.
+
+This module only reads files: it never imports locust, which monkey-patches the process with gevent
+and deadlocks after `dag.test()` (see the notes on Airflow 3). Locust runs as a CLI subprocess:
+
+    locust --headless -u N -r R -t 60s --csv PREFIX --csv-full-history --json-file NAME --html FILE
+
+Which file answers which question, and why:
+- Totals and percentiles come from `NAME.json`. Its per-endpoint counts are exact and it carries each
+  endpoint's raw `response_times` histogram. The CSV files are snapshots written once a second and
+  can miss the last second, so their totals run short. The JSON has no aggregate row: the aggregate
+  merges the endpoints' histograms.
+- Throughput comes from `PREFIX_stats_history.csv` over the steady-state window only. The
+  `Requests/s` column of `PREFIX_stats.csv` is averaged over the whole run, ramp-up included.
+- The HTML report is only checked for presence. SIGTERM ends locust with exit code 0 and writes no
+  HTML report, so a killed run otherwise looks like a success.
+- The CPU warning comes from the captured log text.
+
+Percentile precision: Locust rounds every response time into a bucket before counting it (1 ms
+steps below 100 ms, 10 ms steps from 100 to 999 ms, 100 ms steps up to 9,999 ms, then 1 s steps;
+half-way values go to the even neighbour). A percentile is therefore a bucket value: a true p95 of
+196 ms reports as 200 ms, so a "p95 < 200 ms" target fails from about 195 ms. Min, max and average
+are exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PERCENTILE_ROUNDING = (
+    "Percentiles are Locust bucket values: 1 ms steps below 100 ms, 10 ms steps from 100 to 999 ms, "
+    "100 ms steps up to 9,999 ms; a true p95 of 196 ms reports as 200 ms. Min, max and mean are exact."
+)
+AGGREGATE_NAME = "Aggregated"
+# The warnings locust logs when a generator's CPU passes 90%: the local runner's, and the master's
+# about its workers (once in total, and once per worker).
+CPU_WARNING_PATTERN = re.compile(
+    r"CPU usage above \d+%|CPU usage threshold was exceeded|exceeded cpu threshold", re.IGNORECASE
+)
+HISTORY_SUFFIX = "_stats_history.csv"
+
+
+@dataclass(frozen=True)
+class EndpointMetrics:
+    """One endpoint (method + name as the locustfile named the request), or the aggregate.
+
+    Counts, percentiles, min, max and mean cover the whole run (the JSON histogram cannot be
+    windowed); `steady_rps` covers the steady-state window only.
+    """
+
+    method: str
+    name: str
+    requests: int
+    failures: int
+    error_rate_percent: float | None
+    avg_ms: float | None
+    min_ms: float | None
+    p50_ms: int | None
+    p90_ms: int | None
+    p95_ms: int | None
+    p99_ms: int | None
+    max_ms: float | None
+    steady_rps: float | None
+
+
+@dataclass(frozen=True)
+class SteadyWindow:
+    """The history rows at the peak user count: from the first row at the plateau to the last."""
+
+    start: datetime
+    end: datetime
+    duration_s: float
+    users: int
+    requests: int
+    rps: float
+
+
+@dataclass(frozen=True)
+class LocustRun:
+    endpoints: tuple[EndpointMetrics, ...]
+    aggregate: EndpointMetrics
+    window: SteadyWindow | None  # None when the plateau lasted less than two history rows
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_s: float | None
+    peak_users: int
+    html_report_present: bool
+    cpu_warning: bool
+    percentile_rounding: str = PERCENTILE_ROUNDING
+
+
+@dataclass(frozen=True)
+class RunValidity:
+    valid: bool
+    reasons: tuple[str, ...]
+
+
+def percentile(histogram: Mapping[int, int], percent: float) -> int | None:
+    """The response time `percent` (0–1) of the requests finished within, computed as Locust does
+    (`locust.stats.calculate_response_time_percentile`), so figures match its own reports."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    within = int(total * percent)
+    processed = 0
+    # Walk down from the slowest bucket until no more than `within` requests remain below it.
+    for response_time in sorted(histogram, reverse=True):
+        processed += histogram[response_time]
+        if total - processed <= within:
+            break
+    return response_time
+
+
+def merge_histograms(histograms: Iterable[Mapping[int, int]]) -> dict[int, int]:
+    merged: Counter[int] = Counter()
+    for histogram in histograms:
+        merged.update(histogram)
+    return dict(merged)
+
+
+def cpu_warning_raised(log_text: str) -> bool:
+    return CPU_WARNING_PATTERN.search(log_text) is not None
+
+
+def parse_run(
+    *,
+    csv_prefix: Path | str,
+    json_path: Path | str,
+    html_path: Path | str | None = None,
+    log_text: str = "",
+) -> LocustRun:
+    """Parse one run: `csv_prefix` as given to `--csv`, `json_path` the file `--json-file` wrote
+    (locust appends `.json`), `html_path` as given to `--html`, `log_text` locust's captured output."""
+    entries = json.loads(Path(json_path).read_text())
+    history = _read_history(Path(f"{csv_prefix}{HISTORY_SUFFIX}"))
+    window = _steady_window(history)
+    steady = _steady_rps(history, window)
+    keyed = sorted(((_endpoint(entry), entry) for entry in entries), key=lambda pair: pair[0][::-1])
+    endpoints = tuple(
+        _metrics(method, name, [entry], steady.get((method, name))) for (method, name), entry in keyed
+    )
+    aggregate = _metrics("", AGGREGATE_NAME, entries, window.rps if window else None)
+    started, ended = _run_span(entries, history)
+    html = Path(html_path) if html_path else None
+    return LocustRun(
+        endpoints=endpoints,
+        aggregate=aggregate,
+        window=window,
+        started_at=started,
+        ended_at=ended,
+        duration_s=(ended - started).total_seconds() if started and ended else None,
+        peak_users=max((row.users for row in history if row.is_aggregate), default=0),
+        html_report_present=html is not None and html.is_file() and html.stat().st_size > 0,
+        cpu_warning=cpu_warning_raised(log_text),
+    )
+
+
+def validate_run(
+    run: LocustRun,
+    *,
+    planned_duration_s: float,
+    duration_tolerance_s: float = 5.0,
+    cpu_samples: Sequence[float] = (),
+    cpu_saturation_percent: float = 90.0,
+    max_saturated_fraction: float = 0.25,
+) -> RunValidity:
+    """Whether the run's measurements can be trusted, with every reason they cannot.
+
+    - No HTML report: locust was killed (SIGTERM) or crashed before writing it.
+    - Shorter than planned minus `duration_tolerance_s`: the run was cut short. The tolerance
+      absorbs locust ending even a complete run early, by about its own start-up time (measured
+      here with `-t 8s`: 7.0 s of requests on an idle 2-vCPU machine, 4.9 s on a busy one).
+    - The CPU warning in the log, or more than `max_saturated_fraction` of the supplied CPU samples
+      of the generator above `cpu_saturation_percent`: a saturated generator measures itself.
+      Locust's own check samples every 10 s and never fires in runs shorter than about 20 s, which
+      is why samples taken by the caller (e.g. psutil on locust's process group) are accepted.
+    - No requests at all.
+    """
+    reasons: list[str] = []
+    if not run.html_report_present:
+        reasons.append("the HTML report is missing: locust was stopped (SIGTERM) or crashed")
+    if run.duration_s is None or run.duration_s < planned_duration_s - duration_tolerance_s:
+        ran = "an unknown time" if run.duration_s is None else f"{run.duration_s:.1f} s"
+        reasons.append(f"the run lasted {ran} of the planned {planned_duration_s:g} s")
+    if run.cpu_warning:
+        reasons.append("locust logged its CPU warning: the load generator was above 90% CPU")
+    if cpu_samples:
+        saturated = sum(1 for sample in cpu_samples if sample > cpu_saturation_percent) / len(cpu_samples)
+        if saturated > max_saturated_fraction:
+            reasons.append(
+                f"the load generator's CPU was above {cpu_saturation_percent:g}% in "
+                f"{saturated:.0%} of {len(cpu_samples)} samples"
+            )
+    if run.aggregate.requests == 0:
+        reasons.append("no requests were recorded")
+    return RunValidity(valid=not reasons, reasons=tuple(reasons))
+
+
+@dataclass(frozen=True)
+class _HistoryRow:
+    timestamp: int
+    users: int
+    method: str
+    name: str
+    total_requests: int
+
+    @property
+    def is_aggregate(self) -> bool:
+        return self.name == AGGREGATE_NAME and not self.method
+
+
+def _read_history(path: Path) -> list[_HistoryRow]:
+    with path.open(newline="") as handle:
+        return [
+            _HistoryRow(
+                timestamp=int(row["Timestamp"]),
+                users=int(row["User Count"]),
+                method=row["Type"],
+                name=row["Name"],
+                total_requests=int(row["Total Request Count"]),
+            )
+            for row in csv.DictReader(handle)
+        ]
+
+
+def _steady_window(history: Sequence[_HistoryRow]) -> SteadyWindow | None:
+    """Rows after the user count reached its peak, while it stays there: ramp-up (and any ramp-down)
+    is excluded. Throughput is the growth of the cumulative request count across the window."""
+    aggregate = [row for row in history if row.is_aggregate]
+    peak = max((row.users for row in aggregate), default=0)
+    if peak == 0:
+        return None
+    first = next(index for index, row in enumerate(aggregate) if row.users == peak)
+    last = first
+    while last + 1 < len(aggregate) and aggregate[last + 1].users == peak:
+        last += 1
+    start, end = aggregate[first], aggregate[last]
+    seconds = end.timestamp - start.timestamp
+    if seconds <= 0:
+        return None
+    requests = end.total_requests - start.total_requests
+    return SteadyWindow(
+        start=_utc(start.timestamp),
+        end=_utc(end.timestamp),
+        duration_s=float(seconds),
+        users=peak,
+        requests=requests,
+        rps=requests / seconds,
+    )
+
+
+def _steady_rps(history: Sequence[_HistoryRow], window: SteadyWindow | None) -> dict[tuple[str, str], float]:
+    """Per-endpoint throughput over the window, from the rows `--csv-full-history` adds."""
+    if window is None:
+        return {}
+    start, end = int(window.start.timestamp()), int(window.end.timestamp())
+    at_start: dict[tuple[str, str], int] = {}
+    at_end: dict[tuple[str, str], int] = {}
+    for row in history:
+        if row.is_aggregate:
+            continue
+        key = (row.method, row.name)
+        if row.timestamp == start:
+            at_start[key] = row.total_requests
+        elif row.timestamp == end:
+            at_end[key] = row.total_requests
+    # An endpoint first requested inside the window has no row at its start: it had 0 requests then.
+    return {key: (count - at_start.get(key, 0)) / window.duration_s for key, count in at_end.items()}
+
+
+def _endpoint(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """(method, name), as the history CSV's Type and Name columns spell them."""
+    return str(entry.get("method") or ""), str(entry["name"])
+
+
+def _metrics(
+    method: str, name: str, entries: Sequence[Mapping[str, Any]], steady_rps: float | None
+) -> EndpointMetrics:
+    requests = sum(int(entry["num_requests"]) for entry in entries)
+    failures = sum(int(entry["num_failures"]) for entry in entries)
+    # Requests without a response time (Locust's "none requests") count in totals, not in timings.
+    timed = requests - sum(int(entry.get("num_none_requests", 0)) for entry in entries)
+    histogram = merge_histograms(
+        {int(bucket): int(count) for bucket, count in entry["response_times"].items()} for entry in entries
+    )
+    minimums = [entry["min_response_time"] for entry in entries if entry.get("min_response_time") is not None]
+    return EndpointMetrics(
+        method=method,
+        name=name,
+        requests=requests,
+        failures=failures,
+        error_rate_percent=100.0 * failures / requests if requests else None,
+        avg_ms=sum(float(entry["total_response_time"]) for entry in entries) / timed if timed else None,
+        min_ms=float(min(minimums)) if minimums else None,
+        p50_ms=percentile(histogram, 0.50),
+        p90_ms=percentile(histogram, 0.90),
+        p95_ms=percentile(histogram, 0.95),
+        p99_ms=percentile(histogram, 0.99),
+        max_ms=float(max(entry["max_response_time"] for entry in entries)) if timed else None,
+        steady_rps=steady_rps,
+    )
+
+
+def _run_span(
+    entries: Sequence[Mapping[str, Any]], history: Sequence[_HistoryRow]
+) -> tuple[datetime | None, datetime | None]:
+    """From the stats start to the last request, from the JSON (fractional seconds, nothing missed);
+    the history's whole seconds only when no request was made."""
+    starts = [float(entry["start_time"]) for entry in entries if entry.get("start_time")]
+    lasts = [
+        float(entry["last_request_timestamp"]) for entry in entries if entry.get("last_request_timestamp")
+    ]
+    if starts and lasts:
+        return _utc(min(starts)), _utc(max(lasts))
+    if history:
+        return _utc(history[0].timestamp), _utc(history[-1].timestamp)
+    return None, None
+
+
+def _utc(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
