@@ -98,6 +98,9 @@ class Maintenance(_Section):
     window_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 120
     lock_timeout_ms: Annotated[int, Field(ge=10, le=600_000)] = 2000
     truncate: bool = False
+    # Tables whose age(relfrozenxid) reaches this are planned whatever their dead tuples (vacuumdb's
+    # --min-xid-age): freezing them in the window beats an anti-wraparound autovacuum at peak time.
+    min_xid_age: Annotated[int, Field(ge=0, le=2_000_000_000)] = 100_000_000
 
 
 class LoadProfile(_Section):
@@ -109,6 +112,19 @@ class LoadProfile(_Section):
     targets: Targets | None = None
 
 
+class Regression(_Section):
+    """Verdict 2, a run against its profile's history (see `tutormax_ops.regression`)."""
+
+    window_runs: Annotated[int, Field(ge=5, le=1000)] = 50
+    robust_runs: Annotated[int, Field(ge=3, le=1000)] = 20
+    min_history: Annotated[int, Field(ge=2)] = 3
+    robust_z: Annotated[float, Field(gt=0)] = 4.0
+    p_value: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    permutations: Annotated[int, Field(ge=19, le=10_000)] = 199
+    min_relative_change: Annotated[float, Field(ge=0)] = 0.10
+    confirm_runs: Annotated[int, Field(ge=1)] = 3
+
+
 class LoadTest(_Section):
     schedule: Cron = "0 2 * * *"
     host_allowlist: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
@@ -117,6 +133,18 @@ class LoadTest(_Section):
     profiles: dict[str, LoadProfile] = Field(
         default_factory=lambda: {"smoke": LoadProfile(users=20, spawn_rate=10, run_time_s=60)}
     )
+    think_time_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (0.5, 1.5)
+    stop_timeout_s: Annotated[int, Field(ge=0, le=600)] = 5
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.25
+    kill_grace_s: Annotated[float, Field(gt=0, le=600)] = 15
+    start_slack_s: Annotated[float, Field(ge=0)] = 60
+    run_task_timeout_s: Annotated[int, Field(ge=10)] = 7200
+    cpu_saturation_percent: Percent = 90
+    max_saturated_fraction: Annotated[float, Field(ge=0, le=1)] = 0.25
+    min_endpoint_requests: Annotated[int, Field(ge=1)] = 20
+    master_bind_host: str = "127.0.0.1"
+    remote_workers: Annotated[int, Field(ge=0)] = 0
+    regression: Regression = Regression()
 
     @model_validator(mode="after")
     def _profiles_are_consistent(self) -> LoadTest:
@@ -153,8 +181,9 @@ class Settings(_Section):
             raise SettingsError(f"loadtest.profiles: no profile named {name!r}") from None
 
     def targets_for(self, profile: str) -> Targets:
-        """A profile's own targets when it sets them, else the global ones."""
-        return self.profile(profile).targets or self.targets
+        """The global targets, with the fields a profile sets itself in their place."""
+        own = self.profile(profile).targets
+        return self.targets.model_copy(update=own.model_dump(exclude_unset=True)) if own else self.targets
 
 
 def _yaml_values(config_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,219 @@
+"""The maintenance DAG's vacuum step against `vacuumdb --analyze --jobs=N`, on two identical databases.
+
+Each database holds `--tables` tables of `--rows` rows (with a primary key, autovacuum off) of which
+30% are deleted before every round. One database is vacuumed by `tutormax_ops.maintenance.execute_plan`,
+the very function the DAG's `vacuum` task calls (through an Airflow connection taken from the
+environment, the advisory lock included), the other by vacuumdb limited to the same schema. The
+order alternates between rounds; the dead tuples are rebuilt in both databases between rounds. The
+figures are medians over the rounds: on a shared 2-core machine one round can be off by 30%.
+Target (issue 4): ours / vacuumdb <= 1.2.
+
+    .venv/bin/python bench/vacuum.py [--tables 500] [--rows 20000] [--jobs 2] [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+import psycopg  # noqa: E402
+
+from tutormax_ops import devstack  # noqa: E402
+from tutormax_ops.config import Maintenance, load_settings  # noqa: E402
+from tutormax_ops.db import connect  # noqa: E402
+from tutormax_ops.maintenance import build_plan, execute_plan, request_from_params, take_snapshot  # noqa: E402
+
+DATA_DIR = ROOT / ".tutormax" / "bench" / "vacuum"
+SCHEMA = "bench"
+CONN_ID = "bench_vacuum"
+DELETED_RESIDUES = 3  # of 10: 30% of the rows are dead before each round
+
+BUILD = """
+DO $$
+BEGIN
+    FOR i IN 1..{tables} LOOP
+        EXECUTE format(
+            'CREATE TABLE bench.t%s (id int PRIMARY KEY, payload text NOT NULL) WITH (autovacuum_enabled = false)',
+            i);
+        EXECUTE format(
+            'INSERT INTO bench.t%s SELECT g, md5(g::text) || repeat(''x'', 68) FROM generate_series(1, {rows}) AS g',
+            i);
+    END LOOP;
+END $$
+"""
+
+# Put back the rows deleted last round (filling the space VACUUM freed) and delete the next 30%.
+REBUILD_DEAD = """
+DO $$
+BEGIN
+    FOR i IN 1..{tables} LOOP
+        EXECUTE format(
+            'INSERT INTO bench.t%s SELECT g, md5(g::text) || repeat(''x'', 68) FROM generate_series(1, {rows}) AS g
+             WHERE g %% 10 = ANY (%L::int[])', i, '{restore}');
+        EXECUTE format('DELETE FROM bench.t%s WHERE id %% 10 = ANY (%L::int[])', i, '{delete}');
+    END LOOP;
+END $$
+"""
+
+
+def residues(round_number: int) -> list[int]:
+    return [(DELETED_RESIDUES * round_number + k) % 10 for k in range(DELETED_RESIDUES)]
+
+
+def as_array(values: list[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def run_sql(url: str, statement: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def in_parallel(*jobs: tuple) -> None:
+    """Build both databases at once (one backend each) and wait; any failure is raised here."""
+    errors: list[BaseException] = []
+
+    def guarded(function, *args) -> None:
+        try:
+            function(*args)
+        except BaseException as error:  # re-raised in the main thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def build(urls: list[str], tables: int, rows: int) -> None:
+    for url in urls:
+        run_sql(url, f"CREATE SCHEMA {SCHEMA}")
+    statement = BUILD.format(tables=tables, rows=rows)
+    in_parallel(*[(run_sql, url, statement) for url in urls])
+    make_dead(urls, tables, rows, round_number=0)
+
+
+def make_dead(urls: list[str], tables: int, rows: int, *, round_number: int) -> None:
+    restore = residues(round_number - 1) if round_number else []
+    statement = REBUILD_DEAD.format(
+        tables=tables, rows=rows, restore=as_array(restore), delete=as_array(residues(round_number))
+    )
+    in_parallel(*[(run_sql, url, statement) for url in urls])
+    for url in urls:
+        run_sql(url, "CHECKPOINT")  # so that neither timed run pays for the other's dirty pages
+
+
+def time_ours(url: str, jobs: int) -> tuple[float, str]:
+    settings = load_settings()
+    request = request_from_params(
+        {"schemas": [SCHEMA], "min_dead_tuple_ratio": 0, "parallel_jobs": jobs, "window_minutes": 1440},
+        Maintenance(),
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        plan = build_plan(conn, request, take_snapshot(conn, request.schemas, "before"))
+    started = time.perf_counter()
+    result = execute_plan(
+        CONN_ID,
+        plan,
+        lock_key=settings.coordination.advisory_lock_key,
+        lock_wait_s=0,
+    )
+    elapsed = time.perf_counter() - started
+    if result.status != "completed" or len(result.outcomes) != len(plan.tables):
+        raise RuntimeError(f"our vacuum step did not complete: {result.detail}")
+    return elapsed, f"{len(result.outcomes)} tables, {result.database_stats}"
+
+
+def time_vacuumdb(port: int, database: str, jobs: int) -> tuple[float, str]:
+    argv = [
+        str(devstack.postgres_bin_dir() / "vacuumdb"),
+        "--analyze",
+        f"--jobs={jobs}",
+        f"--schema={SCHEMA}",  # the same tables as ours, not the system catalogs too
+        "-h",
+        devstack.LOOPBACK,
+        "-p",
+        str(port),
+        "-U",
+        "postgres",
+        "-d",
+        database,
+    ]
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    return time.perf_counter() - started, " ".join(argv[1:4])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tables", type=int, default=500)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
+    port = devstack.free_port()
+    server = devstack.start_postgres(DATA_DIR, port, log_dir=DATA_DIR / "logs")
+    try:
+        admin = f"postgresql://postgres@{devstack.LOOPBACK}:{port}/postgres"
+        urls = {name: devstack.create_database(admin, f"bench_{name}") for name in ("ours", "vacuumdb")}
+        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(devstack.postgres_connection(urls["ours"]))
+        started = time.perf_counter()
+        build(list(urls.values()), args.tables, args.rows)
+        print(
+            f"built 2 databases × {args.tables} tables × {args.rows:,} rows in {time.perf_counter() - started:.0f} s"
+        )
+        # Warm-up: an Airflow worker has imported the hook long before its vacuum task starts.
+        connect(CONN_ID, statement_timeout_ms=1000, lock_timeout_ms=1000).close()
+        ours: list[float] = []
+        theirs: list[float] = []
+        for round_number in range(1, args.rounds + 1):
+            make_dead(list(urls.values()), args.tables, args.rows, round_number=round_number)
+            runners = [
+                ("ours", lambda: time_ours(urls["ours"], args.jobs), ours),
+                ("vacuumdb", lambda: time_vacuumdb(port, "bench_vacuumdb", args.jobs), theirs),
+            ]
+            for name, runner, times in runners if round_number % 2 else reversed(runners):
+                elapsed, detail = runner()
+                times.append(elapsed)
+                print(f"round {round_number}: {name:<8} {elapsed:6.2f} s  ({detail})")
+        ours_s, vacuumdb_s = statistics.median(ours), statistics.median(theirs)
+        print(
+            f"median over {args.rounds} rounds: ours {ours_s:.2f} s, vacuumdb {vacuumdb_s:.2f} s, "
+            f"ratio {ours_s / vacuumdb_s:.3f} (target <= 1.2)"
+        )
+        print(
+            json.dumps(
+                {
+                    "ours_s": round(ours_s, 3),
+                    "vacuumdb_s": round(vacuumdb_s, 3),
+                    "ratio_vs_vacuumdb": round(ours_s / vacuumdb_s, 3),
+                    "tables": args.tables,
+                    "jobs": args.jobs,
+                }
+            )
+        )
+    finally:
+        server.stop()
+        shutil.rmtree(DATA_DIR / "pgdata", ignore_errors=True)  # two copies of the data: gigabytes
+
+
+if __name__ == "__main__":
+    main()

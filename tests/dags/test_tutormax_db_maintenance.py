@@ -1,0 +1,260 @@
+"""End to end: the maintenance DAG with dag.test() on real PostgreSQL, with the SMTP sink."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conftest import read_emails, task_states
+from test_maintenance import WEIRD, dead_tuples, make_table
+from tutormax_ops.config import load_settings
+from tutormax_ops.maintenance import TableRef
+from tutormax_ops.paths import PROJECT_ROOT
+from tutormax_ops.storage import path_segment
+
+DAG_ID = "tutormax_db_maintenance"
+BLOATED = TableRef("public", "bloated")
+LOCKED = TableRef("public", "locked")
+ALL_SUCCESS = {
+    task: ["success"]
+    for task in ("snapshot_before", "plan", "vacuum", "snapshot_after", "report", "store", "notify")
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    db_url: str
+    results_url: str
+    artifacts: Path
+
+    def report(self, dag_run) -> dict:
+        return json.loads(self.folder(dag_run).joinpath("report.json").read_text())
+
+    def folder(self, dag_run) -> Path:
+        return self.artifacts / DAG_ID / path_segment(dag_run.run_id)
+
+    def results(self, query: str, run_id: str) -> list[tuple]:
+        with psycopg.connect(self.results_url) as conn:
+            return conn.execute(query, (run_id,)).fetchall()
+
+
+def new_target(fresh_database, artifacts: Path) -> Target:
+    """A new service database with one bloated table, and a new results database."""
+    target = Target(fresh_database("maintenance_dag"), fresh_database("maintenance_results"), artifacts)
+    make_table(target.db_url, BLOATED, rows=20_000, deleted_percent=50)
+    return target
+
+
+def point_at(patch: pytest.MonkeyPatch, stack, target: Target) -> Target:
+    """AIRFLOW_CONN_* (tutormax_db, tutormax_results, smtp_default) and the artifacts folder for `target`."""
+    endpoints = replace(stack.endpoints, db_url=target.db_url, results_url=target.results_url)
+    for name, value in endpoints.airflow_env().items():
+        patch.setenv(name, value)
+    patch.setenv("TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE", target.artifacts.as_uri())
+    return target
+
+
+def rerun(dag_run, conf: dict):
+    """dag.test() again for the same logical date: the same run_id, run once more (what Clear does)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{DAG_ID}.py")).get_dag(DAG_ID)
+    return dag.test(logical_date=dag_run.logical_date, run_after=dag_run.run_after, run_conf=conf)
+
+
+@dataclass(frozen=True)
+class FullRun:
+    target: Target
+    dag_run: object
+    report: dict
+    emails: list
+
+
+@pytest.fixture(scope="module")
+def full_run(stack, fresh_database, run_dag, maildir, tmp_path_factory) -> Iterator[FullRun]:
+    """One run over a bloated table, a weirdly named one, a clean one, and one another session locks."""
+    with pytest.MonkeyPatch.context() as patch:
+        target = point_at(patch, stack, new_target(fresh_database, tmp_path_factory.mktemp("artifacts")))
+        make_table(target.db_url, WEIRD, rows=4000, deleted_percent=40)
+        make_table(target.db_url, TableRef("public", "clean"), rows=1000, deleted_percent=0)
+        make_table(target.db_url, LOCKED, rows=4000, deleted_percent=50)
+        sent_before = len(read_emails(maildir))
+        conf = {"schemas": ["public", "Mixed Case"], "parallel_jobs": 2}
+        with psycopg.connect(target.db_url, application_name="long ALTER") as holder:
+            holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(LOCKED.identifier))
+            dag_run = run_dag(DAG_ID, run_conf=conf)
+            holder.rollback()
+        yield FullRun(target, dag_run, target.report(dag_run), read_emails(maildir)[sent_before:])
+
+
+def rows_by_name(report: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in report["tables"]}
+
+
+def test_known_bloat_falls_and_the_report_shows_before_and_after(full_run: FullRun) -> None:
+    assert str(full_run.dag_run.state) == "success"
+    assert task_states(full_run.dag_run) == ALL_SUCCESS
+    row = rows_by_name(full_run.report)["public.bloated"]
+    assert row["outcome"] == "done"
+    assert row["dead_tuples_before"] >= 9000 and row["dead_tuples_after"] == 0
+    assert row["last_vacuum_before"] is None and row["last_vacuum_after"] is not None
+    assert dead_tuples(full_run.target.db_url, BLOATED) == 0
+    assert rows_by_name(full_run.report)["public.clean"]["planned"] is False
+    assert full_run.report["totals"]["dead_tuples_removed"] >= 9000 + 1500
+    assert full_run.report["totals"]["reusable_bytes"] > 1_000_000  # half of a 2.6 MB heap
+    assert full_run.report["database_stats"] == "updated once by VACUUM (ONLY_DATABASE_STATS)"
+    html = full_run.target.folder(full_run.dag_run).joinpath("report.html").read_text()
+    assert "public.bloated" in html and "→ 0" in html
+    assert sorted(p.name for p in full_run.target.folder(full_run.dag_run).iterdir()) == [
+        "bloat.png",
+        "dead_tuples.png",
+        "recommendations.csv",
+        "report.html",
+        "report.json",
+        "tables.csv",
+    ]
+
+
+def test_a_table_named_mixed_case_with_quotes_is_vacuumed(full_run: FullRun) -> None:
+    row = rows_by_name(full_run.report)['"Mixed Case"."we""ird name"']
+    assert (row["outcome"], row["dead_tuples_after"]) == ("done", 0)
+    assert dead_tuples(full_run.target.db_url, WEIRD) == 0
+
+
+def test_a_locked_table_is_skipped_not_waited_on(full_run: FullRun) -> None:
+    row = rows_by_name(full_run.report)["public.locked"]
+    assert row["outcome"] == "skipped_locked"
+    assert "lock not available" in row["detail"]
+    assert row["duration_s"] < 1
+    assert dead_tuples(full_run.target.db_url, LOCKED) >= 1500
+
+
+def test_the_email_lands_after_the_store_with_the_report_attached(full_run: FullRun) -> None:
+    (message,) = [m for m in full_run.emails if DAG_ID in m["subject"]]
+    assert "partial" in message["subject"]  # the locked table was not done
+    attachments = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
+    assert sorted(attachments) == ["bloat.png", "dead_tuples.png", "report.html", "tables.csv"]
+    stored = full_run.target.folder(full_run.dag_run)
+    assert attachments["report.html"] == stored.joinpath("report.html").read_bytes()
+    body = message.get_body(("html",)).get_content()
+    assert "Key tables" in body and "public.bloated" in body and 'src="cid:bloat.png"' in body
+    instances = {ti.task_id: ti for ti in full_run.dag_run.get_task_instances()}
+    assert instances["notify"].start_date >= instances["store"].end_date
+
+
+def test_history_is_upserted_and_a_rerun_does_not_duplicate(full_run: FullRun, stack) -> None:
+    target, run_id = full_run.target, full_run.dag_run.run_id
+    metrics = "SELECT phase, count(*) FROM tutormax_ops.table_metrics WHERE run_id = %s GROUP BY 1 ORDER BY 1"
+    runs = "SELECT status FROM tutormax_ops.runs WHERE run_id = %s"
+    assert target.results(metrics, run_id) == [("after", 4), ("before", 4)]
+    assert target.results(runs, run_id) == [("partial",)]
+    with pytest.MonkeyPatch.context() as patch:
+        point_at(patch, stack, target)
+        again = rerun(full_run.dag_run, {"schemas": ["public", "Mixed Case"]})
+    assert again.run_id == run_id
+    assert target.results(metrics, run_id) == [("after", 4), ("before", 4)]
+    assert target.results(runs, run_id) == [("completed",)]  # nothing is locked any more
+    assert target.results("SELECT count(*) FROM tutormax_ops.runs WHERE run_id <> %s", run_id) == [(0,)]
+
+
+def test_a_window_of_zero_defers_everything(stack, fresh_database, run_dag, monkeypatch, tmp_path) -> None:
+    target = point_at(monkeypatch, stack, new_target(fresh_database, tmp_path))
+    dag_run = run_dag(DAG_ID, run_conf={"window_minutes": 0, "notify": "never"})
+    assert task_states(dag_run) == {**ALL_SUCCESS, "notify": ["skipped"]}
+    report = target.report(dag_run)
+    assert report["status"] == "partial"
+    assert [row["outcome"] for row in report["tables"] if row["planned"]] == ["deferred"]
+    assert dead_tuples(target.db_url, BLOATED) >= 9000
+
+
+def test_a_held_migration_lock_makes_maintenance_wait_then_skip(
+    stack, fresh_database, run_dag, maildir, monkeypatch, tmp_path
+) -> None:
+    target = point_at(monkeypatch, stack, new_target(fresh_database, tmp_path))
+    monkeypatch.setenv("TUTORMAX_OPS__COORDINATION__LOCK_WAIT_SECONDS", "2")
+    key = load_settings().coordination.advisory_lock_key
+    sent_before = len(read_emails(maildir))
+    with psycopg.connect(target.db_url, autocommit=True, application_name="migration") as migration:
+        migration.execute("SELECT pg_advisory_lock(%s)", (key,))
+        started = time.monotonic()
+        dag_run = run_dag(DAG_ID)
+        assert time.monotonic() - started >= 2
+    assert task_states(dag_run) == ALL_SUCCESS
+    report = target.report(dag_run)
+    assert report["status"] == "skipped"
+    assert f"advisory lock {key} is held by pid" in report["status_detail"]
+    assert "(migration," in report["status_detail"]
+    assert dead_tuples(target.db_url, BLOATED) >= 9000
+    subjects = [m["subject"] for m in read_emails(maildir)[sent_before:]]
+    assert any(DAG_ID in subject and "skipped" in subject for subject in subjects), subjects
+
+
+def test_dry_run_changes_nothing(stack, fresh_database, run_dag, monkeypatch, tmp_path) -> None:
+    target = point_at(monkeypatch, stack, new_target(fresh_database, tmp_path))
+    maintained = "SELECT n_dead_tup, vacuum_count, analyze_count, last_analyze FROM pg_stat_user_tables"
+    with psycopg.connect(target.db_url) as conn:
+        before = conn.execute(maintained).fetchall()
+    dag_run = run_dag(DAG_ID, run_conf={"dry_run": True, "notify": "on_findings"})
+    assert task_states(dag_run) == {**ALL_SUCCESS, "notify": ["skipped"]}
+    report = target.report(dag_run)
+    assert report["status"] == "dry_run"
+    assert [(row["name"], row["outcome"]) for row in report["tables"]] == [("public.bloated", "planned")]
+    with psycopg.connect(target.db_url) as conn:
+        assert conn.execute(maintained).fetchall() == before
+    assert before[0][:3] == (10_000, 0, 1)
+    phases = "SELECT DISTINCT phase FROM tutormax_ops.table_metrics WHERE run_id = %s"
+    assert target.results(phases, dag_run.run_id) == [("before",)]
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"mode": "full"},
+        {"parallel_jobs": 0},
+        {"parallel_jobs": 33},
+        {"min_dead_tuple_ratio": 1.5},
+        {"window_minutes": -1},
+        {"tables": "public.orders"},
+        {"notify": "sometimes"},
+        {"dry_run": "yes"},
+    ],
+)
+def test_bad_params_are_refused_before_any_task_runs(run_dag, conf: dict) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        run_dag(DAG_ID, run_conf=conf)
+
+
+def test_an_unknown_table_fails_the_plan_naming_the_field(
+    stack, fresh_database, run_dag, maildir, monkeypatch, tmp_path
+) -> None:
+    point_at(monkeypatch, stack, new_target(fresh_database, tmp_path))
+    sent_before = len(read_emails(maildir))
+    dag_run = run_dag(DAG_ID, run_conf={"tables": ["no_such_table"]})
+    assert str(dag_run.state) == "failed"
+    states = task_states(dag_run)
+    assert (states["snapshot_before"], states["plan"], states["vacuum"]) == (
+        ["success"],
+        ["failed"],
+        ["upstream_failed"],
+    )
+    plan = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "plan")
+    assert plan.try_number == 1  # an AirflowFailException: a retry cannot make the table exist
+    bodies = [
+        part.get_content()
+        for message in read_emails(maildir)[sent_before:]
+        for part in message.walk()
+        if part.get_content_type() == "text/html"
+    ]
+    assert any(
+        "tables: no table &#39;no_such_table&#39;" in body or "tables: no table 'no_such_table'" in body
+        for body in bodies
+    ), bodies
