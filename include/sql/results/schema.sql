@@ -79,3 +79,17 @@ CREATE TABLE IF NOT EXISTS {schema}.loadtest_endpoints (
     PRIMARY KEY (dag_id, run_id, endpoint),
     FOREIGN KEY (dag_id, run_id) REFERENCES {schema}.loadtest_runs ON DELETE CASCADE
 );
+
+-- The load-test DAG's verdicts and plan, next to the measured figures (added with tutormax_load_test).
+ALTER TABLE {schema}.loadtest_runs
+    ADD COLUMN IF NOT EXISTS spawn_rate         double precision,
+    ADD COLUMN IF NOT EXISTS planned_duration_s double precision,
+    ADD COLUMN IF NOT EXISTS processes          integer,
+    ADD COLUMN IF NOT EXISTS knee_rps           double precision,
+    ADD COLUMN IF NOT EXISTS knee_users         integer,
+    ADD COLUMN IF NOT EXISTS targets_verdict    text,
+    ADD COLUMN IF NOT EXISTS regression_verdict text,
+    ADD COLUMN IF NOT EXISTS findings           jsonb NOT NULL DEFAULT '[]'::jsonb,
+    ADD COLUMN IF NOT EXISTS artifacts_uri      text;
+CREATE INDEX IF NOT EXISTS loadtest_runs_history
+    ON {schema}.loadtest_runs (dag_id, profile, users, started_at) WHERE valid;

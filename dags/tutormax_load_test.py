@@ -1,0 +1,165 @@
+"""
+# tutormax_load_test
+
+### Purpose
+Runs a headless Locust load test of the TutorMax API with realistic traffic (students browse tutors,
+read reviews, check their history and book sessions; tutors open their dashboard and feedback;
+admins open the overview and analytics), then judges it twice:
+
+1. against the targets (p95 < 200 ms, steady throughput ≥ 200 req/s, errors < 1 %, cache hit rate
+   > 80 %, query p95 < 100 ms), on the aggregate and per endpoint;
+2. against this profile's own history: a median/MAD rule for one bad run and e-divisive means
+   change points for confirmed shifts, per metric and per endpoint.
+
+A guard runs first and refuses, before any request, a host off `loadtest.host_allowlist`, more
+users than `loadtest.max_users`, a target whose `/health` is not ok, and a database whose shared
+advisory lock is held (a migration or maintenance is running). The run holds that lock itself.
+
+### Schedule
+`loadtest.schedule` (02:00 UTC nightly, from `include/config/tutormax.yaml`), and after each
+`tutormax_schema_migrated` Asset event: that run is the `smoke` profile, a post-migration check.
+
+### Params
+- `profile`: one of `loadtest.profiles` (`smoke` 20 users/60 s, `baseline` 300 users at 10/s,
+  `stress` steps up to find the knee, `soak`).
+- `users`, `spawn_rate`, `run_time` (seconds): override the profile; empty keeps its values.
+- `host`: empty means the `tutormax_api` connection; any host must be on the allowlist.
+- `processes`: 0 runs one locust process; N runs `locust --master` and N local workers (remote
+  workers join with `loadtest.remote_workers`, see the README's multi-host layout).
+- `notify`: `always`, `on_problem` (regression, target breach or invalid run) or `never`.
+
+### Outputs
+Under `storage.artifacts_base/tutormax_load_test/<run_id>/`: `report.html`, Locust's `locust.html`,
+its CSVs and JSON, `summary.json`, `server_metrics.json`, `cpu_samples.csv`, `endpoints.csv`,
+`trend.png` and the email. History rows in `tutormax_results`: one per run in `loadtest_runs`, one
+per endpoint in `loadtest_endpoints` (upserted: a rerun replaces them).
+
+### On failure
+A refusal fails `guard` with the reason, and no load is sent. An invalid run (report missing, cut
+short, saturated generator), a target breach or a regression fails `verdict` after the results
+were stored and the email sent. A kill or an execution timeout of `run` stops locust's whole
+process group (SIGINT, then SIGKILL) and records the run as invalid.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+from tutormax_ops.assets import SCHEMA_MIGRATED
+from tutormax_ops.config import load_settings
+from tutormax_ops.dag_policy import START_DATE, default_args
+from tutormax_ops.loadtest import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
+
+# YAML and environment only: the Airflow Variable is read by the tasks, never while parsing.
+LOADTEST = load_settings().loadtest
+
+
+def _profile_override(json_type: str, description: str, **limits: float) -> Param:
+    """A form field that overrides one value of the chosen profile; left empty, the profile's stands."""
+    return Param(
+        None,
+        type=["null", json_type],
+        description_md=f"{description} Empty: the profile's.",
+        section="Load",
+        **limits,
+    )
+
+
+@dag(
+    dag_id="tutormax_load_test",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(LOADTEST.schedule, timezone="UTC"), assets=[SCHEMA_MIGRATED]
+    ),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    tags=["tutormax", "loadtest"],
+    default_args=default_args(),
+    doc_md=__doc__,
+    params={
+        "profile": Param(
+            LOADTEST.default_profile,
+            type="string",
+            enum=sorted(LOADTEST.profiles),
+            description_md="Load profile from `loadtest.profiles`.",
+            section="Load",
+        ),
+        "users": _profile_override(
+            "integer", f"Peak users. The guard refuses more than {LOADTEST.max_users}.", minimum=1
+        ),
+        "spawn_rate": _profile_override("number", "Users started per second.", exclusiveMinimum=0),
+        "run_time": _profile_override(
+            "integer", "Run time in seconds, ramp-up included.", minimum=5, maximum=86_400
+        ),
+        "host": Param(
+            "",
+            type="string",
+            pattern=r"^(https?://[^\s/?#]+/?)?$",
+            description_md="Base URL to load, e.g. `http://127.0.0.1:8000`. Empty: the `tutormax_api` "
+            "connection. Must be on `loadtest.host_allowlist`.",
+            section="Target",
+        ),
+        "processes": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=64,
+            description_md="0: one locust process. N: `locust --master` plus N worker processes.",
+            section="Load",
+        ),
+        "notify": Param(
+            "on_problem",
+            type="string",
+            enum=list(NOTIFY_CHOICES),
+            description_md="Email on `always`, `on_problem` (regression, target breach, invalid run) or `never`.",
+            section="Notify",
+        ),
+    },
+)
+def tutormax_load_test() -> None:
+    @task
+    def plan() -> dict:
+        from airflow.sdk import get_current_context
+
+        from tutormax_ops.loadtest import plan_from_context
+
+        return plan_from_context(get_current_context())
+
+    @task
+    def guard(planned: dict) -> list[str]:
+        from tutormax_ops.loadtest import check_guard
+
+        return check_guard(planned)
+
+    @task
+    def analyze(planned: dict, run: dict) -> dict:
+        from airflow.sdk import get_current_context
+
+        from tutormax_ops.loadtest import analyze_run
+
+        return analyze_run(planned, run, get_current_context())
+
+    @task
+    def notify(result: dict) -> bool:
+        from tutormax_ops.loadtest import notify_run
+
+        return notify_run(result)
+
+    @task(on_failure_callback=notify_failure_unless_verdict)
+    def verdict(result: dict) -> str:
+        from tutormax_ops.loadtest import enforce_verdict
+
+        return enforce_verdict(result)
+
+    planned = plan()
+    run = LoadTestRunOperator(
+        task_id="run", plan=planned, execution_timeout=timedelta(seconds=LOADTEST.run_task_timeout_s)
+    )
+    guard(planned) >> run
+    result = analyze(planned, run.output)
+    notify(result) >> verdict(result)
+
+
+tutormax_load_test()

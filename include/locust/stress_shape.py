@@ -1,0 +1,37 @@
+"""The `stress` profile's load shape: add `step_users` users every `step_seconds`, up to `max_users`,
+then stop. Given to locust next to the traffic locustfile (`-f tutormax_locustfile.py,stress_shape.py`)
+so that other profiles never pick it up; `tutormax_ops.loadtest` sets its environment variables and
+finds the knee in the per-step statistics afterwards.
+
+Each step must outlast Locust's 10 s window of "current" response times, so that the step's last
+rows describe that step alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+from locust import LoadTestShape
+
+STEP_USERS_ENV = "TUTORMAX_STRESS_STEP_USERS"
+STEP_SECONDS_ENV = "TUTORMAX_STRESS_STEP_SECONDS"
+MAX_USERS_ENV = "TUTORMAX_STRESS_MAX_USERS"
+SPAWN_RATE_ENV = "TUTORMAX_STRESS_SPAWN_RATE"
+
+
+class StepLoadShape(LoadTestShape):
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_users = int(os.environ[STEP_USERS_ENV])
+        self.step_seconds = float(os.environ[STEP_SECONDS_ENV])
+        self.max_users = int(os.environ[MAX_USERS_ENV])
+        self.spawn_rate = float(os.environ[SPAWN_RATE_ENV])
+        steps = -(-self.max_users // self.step_users)  # ceiling division: the last step may be partial
+        self.total_seconds = steps * self.step_seconds
+
+    def tick(self) -> tuple[int, float] | None:
+        elapsed = self.get_run_time()
+        if elapsed >= self.total_seconds:
+            return None
+        step = int(elapsed // self.step_seconds) + 1
+        return min(step * self.step_users, self.max_users), self.spawn_rate

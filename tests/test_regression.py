@@ -1,0 +1,146 @@
+"""The history verdict on synthetic series with known answers: steps, single jumps, noise, direction."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from tutormax_ops.config import Regression
+from tutormax_ops.regression import (
+    AGGREGATE,
+    Point,
+    analyze_history,
+    analyze_series,
+    best_split,
+    energy_statistics,
+    latest_change_points,
+)
+
+PARAMS = Regression()
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def points(values) -> list[Point]:
+    return [
+        Point(f"run-{index}", T0 + timedelta(days=index), float(value)) for index, value in enumerate(values)
+    ]
+
+
+def energy_by_definition(values: np.ndarray, min_size: int = 2) -> np.ndarray:
+    """Matteson & James's Q(τ) written out term by term, to check the prefix-sum version against."""
+    n = values.size
+    result = np.full(n, -np.inf)
+    for tau in range(min_size, n - min_size + 1):
+        left, right = values[:tau], values[tau:]
+        between = 2 * np.abs(left[:, None] - right[None, :]).mean()
+        within_left = np.mean([abs(a - b) for a, b in itertools.combinations(left, 2)])
+        within_right = np.mean([abs(a - b) for a, b in itertools.combinations(right, 2)])
+        result[tau] = tau * (n - tau) / n * (between - within_left - within_right)
+    return result
+
+
+def test_energy_statistic_matches_its_definition() -> None:
+    values = np.random.default_rng(5).normal(size=23)
+    fast = energy_statistics(values[None, :])[0]
+    slow = energy_by_definition(values)
+    assert np.array_equal(np.isfinite(fast), np.isfinite(slow))
+    finite = np.isfinite(slow)
+    assert np.allclose(fast[finite], slow[finite])
+
+
+def test_a_clear_step_is_found_where_it_is_and_is_significant() -> None:
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(100, 5, 30), rng.normal(130, 5, 10)])
+    split = best_split(values, permutations=199, rng=np.random.default_rng(0))
+    assert split is not None and split.index == 30 and split.p_value <= 0.01
+
+
+def test_stationary_noise_has_no_significant_split() -> None:
+    values = np.random.default_rng(2).normal(100, 10, 40)
+    assert latest_change_points(values, p_value=0.01, permutations=199) == []
+
+
+def test_the_latest_of_two_changes_is_found_by_searching_right_of_the_first() -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(100, 3, 20), rng.normal(140, 3, 15), rng.normal(110, 3, 10)])
+    changes = latest_change_points(values, p_value=0.01, permutations=199)
+    assert [change.index for change in changes][-2:] == [20, 35]
+
+
+def test_one_run_far_off_the_median_is_a_robust_finding_since_that_run() -> None:
+    rng = np.random.default_rng(4)
+    history = rng.normal(50, 2, 25)
+    verdict = analyze_series(
+        "GET /api/tutors/{tutor_id}/dashboard", "p95_ms", points([*history, 200]), PARAMS
+    )
+    assert verdict.status == "regression"
+    robust = next(finding for finding in verdict.findings if finding.rule == "robust")
+    assert robust.since_run_id == "run-25" and robust.runs_since == 1
+    assert robust.current == 200 and robust.baseline == pytest.approx(50, abs=2)
+    assert "GET /api/tutors/{tutor_id}/dashboard: p95" in robust.describe()
+    assert "since run run-25" in robust.describe()
+
+
+def test_a_20_percent_step_is_confirmed_as_a_change_point_since_its_first_run() -> None:
+    rng = np.random.default_rng(6)
+    series = np.concatenate([rng.normal(100, 5, 40), rng.normal(120, 6, 3)])
+    verdict = analyze_series(AGGREGATE, "p95_ms", points(series), PARAMS)
+    change = next(finding for finding in verdict.findings if finding.rule == "change point")
+    assert change.since_run_id == "run-40" and change.runs_since == 3
+    assert change.relative_change == pytest.approx(0.2, abs=0.06)
+
+
+def test_detection_rate_and_false_alarms_on_synthetic_histories() -> None:
+    """A smaller version of bench/loadtest.py (b), with fixed seeds."""
+    rng = np.random.default_rng(7)
+    detected = 0
+    for _ in range(40):
+        series = np.concatenate([rng.normal(100, 5, 40), rng.normal(120, 6, 3)])
+        detected += any(
+            analyze_series(AGGREGATE, "p95_ms", points(series[: 41 + k]), PARAMS).status == "regression"
+            for k in range(3)
+        )
+    noise = rng.normal(100, 10, 140)
+    alarms = sum(
+        analyze_series(AGGREGATE, "p95_ms", points(noise[:end]), PARAMS).status == "regression"
+        for end in range(41, 141)
+    )
+    assert detected >= 38
+    assert alarms <= 2
+
+
+def test_only_a_move_in_the_bad_direction_is_a_regression() -> None:
+    history = [100.0, 102.0, 98.0, 101.0, 99.0, 100.0]
+    assert analyze_series(AGGREGATE, "p95_ms", points([*history, 50]), PARAMS).status == "ok"
+    assert analyze_series(AGGREGATE, "rps", points([*history, 150]), PARAMS).status == "ok"
+    assert analyze_series(AGGREGATE, "rps", points([*history, 50]), PARAMS).status == "regression"
+    assert analyze_series(AGGREGATE, "cache_hit_rate", points([90, 91, 90, 89, 90, 60]), PARAMS).status == (
+        "regression"
+    )
+
+
+def test_moves_below_the_metrics_resolution_are_ignored() -> None:
+    # Locust's 1 ms buckets: 3 ms → 4 ms is +33% and nothing to report.
+    assert analyze_series(AGGREGATE, "p95_ms", points([3, 3, 3, 3, 3, 4]), PARAMS).status == "ok"
+    # An error rate of exactly 0 every night has MAD 0: the absolute minimum (0.5 points) decides.
+    assert analyze_series(AGGREGATE, "error_rate", points([0, 0, 0, 0, 0.2]), PARAMS).status == "ok"
+    assert analyze_series(AGGREGATE, "error_rate", points([0, 0, 0, 0, 2.0]), PARAMS).status == "regression"
+
+
+def test_short_or_missing_history_gives_no_verdict() -> None:
+    assert analyze_series(AGGREGATE, "p95_ms", points([10, 11, 50]), PARAMS).status == "insufficient history"
+    gap = [*points([10, 11, 10, 12]), Point("now", T0, None)]
+    assert analyze_series(AGGREGATE, "p95_ms", gap, PARAMS).status == "no data"
+
+
+def test_every_series_is_judged_on_its_last_point() -> None:
+    flat = points([20, 21, 20, 19, 20, 21])
+    jump = points([20, 21, 20, 19, 20, 90])
+    verdicts = analyze_history({("GET /a", "p95_ms"): flat, ("GET /b", "p95_ms"): jump}, PARAMS)
+    assert [(verdict.scope, verdict.status) for verdict in verdicts] == [
+        ("GET /a", "ok"),
+        ("GET /b", "regression"),
+    ]
