@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import read_emails
+from support import read_emails
 from tutormax_ops.notify import redact, send_email, smtp_handshake
 
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import read_emails, task_states
+from support import read_emails, task_states
 from test_maintenance import WEIRD, dead_tuples, make_table
 from tutormax_ops.config import load_settings
 from tutormax_ops.maintenance import TableRef

@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from conftest import read_emails, task_states
+from support import read_emails, task_states
 from tutormax_ops import devstack
 from tutormax_ops.config import load_settings
 

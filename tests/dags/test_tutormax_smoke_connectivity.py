@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import read_emails, task_states
+from support import read_emails, task_states
 
 DAG_ID = "tutormax_smoke_connectivity"
 
