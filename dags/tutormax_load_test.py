@@ -50,7 +50,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 from tutormax_ops.assets import SCHEMA_MIGRATED
 from tutormax_ops.config import load_settings
 from tutormax_ops.dag_policy import START_DATE, default_args
-from tutormax_ops.loadtest import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
+from tutormax_ops.loadtest_operator import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
 
 # YAML and environment only: the Airflow Variable is read by the tasks, never while parsing.
 LOADTEST = load_settings().loadtest

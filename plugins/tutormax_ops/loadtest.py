@@ -6,7 +6,7 @@ The `tutormax_load_test` DAG calls, in order:
    (a schema migration finished) is always the plain `smoke` profile.
 2. `check_guard`: refuses a host off the allowlist or more users than the cap before any request,
    then asks the target's `/health` and checks that no session holds the shared advisory lock.
-3. `LoadTestRunOperator` → `execute_run`: locust as a subprocess in a process group of its own,
+3. `loadtest_operator.LoadTestRunOperator` → `execute_run`: locust as a subprocess in a process group of its own,
    with the server-side figures (Redis INFO, pg_stat_statements) taken around its steady state and
    the raw outputs stored under the run's artifacts folder. Kill and timeout stop the whole group.
 4. `analyze_run`: validity, verdict 1 (targets), verdict 2 (history, `tutormax_ops.regression`),
@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from tutormax_ops.config import LoadTest, Settings, Targets, load_settings
@@ -73,7 +72,6 @@ LOCUST_OUTPUTS = (
     f"{PREFIX}.html",
 )
 REPORT_FILES = ("report.html", "email.html", "summary.json", "endpoints.csv", "trend.png")
-NOTIFY_CHOICES = ("always", "on_problem", "never")
 Verdict = Literal["pass", "fail", "regression", "invalid"]
 
 SAMPLE_EVERY_S = 1.0
@@ -732,25 +730,6 @@ def _record_interrupted_run(
         )
     except Exception as storing_error:  # the interruption is the error to raise, not this one
         print(f"could not record the interrupted run: {_describe_error('results database', storing_error)}")
-
-
-class LoadTestRunOperator(BaseOperator):
-    """Runs one load test (`execute_run`). Killing the task stops locust's whole process group."""
-
-    template_fields = ("plan",)
-    ui_color = "#f4d6a0"
-
-    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plan = plan
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        return execute_run(self.plan, context)
-
-    def on_kill(self) -> None:
-        # Called on SIGTERM to the task and after an execution timeout (then a no-op: the timeout
-        # already stopped the group on its way out of `run_locust`).
-        stop_active_run("the task was killed", grace_s=load_settings().loadtest.kill_grace_s)
 
 
 # --- analysis ---------------------------------------------------------------------------------
@@ -1538,13 +1517,3 @@ def enforce_verdict(result: Mapping[str, Any]) -> str:
     if result["verdict"] != "pass":
         raise LoadTestVerdict(f"load test {result['profile']}: {result['headline']}")
     return result["verdict"]
-
-
-def notify_failure_unless_verdict(context: Mapping[str, Any]) -> None:
-    """The usual failure email, except for a verdict: its own email already went out (or `notify`
-    said never)."""
-    from tutormax_ops.notify import notify_task_failure
-
-    if isinstance(context.get("exception"), LoadTestVerdict):
-        return
-    notify_task_failure(context)
