@@ -102,7 +102,7 @@ def airflow_db() -> dict[str, str]:
 def service_db_url(stack: devstack.Stack) -> Iterator[str]:
     """A scratch database with the TutorMax schema and one day of data (never the user's own database)."""
     name = f"tutormax_svc_{os.getpid()}"
-    url = devstack.create_database(stack.admin_url, name)
+    url = devstack.create_database(stack.admin_url, name, extensions=devstack.SERVICE_EXTENSIONS)
     devstack.migrate_service_schema(url)
     devstack.load_service_data(url, days=1, sessions_per_day=3000)
     yield url

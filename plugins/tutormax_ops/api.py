@@ -26,7 +26,7 @@ from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 
 from tutormax_ops.config import Settings, load_settings
-from tutormax_ops.connectivity import DB_CONN_ID, REDIS_CONN_ID
+from tutormax_ops.conn_ids import DB_CONN_ID, REDIS_CONN_ID
 from tutormax_ops.notify import redact
 
 if TYPE_CHECKING:
@@ -54,15 +54,10 @@ def _database(settings: Settings) -> Iterator[psycopg.Connection]:
     """A read-only session with the collectors' timeouts; an unreachable or timed-out server is a 503."""
     import psycopg
 
-    from tutormax_ops.db import connect
+    from tutormax_ops.db import collector_session
 
     try:
-        with connect(
-            DB_CONN_ID,
-            statement_timeout_ms=settings.collectors.statement_timeout_ms,
-            lock_timeout_ms=settings.collectors.lock_timeout_ms,
-            read_only=True,
-        ) as conn:
+        with collector_session(DB_CONN_ID, settings) as conn:
             yield conn
     except psycopg.OperationalError as error:
         detail = redact(f"PostgreSQL ({DB_CONN_ID}): {str(error).strip().splitlines()[0]}")

@@ -6,12 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tutormax_ops.notify import SMTP_CONN_ID, redact, smtp_handshake
-
-DB_CONN_ID = "tutormax_db"
-RESULTS_CONN_ID = "tutormax_results"
-REDIS_CONN_ID = "tutormax_redis"
-API_CONN_ID = "tutormax_api"
+from tutormax_ops.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID, SMTP_CONN_ID
+from tutormax_ops.notify import redact, smtp_handshake
 
 
 @dataclass(frozen=True)

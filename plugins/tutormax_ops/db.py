@@ -4,11 +4,15 @@ timeouts that every TutorMax Ops session must carry before it runs anything else
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from tutormax_ops.paths import SQL_DIR
+
+if TYPE_CHECKING:
+    from tutormax_ops.config import Settings
 
 APPLICATION_NAME = "tutormax_ops"
 
@@ -60,6 +64,17 @@ def connect(
         lock_timeout_ms=lock_timeout_ms,
         read_only=read_only,
         application_name=application_name,
+    )
+
+
+def collector_session(conn_id: str, settings: Settings, *, read_only: bool = True) -> psycopg.Connection:
+    """A session with the collectors' limits (`collectors.statement_timeout_ms`, `lock_timeout_ms`):
+    for snapshots, findings and the results history."""
+    return connect(
+        conn_id,
+        statement_timeout_ms=settings.collectors.statement_timeout_ms,
+        lock_timeout_ms=settings.collectors.lock_timeout_ms,
+        read_only=read_only,
     )
 
 

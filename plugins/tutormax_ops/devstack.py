@@ -31,6 +31,8 @@ from tutormax_ops.paths import INCLUDE_DIR, PROJECT_ROOT, SERVICE_DIR
 
 POSTGRES_OS_USER = "tutormax_pg"
 LOOPBACK = "127.0.0.1"
+# What the seed's quick start enables on the service database; pgstattuple serves exact bloat checks.
+SERVICE_EXTENSIONS = ("pg_stat_statements", "pgstattuple")
 EXTERNAL_ENV = {
     "db": "TUTORMAX_DB_URL",
     "results": "TUTORMAX_RESULTS_URL",
@@ -297,15 +299,20 @@ def sqlalchemy_url(libpq_url: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else libpq_url
 
 
-def create_database(admin_url: str, name: str) -> str:
-    """Create database `name` (dropping any old copy); return its libpq URL."""
+def create_database(admin_url: str, name: str, *, extensions: tuple[str, ...] = ()) -> str:
+    """Create database `name` (dropping any old copy) with `extensions`; return its libpq URL."""
     import psycopg
     from psycopg import sql
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return with_database(admin_url, name)
+    url = with_database(admin_url, name)
+    if extensions:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for extension in extensions:
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension)))
+    return url
 
 
 def drop_database(admin_url: str, name: str) -> None:
@@ -490,7 +497,7 @@ def start_stack(root: Path, *, database: str = "tutormax") -> Stack:
             port = free_port()
             processes.append(start_postgres(root / "postgres", port, log_dir=log_dir))
             pg_admin_url = f"postgresql://postgres@{LOOPBACK}:{port}/postgres"
-            db_url = create_database(pg_admin_url, database)
+            db_url = create_database(pg_admin_url, database, extensions=SERVICE_EXTENSIONS)
         redis_url = os.environ.get(EXTERNAL_ENV["redis"])
         if not redis_url:
             port = free_port()

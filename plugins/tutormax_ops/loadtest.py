@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 from airflow.sdk.exceptions import AirflowFailException
 
 from tutormax_ops.config import LoadTest, Settings, Targets, load_settings
+from tutormax_ops.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID
 from tutormax_ops.paths import LOCUST_DIR
 
 if TYPE_CHECKING:
@@ -55,10 +56,6 @@ if TYPE_CHECKING:
     from tutormax_ops.collectors.redis import RedisSample
     from tutormax_ops.regression import Finding, Point, SeriesVerdict
 
-API_CONN_ID = "tutormax_api"
-DB_CONN_ID = "tutormax_db"
-RESULTS_CONN_ID = "tutormax_results"
-REDIS_CONN_ID = "tutormax_redis"
 
 LOCUSTFILE = LOCUST_DIR / "tutormax_locustfile.py"
 STRESS_SHAPE = LOCUST_DIR / "stress_shape.py"
@@ -234,14 +231,9 @@ def _health_problem(host: str) -> str | None:
 
 
 def _service_db(settings: Settings, *, read_only: bool) -> psycopg.Connection:
-    from tutormax_ops.db import connect
+    from tutormax_ops.db import collector_session
 
-    return connect(
-        DB_CONN_ID,
-        statement_timeout_ms=settings.collectors.statement_timeout_ms,
-        lock_timeout_ms=settings.collectors.lock_timeout_ms,
-        read_only=read_only,
-    )
+    return collector_session(DB_CONN_ID, settings, read_only=read_only)
 
 
 def _advisory_lock_holder(settings: Settings) -> Any:
@@ -1178,14 +1170,10 @@ def build_series(
 
 @contextlib.contextmanager
 def _results_db(settings: Settings) -> Iterator[psycopg.Connection]:
-    from tutormax_ops.db import connect
+    from tutormax_ops.db import collector_session
     from tutormax_ops.storage import ensure_results_schema
 
-    with connect(
-        RESULTS_CONN_ID,
-        statement_timeout_ms=settings.collectors.statement_timeout_ms,
-        lock_timeout_ms=settings.collectors.lock_timeout_ms,
-    ) as conn:
+    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
         ensure_results_schema(conn, settings.storage.results_schema)
         yield conn
 

@@ -36,13 +36,13 @@ from psycopg import sql
 
 from tutormax_ops.collectors.postgres.bloat import table_bloat
 from tutormax_ops.collectors.postgres.tables import table_stats
-from tutormax_ops.config import Maintenance, Settings, load_settings
+from tutormax_ops.config import Maintenance, load_settings
+from tutormax_ops.conn_ids import DB_CONN_ID
 from tutormax_ops.coordination import LockNotAcquired, exclusive
-from tutormax_ops.db import connect, load_sql
+from tutormax_ops.db import collector_session, connect, load_sql
 from tutormax_ops.notify import redact
 from tutormax_ops.reports import to_json
 
-DB_CONN_ID = "tutormax_db"
 APPLICATION_NAME = "tutormax_ops.maintenance"  # what a migration waiting for the lock is told
 # The control session polls the advisory lock and updates datfrozenxid once at the end: one scan of
 # pg_class, seconds even on a large catalog, and it must run after the window ends too.
@@ -652,29 +652,17 @@ def _convert(hint: Any, value: Any) -> Any:
 # --- Task entry points (JSON in, JSON out) --------------------------------------------------------
 
 
-def collector_session(
-    settings: Settings, conn_id: str = DB_CONN_ID, *, read_only: bool = True
-) -> psycopg.Connection:
-    """A session with the collectors' limits: for snapshots, findings and the results history."""
-    return connect(
-        conn_id,
-        statement_timeout_ms=settings.collectors.statement_timeout_ms,
-        lock_timeout_ms=settings.collectors.lock_timeout_ms,
-        read_only=read_only,
-    )
-
-
 def snapshot_before_step(params: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings(with_variable=True)
     request = request_from_params(params, settings.maintenance)
-    with collector_session(settings) as conn:
+    with collector_session(DB_CONN_ID, settings) as conn:
         return to_jsonable(take_snapshot(conn, request.schemas, "before"))
 
 
 def plan_step(params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings(with_variable=True)
     request = request_from_params(params, settings.maintenance)
-    with collector_session(settings) as conn:
+    with collector_session(DB_CONN_ID, settings) as conn:
         plan = build_plan(conn, request, from_jsonable(Snapshot, before))
     log.info(
         "%s plan: %d tables (%d below thresholds, %d excluded)%s",
@@ -724,5 +712,5 @@ def snapshot_after_step(plan: Mapping[str, Any]) -> dict[str, Any] | None:
     if request.dry_run:
         return None
     settings = load_settings(with_variable=True)
-    with collector_session(settings) as conn:
+    with collector_session(DB_CONN_ID, settings) as conn:
         return to_jsonable(take_snapshot(conn, request.schemas, "after"))

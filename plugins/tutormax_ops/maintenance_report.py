@@ -38,7 +38,8 @@ from tutormax_ops.collectors.postgres.indexes import (
 )
 from tutormax_ops.collectors.postgres.queries import StatementDelta, slow_queries, statements_snapshot
 from tutormax_ops.config import Settings, load_settings
-from tutormax_ops.db import load_sql
+from tutormax_ops.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
+from tutormax_ops.db import collector_session, load_sql
 from tutormax_ops.maintenance import (
     Plan,
     Request,
@@ -46,7 +47,6 @@ from tutormax_ops.maintenance import (
     TableRef,
     TableSnapshot,
     VacuumResult,
-    collector_session,
     display_name,
     error_line,
     from_jsonable,
@@ -56,7 +56,6 @@ from tutormax_ops.notify import redact, send_email
 from tutormax_ops.reports import data_uri_png, line_chart_png, render, to_csv, to_json
 from tutormax_ops.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir, upsert_rows
 
-RESULTS_CONN_ID = "tutormax_results"
 HISTORY_WEEKS = 12
 TOP_N = 10
 EMAIL_TABLES = 15
@@ -224,11 +223,11 @@ def build_report(
 ) -> MaintenanceReport:
     """Collect the findings from `tutormax_db`, the trend from `tutormax_results`, and assemble the report."""
     schemas = list(plan.request.schemas)
-    with collector_session(settings) as conn:
+    with collector_session(DB_CONN_ID, settings) as conn:
         database = conn.info.dbname
         server_version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
         findings = collect_findings(conn, schemas, slow_query_ms=settings.alerts.slow_query_ms)
-    with collector_session(settings, RESULTS_CONN_ID) as results:
+    with collector_session(RESULTS_CONN_ID, settings) as results:
         earlier = load_history(results, settings.storage.results_schema, dag_id=dag_id, run_id=run_id)
     rows = table_rows(plan, before, result, after)
     most_bloated = sorted(
@@ -635,7 +634,7 @@ def store_report(
     for name, content in render_artifacts(report).items():
         (folder / name).write_bytes(content)
     schema = settings.storage.results_schema
-    with collector_session(settings, RESULTS_CONN_ID, read_only=False) as results:
+    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as results:
         ensure_results_schema(results, schema)
         metrics = [
             row

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tutormax_ops.config import load_settings
+from tutormax_ops.conn_ids import SMTP_CONN_ID
 
-SMTP_CONN_ID = "smtp_default"
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 

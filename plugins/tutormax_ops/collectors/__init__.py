@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas
+if TYPE_CHECKING:
+    import pandas
 
 
 def to_dataframe(rows: Sequence[Any]) -> pandas.DataFrame:
@@ -20,6 +21,8 @@ def to_dataframe(rows: Sequence[Any]) -> pandas.DataFrame:
 
     An empty sequence gives an empty frame: without a first row there is no type to read columns from.
     """
+    import pandas  # about 1 s to import: only callers that build frames pay for it
+
     if not rows:
         return pandas.DataFrame()
     for row in rows:
