@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tutormax_ops import devstack
 from tutormax_ops.paths import PROJECT_ROOT, STATE_DIR
@@ -29,9 +30,12 @@ DEMO_SETTINGS = {
     "TUTORMAX_OPS__MAINTENANCE__WINDOW_MINUTES": "10",
     "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (DEMO_STATE / "artifacts").as_uri(),
 }
+# The demo emails every report, so a newcomer sees what the weekly and nightly emails look like.
 DEMO_CONF: dict[str, dict[str, object]] = {
-    "tutormax_load_test": {"profile": "smoke", "run_time": 30},
+    "tutormax_db_maintenance": {"notify": "always"},
+    "tutormax_load_test": {"profile": "smoke", "run_time": 30, "notify": "always"},
 }
+FIRST_DAG = "tutormax_smoke_connectivity"  # if a connection is broken, say so before anything else
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,10 @@ class Progress:
 
 
 def dag_ids() -> list[str]:
-    return sorted(path.stem for path in (PROJECT_ROOT / "dags").glob("tutormax_*.py"))
+    return sorted(
+        (path.stem for path in (PROJECT_ROOT / "dags").glob("tutormax_*.py")),
+        key=lambda d: (d != FIRST_DAG, d),
+    )
 
 
 def run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> DagOutcome:
@@ -124,6 +131,8 @@ def print_summary(outcomes: list[DagOutcome], stack: devstack.Stack) -> None:
             f"  {outcome.dag_id:<32} {outcome.state:<10} {outcome.seconds:6.1f} s   log: {outcome.log_path}"
         )
     print(f"  reports and artifacts: {artifacts}")
+    for report in sorted(Path(urlsplit(artifacts).path).glob("*/*/report.html")):
+        print(f"    {report}")
     maildir = stack.endpoints.maildir
     if maildir:
         emails = sorted(maildir.glob("*.eml"))

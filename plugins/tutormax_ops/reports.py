@@ -8,7 +8,7 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -65,6 +65,11 @@ def line_chart_png(
             xs = [x for x, _ in points]
             ys = [float("nan") if y is None else y for _, y in points]
             axes.plot(xs, ys, marker="o", markersize=3, linewidth=1.5, label=label)
+        distinct_x = {x for points in series.values() for x, _ in points}
+        if len(distinct_x) == 1 and isinstance(next(iter(distinct_x)), datetime):
+            # A first run alone would otherwise be drawn on a default axis years wide.
+            only = next(iter(distinct_x))
+            axes.set_xlim(only - timedelta(hours=12), only + timedelta(hours=12))
         axes.set_title(title)
         axes.set_ylabel(ylabel)
         axes.grid(alpha=0.3)
