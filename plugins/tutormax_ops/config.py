@@ -143,6 +143,8 @@ class LoadTest(_Section):
     max_saturated_fraction: Annotated[float, Field(ge=0, le=1)] = 0.25
     min_endpoint_requests: Annotated[int, Field(ge=1)] = 20
     master_bind_host: str = "127.0.0.1"
+    # 0 picks a free port per run (local workers only); remote workers need a fixed one, e.g. 5557.
+    master_port: Annotated[int, Field(ge=0, le=65_535)] = 0
     remote_workers: Annotated[int, Field(ge=0)] = 0
     regression: Regression = Regression()
 

@@ -474,7 +474,7 @@ def run_locust(
     deadline = launched + plan.planned_duration_s + loadtest.start_slack_s + loadtest.stop_timeout_s
     measure_after = plan.measure_after_s(loadtest.warmup_fraction)
     history = _HistoryTail(folder / f"{PREFIX}_stats_history.csv")
-    commands = locust_commands(plan, loadtest, folder, master_port=free_port())
+    commands = locust_commands(plan, loadtest, folder, master_port=loadtest.master_port or free_port())
     logs = [_Tail(folder / f"{role}.log") for role, _ in commands]
     samples: list[CpuSample] = []
     first_user_at: float | None = None
