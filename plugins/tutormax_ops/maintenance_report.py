@@ -81,7 +81,8 @@ METRIC_COLUMNS = (
 )
 _REINDEX = "REINDEX INDEX CONCURRENTLY {};"
 _DROP_INDEX = "DROP INDEX CONCURRENTLY {};"
-_VACUUM_FULL = "VACUUM (FULL, ANALYZE) {};"  # recommended for a person to run, never run by the DAG
+# pg_repack rewrites a table online (brief locks only); it is a client program, so this is its command.
+_REPACK = "-- pg_repack --table={}  (run from a shell; needs the pg_repack extension)"
 _FREEZE = "VACUUM (FREEZE, ANALYZE) {};"
 _PASSWORD_LITERAL = re.compile(r"(PASSWORD\s+)'(?:[^']|'')*'", re.IGNORECASE)
 Row = TypeVar("Row")
@@ -447,10 +448,10 @@ def recommend(
         if (row.bloat_ratio_after or 0) >= rewrite_min_ratio and (bloat or 0) >= rewrite_min_bytes:
             reason = (
                 f"about {row.bloat_ratio_after:.0%} of the table is free space after VACUUM (estimate): "
-                "plain VACUUM makes it reusable but never returns it. Rewrite it online with pg_repack, "
-                "or with VACUUM FULL in a downtime window (ACCESS EXCLUSIVE for the whole rewrite)"
+                "plain VACUUM makes it reusable but never returns it to the operating system. Rewrite it "
+                "online with pg_repack; a full rewrite inside PostgreSQL would lock the table for its duration"
             )
-            recommendations.append(_on("rewrite_table", row.schema, row.table, _VACUUM_FULL, reason, bloat))
+            recommendations.append(_on("rewrite_table", row.schema, row.table, _REPACK, reason, bloat))
     sizes = {(row.schema, row.table): row.total_bytes_before for row in rows}
     for table in findings.table_xid_ages:
         if table.percent_of_freeze_max_age >= freeze_min_percent:
