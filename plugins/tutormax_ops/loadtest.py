@@ -925,9 +925,15 @@ class Analysis:
 
     @property
     def findings(self) -> list[Finding]:
-        """Largest relative move first, so the email's subject names the endpoint that moved most."""
+        """Largest move first, counted in steps of each metric's `min_abs_change`, so the email's subject
+        names what moved most. Relative change would rank a query p95 going from 1.6 to 3.9 ms
+        (+149%) above an endpoint slowed by 150 ms from a 100 ms baseline (+150% or less)."""
+        from tutormax_ops.regression import METRICS
+
         found = [finding for verdict in self.regression for finding in verdict.findings]
-        return sorted(found, key=lambda finding: -abs(finding.relative_change or 0.0))
+        return sorted(
+            found, key=lambda finding: -abs(finding.change) / METRICS[finding.metric].min_abs_change
+        )
 
     @property
     def regression_verdict(self) -> Literal["regression", "ok", "insufficient history", "not judged"]:
