@@ -79,6 +79,16 @@ def fresh_database(pg_admin_url: str) -> Iterator[Callable[[str], str]]:
 
 
 @pytest.fixture(scope="session")
+def statements_preloaded(pg_admin_url: str) -> bool:
+    """Whether pg_stat_statements is in shared_preload_libraries on the server under test."""
+    import psycopg
+
+    with psycopg.connect(pg_admin_url) as conn:
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_settings WHERE name = 'pg_stat_statements.max')")
+        return bool(row.fetchone()[0])
+
+
+@pytest.fixture(scope="session")
 def redis_url(stack: devstack.Stack) -> str:
     return stack.endpoints.redis_url
 

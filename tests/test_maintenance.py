@@ -150,7 +150,11 @@ def test_plan_named_tables_and_exclusions(conn: psycopg.Connection) -> None:
     ("params", "message"),
     [
         ({"tables": ["nope"]}, r"^tables: no table 'nope' in this database"),
-        ({"tables": ['"unterminated']}, r"^tables: no table '\"unterminated'"),
+        # Newer servers' parse_ident read it as a name that is not there; PG 15 rejects its syntax.
+        (
+            {"tables": ['"unterminated']},
+            r"^tables: (no table '\"unterminated'|'\"unterminated' is not a valid)",
+        ),
         ({"tables": ["a.b.c.d"]}, r"^tables: 'a.b.c.d' is not a valid table name"),
         ({"tables": ["pg_catalog.pg_class"]}, r"^tables: pg_catalog.pg_class is outside schemas"),
         ({"tables": ["bloated_pkey"]}, r"^tables: public.bloated_pkey is not a table"),
@@ -167,7 +171,10 @@ def test_plan_refuses_what_the_database_does_not_have(
 
 def test_runner_vacuums_in_parallel_and_skips_a_locked_table_at_once(database_url: str) -> None:
     locked = TableRef("public", "bloated")
-    statement_for = maintenance_statement("vacuum_analyze", truncate=False, server_version_num=180000)
+    with psycopg.connect(database_url) as probe:
+        statement_for = maintenance_statement(
+            "vacuum_analyze", truncate=False, server_version_num=probe.info.server_version
+        )
     with (
         psycopg.connect(database_url) as holder,
         psycopg.connect(database_url, autocommit=True) as first,
@@ -208,8 +215,10 @@ def test_window_end_times_out_the_running_statement_and_defers_the_rest(database
 
 def test_an_error_is_recorded_and_the_other_tables_go_on(database_url: str) -> None:
     gone = TableRef("public", "dropped meanwhile")
-    statement_for = maintenance_statement("vacuum_analyze", truncate=False, server_version_num=180000)
     with psycopg.connect(database_url, autocommit=True) as conn:
+        statement_for = maintenance_statement(
+            "vacuum_analyze", truncate=False, server_version_num=conn.info.server_version
+        )
         outcomes = vacuum_tables([conn], [gone, WEIRD], statement_for, deadline=time.monotonic() + 60)
     assert [o.outcome for o in outcomes] == ["error", "done"]
     assert 'relation "public.dropped meanwhile" does not exist' in outcomes[0].detail

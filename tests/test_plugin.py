@@ -158,7 +158,7 @@ def test_logged_in_requests_get_200(api: Api, route: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_summary_has_the_seed_shape(api: Api) -> None:
+def test_summary_has_the_seed_shape(api: Api, statements_preloaded: bool) -> None:
     body = api.get("/summary").json()
     assert set(body) == {"timestamp", "health_score", "cache", "queries", "recommendations"}
     assert set(body["cache"]) == {"hits", "misses", "hit_rate_percent", "connected"}
@@ -166,14 +166,17 @@ def test_summary_has_the_seed_shape(api: Api) -> None:
     assert {"total_queries", "slow_queries", "slow_query_rate", "avg_time_ms", "p95_time_ms"} <= set(
         body["queries"]
     )
-    assert body["queries"]["total_queries"] > 0
+    if statements_preloaded:  # otherwise the figures are None and a recommendation says why
+        assert body["queries"]["total_queries"] > 0
     assert 0 <= body["health_score"] <= 100
     assert body["recommendations"] and all(
         set(rec) == {"type", "severity", "message", "suggestion"} for rec in body["recommendations"]
     )
 
 
-def test_query_figures(api: Api) -> None:
+def test_query_figures(api: Api, statements_preloaded: bool) -> None:
+    if not statements_preloaded:
+        pytest.skip("this server does not preload pg_stat_statements")
     stats = api.get("/query/stats").json()
     assert stats["available"] is True and stats["p95_is_estimate"] is True
     slow = api.get("/database/slow-queries?min_duration_ms=0").json()
@@ -216,7 +219,9 @@ def test_table_indexes(api: Api) -> None:
     assert body["invalid"] == []
 
 
-def test_index_suggestions(api: Api) -> None:
+def test_index_suggestions(api: Api, statements_preloaded: bool) -> None:
+    if not statements_preloaded:
+        pytest.skip("suggestions come from pg_stat_statements, which this server does not preload")
     body = api.get("/database/table/sessions/index-suggestions").json()
     assert body["available"] is True
     suggestions = [(item["table"], item["columns"], item["sql"]) for item in body["suggestions"]]
@@ -235,13 +240,14 @@ def test_unknown_or_malicious_table_names_get_404(api: Api, name: str, view: str
     assert api.get(f"/database/table/{name}/{view}").status_code == 404
 
 
-def test_malicious_names_never_ran(api: Api) -> None:
+def test_malicious_names_never_ran(api: Api, statements_preloaded: bool) -> None:
     with psycopg.connect(api.db_url, autocommit=True) as conn:
-        tables = conn.execute("SELECT count(*) FROM pg_stat_user_tables").fetchone()[0]
-        spliced = conn.execute(
-            "SELECT count(*) FROM pg_stat_statements WHERE query ILIKE %s", ("%DROP TABLE%",)
-        ).fetchone()[0]
-    assert (tables, spliced) == (3, 0)
+        assert conn.execute("SELECT count(*) FROM pg_stat_user_tables").fetchone()[0] == 3
+        if statements_preloaded:
+            spliced = conn.execute(
+                "SELECT count(*) FROM pg_stat_statements WHERE query ILIKE %s", ("%DROP TABLE%",)
+            ).fetchone()[0]
+            assert spliced == 0
 
 
 def test_unreachable_servers(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

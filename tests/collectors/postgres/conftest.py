@@ -92,11 +92,3 @@ def flush_stats() -> Callable[[psycopg.Connection], None]:
         conn.execute("SELECT 1")
 
     return flush
-
-
-@pytest.fixture(scope="session")
-def statements_preloaded(pg_admin_url: str) -> bool:
-    """Whether pg_stat_statements is in shared_preload_libraries on the server under test."""
-    with psycopg.connect(pg_admin_url) as conn:
-        row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_settings WHERE name = 'pg_stat_statements.max')")
-        return bool(row.fetchone()[0])
