@@ -6,7 +6,7 @@ Weekly, safe `VACUUM ANALYZE` of the service's database (`tutormax_db`) inside a
 before/after bloat report. Tables are chosen by dead-tuple ratio or transaction-ID age and vacuumed
 oldest `relfrozenxid` first (as flexible_freeze does) over `parallel_jobs` sessions in one task,
 each with `VACUUM (ANALYZE, SKIP_LOCKED, TRUNCATE false)` (plus `SKIP_DATABASE_STATS` and one final
-`VACUUM (ONLY_DATABASE_STATS)` on PostgreSQL 16+). Never `VACUUM FULL`. A locked table is skipped,
+`VACUUM (ONLY_DATABASE_STATS)` on PostgreSQL 16+). Never the FULL option: no table is rewritten or locked for long. A locked table is skipped,
 never waited on; no table starts after the window ends.
 
 The step holds the advisory lock shared with the migrations DAG and load tests
