@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -28,24 +27,11 @@ from tutormax_ops.collectors.locust import (
     percentile,
     validate_run,
 )
+from tutormax_ops.paths import LOCUST_DIR
 
 LOCUST = Path(sys.executable).with_name("locust")
 USERS, SPAWN_RATE, RUN_S = 4, 1, 8
-LOCUSTFILE = """
-from locust import HttpUser, constant, task
-
-
-class Visitor(HttpUser):
-    wait_time = constant(0.05)
-
-    @task(3)
-    def index(self):
-        self.client.get("/")
-
-    @task
-    def missing(self):
-        self.client.get("/missing")
-"""
+LOCUSTFILE = LOCUST_DIR / "two_endpoint_locustfile.py"
 HISTORY_HEADER = ["Timestamp", "User Count", "Type", "Name", "Total Request Count"]
 
 
@@ -239,8 +225,7 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def start_locust(folder: Path, host: str, run_s: int) -> subprocess.Popen[str]:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "locustfile.py").write_text(textwrap.dedent(LOCUSTFILE))
-    argv = [str(LOCUST), "-f", "locustfile.py", "--headless", "--host", host]
+    argv = [str(LOCUST), "-f", str(LOCUSTFILE), "--headless", "--host", host]
     argv += ["-u", str(USERS), "-r", str(SPAWN_RATE), "-t", f"{run_s}s", "--exit-code-on-error", "0"]
     argv += ["--csv", "run", "--csv-full-history", "--json-file", "run", "--html", "run.html"]
     return subprocess.Popen(
