@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tutormax_ops.notify import redact
@@ -106,8 +107,14 @@ def spawn(
     user: str | None = None,
     stop_signal: int = signal.SIGTERM,
     cwd: Path | None = None,
+    process_group: int | None = None,
 ) -> ManagedProcess:
+    """Start `argv` with its output appended to `log_path`: in a session of its own, or, with
+    `process_group`, in that process group (0: a new group led by this process)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    grouping: dict[str, Any] = (
+        {"start_new_session": True} if process_group is None else {"process_group": process_group}
+    )
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             argv,
@@ -117,7 +124,7 @@ def spawn(
             env=env,
             user=user,
             cwd=cwd,
-            start_new_session=True,
+            **grouping,
         )
     return ManagedProcess(name, process, log_path, stop_signal)
 

@@ -293,15 +293,10 @@ class LocustGroup:
     def launch(self, role: str, argv: list[str], *, env: Mapping[str, str], log_path: Path) -> None:
         import psutil
 
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=dict(env),
-                process_group=self.pgid or 0,
-            )
+        from tutormax_ops.devstack import spawn
+
+        # Every process joins the first one's group, so one signal reaches master and workers alike.
+        process = spawn(role, argv, log_path=log_path, env=dict(env), process_group=self.pgid or 0).process
         self.pgid = self.pgid or process.pid
         self.processes[role] = process
         monitor = psutil.Process(process.pid)
