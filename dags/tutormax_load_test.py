@@ -47,7 +47,7 @@ from datetime import timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from tutormax_ops.assets import SCHEMA_MIGRATED
+from tutormax_ops.assets import CACHE_WARMED
 from tutormax_ops.config import load_settings
 from tutormax_ops.dag_policy import START_DATE, default_args
 from tutormax_ops.loadtest_operator import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
@@ -70,7 +70,7 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
 @dag(
     dag_id="tutormax_load_test",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(LOADTEST.schedule, timezone="UTC"), assets=[SCHEMA_MIGRATED]
+        timetable=CronTriggerTimetable(LOADTEST.schedule, timezone="UTC"), assets=[CACHE_WARMED]
     ),
     start_date=START_DATE,
     catchup=False,

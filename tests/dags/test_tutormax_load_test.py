@@ -97,12 +97,12 @@ def test_schedule_is_nightly_cron_or_the_schema_migrated_asset() -> None:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import AssetOrTimeSchedule
 
-    from tutormax_ops.assets import SCHEMA_MIGRATED
+    from tutormax_ops.assets import CACHE_WARMED
     from tutormax_ops.paths import PROJECT_ROOT
 
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{DAG_ID}.py")).dags[DAG_ID]
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
-    assert list(dag.timetable.asset_condition.objects) == [SCHEMA_MIGRATED]
+    assert list(dag.timetable.asset_condition.objects) == [CACHE_WARMED]
     assert [task.task_id for task in dag.topological_sort()] == [
         "plan",
         "guard",

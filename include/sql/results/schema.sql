@@ -93,3 +93,31 @@ ALTER TABLE {schema}.loadtest_runs
     ADD COLUMN IF NOT EXISTS artifacts_uri      text;
 CREATE INDEX IF NOT EXISTS loadtest_runs_history
     ON {schema}.loadtest_runs (dag_id, profile, users, started_at) WHERE valid;
+
+-- tutormax_cache_warming: one row per run (hit rate and key counts before/after), one per target.
+CREATE TABLE IF NOT EXISTS {schema}.cache_warm_runs (
+    dag_id          text        NOT NULL,
+    run_id          text        NOT NULL,
+    started_at      timestamptz NOT NULL,
+    triggered_by    text        NOT NULL,
+    invalidated     bigint,
+    hit_rate_before double precision,
+    hit_rate_after  double precision,
+    keys_before     jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
+    keys_after      jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
+    alert           text,
+    PRIMARY KEY (dag_id, run_id)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.cache_warm_targets (
+    dag_id    text             NOT NULL,
+    run_id    text             NOT NULL,
+    target    text             NOT NULL,
+    requested integer          NOT NULL,
+    ok        integer          NOT NULL,
+    failed    integer          NOT NULL,
+    p95_ms    double precision,
+    seconds   double precision,
+    PRIMARY KEY (dag_id, run_id, target),
+    FOREIGN KEY (dag_id, run_id) REFERENCES {schema}.cache_warm_runs ON DELETE CASCADE
+);
