@@ -141,6 +141,8 @@ def verify_step(
     run_id: str,
     started_at: datetime,
 ) -> dict[str, Any]:
+    if plan["action"] == "preview_sql":
+        _skip("preview_sql applies nothing")
     settings = load_settings(with_variable=True)
     try:
         with _migration_session(settings) as conn:
