@@ -25,6 +25,8 @@ from sqlalchemy import URL, create_engine, pool
 from acme_models.tables import metadata  # the project's own package, via PYTHONPATH
 
 def url():
+    if context.config.get_main_option("sqlalchemy.url"):
+        return context.config.get_main_option("sqlalchemy.url")
     return URL.create(
         "postgresql+psycopg",
         host=os.environ["ACME_PG_HOST"], port=int(os.environ["ACME_PG_PORT"]),

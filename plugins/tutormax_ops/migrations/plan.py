@@ -21,7 +21,7 @@ from tutormax_ops.migrations.runner import AlembicCommand, DbTarget
 
 ACTIONS = ("upgrade", "downgrade", "preview_sql")
 _REVISION = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-_HEAD_LINE = re.compile(r"^(?P<rev>[A-Za-z0-9_]+)\b.*\(head\)")
+_HEAD_LINE = re.compile(r"^(?P<rev>[A-Za-z0-9_]+)\b.*\((?:effective )?head\)")
 _HISTORY_LINE = re.compile(r"^(?P<down>.+?) -> (?P<rev>[A-Za-z0-9_]+)\b")
 
 

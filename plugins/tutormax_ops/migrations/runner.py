@@ -30,12 +30,12 @@ log = logging.getLogger(__name__)
 # (never written to a file; '%' doubled for configparser).
 _SET_URL_AND_RUN = (
     "import os, sys\n"
-    "from alembic.config import CommandLine, Config\n"
-    "cli = CommandLine(prog='alembic')\n"
-    "options = cli.parser.parse_args(sys.argv[1:])\n"
-    "config = Config(file_=options.config, ini_section=options.name, cmd_opts=options)\n"
-    "config.set_main_option('sqlalchemy.url', os.environ.pop('{var}').replace('%', '%%'))\n"
-    "cli.run_cmd(config, options)\n"
+    "from alembic.config import CommandLine\n"
+    "class WithUrl(CommandLine):\n"
+    "    def run_cmd(self, config, options):\n"
+    "        config.set_main_option('sqlalchemy.url', os.environ.pop('{var}').replace('%', '%%'))\n"
+    "        super().run_cmd(config, options)\n"
+    "WithUrl(prog='alembic').main(sys.argv[1:])\n"
 )
 _URL_VAR = "TUTORMAX_OPS_ALEMBIC_URL"
 
