@@ -12,6 +12,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tutormax_ops.core.paths import PROJECT_ROOT
 
 PACKAGE = "tutormax_ops"
@@ -82,43 +84,38 @@ def test_the_package_keeps_its_import_rules() -> None:
     assert violations(PROJECT_ROOT) == []
 
 
-def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+UPWARD = {
+    "plugins/tutormax_ops/core/db.py": "from tutormax_ops.core.paths import SQL_DIR\n",
+    "plugins/tutormax_ops/core/notify.py": "def f():\n    from tutormax_ops.loadtest import plan\n",
+    "plugins/tutormax_ops/collectors/redis.py": "from ..maintenance import vacuum\n",
+}
+UPWARD_REPORTED = [
+    "plugins/tutormax_ops/collectors/redis.py: collectors/ imports tutormax_ops.maintenance",
+    "plugins/tutormax_ops/collectors/redis.py: collectors/ imports tutormax_ops.maintenance.vacuum",
+    "plugins/tutormax_ops/core/notify.py: core/ imports tutormax_ops.loadtest",
+    "plugins/tutormax_ops/core/notify.py: core/ imports tutormax_ops.loadtest.plan",
+]
+INTO_DEVSTACK = {
+    "plugins/tutormax_ops/devstack/demo.py": "from tutormax_ops.devstack import stack\n",
+    "plugins/tutormax_ops/loadtest/runner.py": "from tutormax_ops import devstack\n",
+    "dags/tutormax_x.py": "import tutormax_ops.devstack.stack\n",
+}
+INTO_DEVSTACK_REPORTED = [
+    "dags/tutormax_x.py: a runtime module imports tutormax_ops.devstack.stack",
+    "plugins/tutormax_ops/loadtest/runner.py: a runtime module imports tutormax_ops.devstack",
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "reported"),
+    [(UPWARD, UPWARD_REPORTED), (INTO_DEVSTACK, INTO_DEVSTACK_REPORTED)],
+    ids=["upward-from-core-and-collectors", "runtime-into-devstack"],
+)
+def test_a_broken_rule_is_reported(tmp_path: Path, files: dict[str, str], reported: list[str]) -> None:
     (tmp_path / "dags").mkdir()
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / f"{PACKAGE}_plugin.py").write_text("from tutormax_ops.web.plugin import P\n")
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    return tmp_path
-
-
-def test_an_upward_import_from_core_is_reported(tmp_path: Path) -> None:
-    root = _tree(
-        tmp_path,
-        {
-            "plugins/tutormax_ops/core/db.py": "from tutormax_ops.core.paths import SQL_DIR\n",
-            "plugins/tutormax_ops/core/notify.py": "def f():\n    from tutormax_ops.loadtest import plan\n",
-            "plugins/tutormax_ops/collectors/redis.py": "from ..maintenance import vacuum\n",
-        },
-    )
-    assert violations(root) == [
-        "plugins/tutormax_ops/collectors/redis.py: collectors/ imports tutormax_ops.maintenance",
-        "plugins/tutormax_ops/collectors/redis.py: collectors/ imports tutormax_ops.maintenance.vacuum",
-        "plugins/tutormax_ops/core/notify.py: core/ imports tutormax_ops.loadtest",
-        "plugins/tutormax_ops/core/notify.py: core/ imports tutormax_ops.loadtest.plan",
-    ]
-
-
-def test_a_runtime_import_of_the_devstack_is_reported(tmp_path: Path) -> None:
-    root = _tree(
-        tmp_path,
-        {
-            "plugins/tutormax_ops/devstack/demo.py": "from tutormax_ops.devstack import stack\n",
-            "plugins/tutormax_ops/loadtest/runner.py": "from tutormax_ops import devstack\n",
-            "dags/tutormax_x.py": "import tutormax_ops.devstack.stack\n",
-        },
-    )
-    assert violations(root) == [
-        "dags/tutormax_x.py: a runtime module imports tutormax_ops.devstack.stack",
-        "plugins/tutormax_ops/loadtest/runner.py: a runtime module imports tutormax_ops.devstack",
-    ]
+    assert violations(tmp_path) == reported
