@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT / "plugins"))
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
-from tutormax_ops import devstack  # noqa: E402
 from tutormax_ops.cache.keys import clear  # noqa: E402
 from tutormax_ops.cache.warm import Pacing, Request, TargetResult, run_requests  # noqa: E402
-from tutormax_ops.config import load_settings  # noqa: E402
-from tutormax_ops.paths import STATE_DIR  # noqa: E402
+from tutormax_ops.core.config import load_settings  # noqa: E402
+from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
+from tutormax_ops.devstack import stack as devstack  # noqa: E402
 
 PREFIX = "tutormax:cache:"
 

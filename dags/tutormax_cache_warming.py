@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from tutormax_ops.assets import CACHE_WARMED, SCHEMA_MIGRATED
-from tutormax_ops.config import load_settings
-from tutormax_ops.dag_policy import START_DATE, default_args
+from tutormax_ops.core.assets import CACHE_WARMED, SCHEMA_MIGRATED
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.dag_policy import START_DATE, default_args
 
 
 @dag(

@@ -42,8 +42,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from tutormax_ops.assets import SCHEMA_MIGRATED
-from tutormax_ops.dag_policy import START_DATE, default_args
+from tutormax_ops.core.assets import SCHEMA_MIGRATED
+from tutormax_ops.core.dag_policy import START_DATE, default_args
 
 DAG_ID = "tutormax_migrations"
 

@@ -11,10 +11,10 @@ import redis
 from psycopg import sql
 
 from support import task_states
-from tutormax_ops.assets import CACHE_WARMED, SCHEMA_MIGRATED
 from tutormax_ops.cache.keys import clear
-from tutormax_ops.config import load_settings
-from tutormax_ops.db import load_sql
+from tutormax_ops.core.assets import CACHE_WARMED, SCHEMA_MIGRATED
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.db import load_sql
 
 DAG_ID = "tutormax_cache_warming"
 SCHEMA = load_settings().storage.results_schema
@@ -127,7 +127,7 @@ def asset_events(name: str) -> list:
 def _dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
-    from tutormax_ops.paths import PROJECT_ROOT
+    from tutormax_ops.core.paths import PROJECT_ROOT
 
     return DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]
 

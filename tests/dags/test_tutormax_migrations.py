@@ -14,10 +14,10 @@ import pytest
 
 from alembic_projects import write_project
 from support import read_emails, task_states
-from tutormax_ops import devstack
-from tutormax_ops.config import load_settings
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.storage import path_segment
+from tutormax_ops.devstack import stack as devstack
 from tutormax_ops.migrations.backup import pg_dump_version
-from tutormax_ops.storage import path_segment
 
 DAG_ID = "tutormax_migrations"
 SERVICE_INI = "include/tutormax_service/alembic.ini"

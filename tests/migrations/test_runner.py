@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from alembic_projects import write_project
-from tutormax_ops.config import AlembicProject
+from tutormax_ops.core.config import AlembicProject
 from tutormax_ops.migrations.runner import AlembicCommand, AlembicError, DbTarget
 
 SECRET = "s3cr%t p@ss/word"

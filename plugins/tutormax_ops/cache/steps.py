@@ -18,13 +18,13 @@ from psycopg.types.json import Jsonb
 from tutormax_ops.cache.keys import clear, validate_pattern
 from tutormax_ops.cache.warm import Pacing, Request, TargetResult, run_requests
 from tutormax_ops.collectors.redis import cache_stats
-from tutormax_ops.config import Settings, WarmTarget, load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID
-from tutormax_ops.db import collector_session, load_sql
+from tutormax_ops.core.config import Settings, WarmTarget, load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID
+from tutormax_ops.core.db import collector_session, load_sql
+from tutormax_ops.core.notify import send_email
+from tutormax_ops.core.reports import render
+from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, upsert_rows
 from tutormax_ops.loadtest import api_base_url
-from tutormax_ops.notify import send_email
-from tutormax_ops.reports import render
-from tutormax_ops.storage import ensure_results_schema, replace_run_rows, upsert_rows
 
 log = logging.getLogger(__name__)
 WARM_DAG_ID = "tutormax_cache_warming"

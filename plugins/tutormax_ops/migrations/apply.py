@@ -12,8 +12,8 @@ import psycopg
 from psycopg import sql
 
 from tutormax_ops.collectors.postgres.indexes import invalid_indexes
-from tutormax_ops.config import Settings
-from tutormax_ops.db import load_sql
+from tutormax_ops.core.config import Settings
+from tutormax_ops.core.db import load_sql
 from tutormax_ops.migrations.plan import PreflightError, current_revisions
 from tutormax_ops.migrations.runner import AlembicCommand
 

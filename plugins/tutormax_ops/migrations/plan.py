@@ -15,8 +15,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from tutormax_ops.config import Settings
-from tutormax_ops.db import load_sql
+from tutormax_ops.core.config import Settings
+from tutormax_ops.core.db import load_sql
 from tutormax_ops.migrations.runner import AlembicCommand, DbTarget
 
 ACTIONS = ("upgrade", "downgrade", "preview_sql")

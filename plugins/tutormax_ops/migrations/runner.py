@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
-from tutormax_ops.config import AlembicProject
-from tutormax_ops.notify import redact
-from tutormax_ops.paths import PROJECT_ROOT
+from tutormax_ops.core.config import AlembicProject
+from tutormax_ops.core.notify import redact
+from tutormax_ops.core.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 

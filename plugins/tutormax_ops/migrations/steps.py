@@ -11,17 +11,17 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from tutormax_ops.config import Settings, load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
-from tutormax_ops.coordination import exclusive
-from tutormax_ops.db import collector_session, connect
+from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
+from tutormax_ops.core.coordination import exclusive
+from tutormax_ops.core.db import collector_session, connect
+from tutormax_ops.core.notify import send_email
+from tutormax_ops.core.reports import render
+from tutormax_ops.core.storage import ensure_results_schema, path_segment, run_artifacts_dir, upsert_rows
 from tutormax_ops.migrations import apply as applying
 from tutormax_ops.migrations.backup import choose_pg_dump, dump_to_storage
 from tutormax_ops.migrations.plan import preflight, validate_params
 from tutormax_ops.migrations.runner import AlembicCommand, db_target
-from tutormax_ops.notify import send_email
-from tutormax_ops.reports import render
-from tutormax_ops.storage import ensure_results_schema, path_segment, run_artifacts_dir, upsert_rows
 
 log = logging.getLogger(__name__)
 DAG_ID = "tutormax_migrations"
