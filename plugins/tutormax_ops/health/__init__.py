@@ -1,0 +1,9 @@
+"""The hourly health DAG (`tutormax_perf_health`), one module per step:
+
+- `snapshot`: the seed's summary from live sources, stored once per hour in `health_snapshots`;
+- `alerts`: the seed's Monitoring Alerts and the measurable Scaling Checklist thresholds, as a state
+  machine with hysteresis (ok → pending → firing → ok), stored per hour in `health_alerts`;
+- `runbooks`: each alert's Troubleshooting steps filled with live evidence;
+- `evaluate`: reads the hour's snapshot, steps every alert, stores the states, emails raises and resolves;
+- `checklist`: the seed's Production Checklist, probed (pass / fail / cannot tell, with evidence).
+"""
