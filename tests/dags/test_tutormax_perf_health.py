@@ -10,16 +10,14 @@ add to them, and must not email its raise again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from support import read_emails, task_states
 
-from tutormax_ops import devstack
+from support import read_emails, task_states
 from tutormax_ops.storage import ensure_results_schema
 
 DAG_ID = "tutormax_perf_health"
