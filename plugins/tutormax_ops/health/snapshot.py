@@ -113,13 +113,21 @@ def _cache(settings: Settings, previous: dict[str, Any] | None) -> tuple[CacheSt
 
 
 def _database(settings: Settings, previous: dict[str, Any] | None) -> tuple[StatementsSnapshot, Any, Any]:
+    """pg_stat_statements and connections; an unreachable database leaves both unmeasured (and says why)."""
+    import psycopg
+
     from tutormax_ops.collectors.postgres.health import connection_usage
-    from tutormax_ops.collectors.postgres.queries import query_stats, statements_snapshot
+    from tutormax_ops.collectors.postgres.queries import StatementsSnapshot, query_stats, statements_snapshot
     from tutormax_ops.db import collector_session
 
-    with collector_session(DB_CONN_ID, settings) as conn:
-        now = statements_snapshot(conn)
-        connections = connection_usage(conn)
+    try:
+        with collector_session(DB_CONN_ID, settings) as conn:
+            now = statements_snapshot(conn)
+            connections = connection_usage(conn)
+    except psycopg.OperationalError as error:
+        reason = redact(f"{DB_CONN_ID} unreachable: {str(error).strip().splitlines()[0]}")
+        now = StatementsSnapshot(False, reason, "check the database and the connection", datetime.now(UTC))
+        connections = None
     before = _statements_from_sample(previous)
     queries = query_stats(before, now, min_duration_ms=settings.alerts.slow_query_ms)
     return now, queries, connections
@@ -169,10 +177,12 @@ def _metrics(
     else:
         metrics["api_p95_ms"] = metrics["error_rate"] = None
         sources["api_p95_ms"] = sources["error_rate"] = "no valid load test in the window: not measured"
-    metrics["connections_pct"] = connections.usage_percent
+    metrics["connections_pct"] = connections.usage_percent if connections else None
     sources["connections_pct"] = (
         f"pg_stat_activity: {connections.connections} of {connections.max_connections} "
         f"(minus {connections.reserved_connections} reserved)"
+        if connections
+        else f"not measured: {queries.reason}"
     )
     sources["service_summary"] = service
     return metrics, sources
