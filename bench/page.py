@@ -100,7 +100,7 @@ def seed_history(
 ) -> None:
     """Fill an empty results database with `runs` nightly load tests and `weeks` maintenance runs;
     with `artifacts`, the newest of each gets a stored report there."""
-    from tutormax_ops.storage import ensure_results_schema
+    from tutormax_ops.core.storage import ensure_results_schema
 
     params = {"runs": runs, "endpoints": endpoints, "weeks": weeks, "tables": tables}
     schema = sql.Identifier(SCHEMA)
@@ -132,10 +132,10 @@ def serving(app: object) -> Iterator[str]:
 
     import uvicorn
 
-    from tutormax_ops import devstack
+    from tutormax_ops.core.processes import LOOPBACK, free_port
 
-    port = devstack.free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=devstack.LOOPBACK, port=port, log_level="warning"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -144,7 +144,7 @@ def serving(app: object) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield f"http://{devstack.LOOPBACK}:{port}"
+        yield f"http://{LOOPBACK}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -199,7 +199,7 @@ def _median_ms(call: Callable[[], object], repeats: int) -> float:
 
 
 def measure(sizes: dict[str, int], repeats: int) -> dict[str, float]:
-    from tutormax_ops import devstack
+    from tutormax_ops.devstack import stack as devstack
 
     state = ROOT / ".tutormax" / "bench" / "page"
     shutil.rmtree(state, ignore_errors=True)

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from tutormax_ops.config import load_settings
-from tutormax_ops.dag_policy import START_DATE, default_args
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.dag_policy import START_DATE, default_args
 
 
 @dag(
@@ -55,7 +55,7 @@ from tutormax_ops.dag_policy import START_DATE, default_args
 def tutormax_perf_health() -> None:
     @task
     def snapshot(dag_run=None, logical_date=None) -> dict:
-        from tutormax_ops.config import load_settings
+        from tutormax_ops.core.config import load_settings
         from tutormax_ops.health.snapshot import take_snapshot
 
         settings = load_settings(with_variable=True)
@@ -67,7 +67,7 @@ def tutormax_perf_health() -> None:
     def evaluate(taken: dict) -> dict:
         from datetime import datetime
 
-        from tutormax_ops.config import load_settings
+        from tutormax_ops.core.config import load_settings
         from tutormax_ops.health.evaluate import evaluate_alerts
 
         return evaluate_alerts(datetime.fromisoformat(taken["hour"]), load_settings(with_variable=True))
@@ -76,7 +76,7 @@ def tutormax_perf_health() -> None:
     def notify(evaluated: dict, params=None) -> list[str]:
         from datetime import datetime
 
-        from tutormax_ops.config import load_settings
+        from tutormax_ops.core.config import load_settings
         from tutormax_ops.health.evaluate import email_changes
 
         hour = datetime.fromisoformat(evaluated["hour"])
@@ -84,7 +84,7 @@ def tutormax_perf_health() -> None:
 
     @task
     def checklist(params=None) -> dict:
-        from tutormax_ops.config import load_settings
+        from tutormax_ops.core.config import load_settings
         from tutormax_ops.health.checklist import refresh_checklist
 
         return refresh_checklist(load_settings(with_variable=True), force=params["refresh_checklist"])

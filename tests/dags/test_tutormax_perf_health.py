@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from support import read_emails, task_states
-from tutormax_ops.storage import ensure_results_schema
+from tutormax_ops.core.storage import ensure_results_schema
 
 DAG_ID = "tutormax_perf_health"
 SCHEMA = "tutormax_ops"
@@ -55,7 +55,7 @@ def series(
 ) -> Iterator[Series]:
     from airflow.dag_processing.dagbag import DagBag
 
-    from tutormax_ops.paths import PROJECT_ROOT
+    from tutormax_ops.core.paths import PROJECT_ROOT
 
     results_url = fresh_database("perf_health_results")
     with psycopg.connect(results_url, autocommit=True) as conn:

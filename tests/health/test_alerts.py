@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tutormax_ops.config import load_settings
+from tutormax_ops.core.config import load_settings
 from tutormax_ops.health.alerts import NOTIFY_TRANSITIONS, AlertRule, AlertState, rules, step
 
 CACHE = AlertRule("cache_hit_rate", "Cache hit rate", "%", "below", 70)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from page import chromium_path, load_page, logged_in_page, seed_history, serving
-from tutormax_ops import devstack
+from tutormax_ops.devstack import stack as devstack
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 PAGE = "/tutormax-ops/performance/"

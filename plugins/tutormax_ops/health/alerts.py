@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from tutormax_ops.config import Settings
+    from tutormax_ops.core.config import Settings
 
 Direction = Literal["below", "above"]
 Transition = Literal["none", "raise", "hold", "resolve"]

@@ -16,7 +16,7 @@ from tutormax_ops.health.probes import Verdict, alembic_status, guarded, with_da
 from tutormax_ops.health.results import one, results_db
 
 if TYPE_CHECKING:
-    from tutormax_ops.config import Settings
+    from tutormax_ops.core.config import Settings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", ""})
 DUMP_SUFFIXES = (".dump", ".sql", ".sql.gz", ".backup", ".pgdump", ".tar")
@@ -169,7 +169,7 @@ def check_all(settings: Settings) -> list[dict[str, Any]]:
 
 def refresh_checklist(settings: Settings, *, force: bool = False) -> dict[str, Any]:
     """Check every item unless the last check is younger than `health.checklist_interval_hours`."""
-    from tutormax_ops.storage import upsert_rows
+    from tutormax_ops.core.storage import upsert_rows
 
     schema = settings.storage.results_schema
     with results_db(settings) as conn:

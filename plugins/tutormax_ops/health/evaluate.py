@@ -17,7 +17,7 @@ from tutormax_ops.health.alerts import AlertState, rules, step
 from tutormax_ops.health.results import one, results_db, rows
 
 if TYPE_CHECKING:
-    from tutormax_ops.config import Settings
+    from tutormax_ops.core.config import Settings
 
 
 class MissingSnapshotError(RuntimeError):
@@ -28,8 +28,8 @@ def evaluate_alerts(hour: datetime, settings: Settings) -> dict[str, Any]:
     """Step each alert for `hour`, store the rows, and return {alert: transition} plus what is firing."""
     from psycopg.types.json import Jsonb
 
+    from tutormax_ops.core.storage import upsert_rows
     from tutormax_ops.health.runbooks import runbook
-    from tutormax_ops.storage import upsert_rows
 
     schema = settings.storage.results_schema
     with results_db(settings) as conn:
@@ -83,8 +83,8 @@ def evaluate_alerts(hour: datetime, settings: Settings) -> dict[str, Any]:
 
 def email_changes(hour: datetime, settings: Settings, *, notify: bool) -> list[str]:
     """Email each raise and resolve of `hour` not emailed yet; return the alerts emailed."""
-    from tutormax_ops.notify import send_email
-    from tutormax_ops.reports import render
+    from tutormax_ops.core.notify import send_email
+    from tutormax_ops.core.reports import render
 
     schema = settings.storage.results_schema
     with results_db(settings) as conn:
@@ -108,6 +108,6 @@ def email_changes(hour: datetime, settings: Settings, *, notify: bool) -> list[s
 
 
 def _mark_emailed(schema: str, hour: datetime, alerts: list[str]) -> tuple[Any, dict[str, Any]]:
-    from tutormax_ops.db import load_sql
+    from tutormax_ops.core.db import load_sql
 
     return load_sql("tutormax_perf_health/mark_emailed.sql", schema=schema), {"hour": hour, "alerts": alerts}

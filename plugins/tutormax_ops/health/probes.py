@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tutormax_ops.conn_ids import DB_CONN_ID, REDIS_CONN_ID
-from tutormax_ops.notify import redact
-from tutormax_ops.paths import PROJECT_ROOT
+from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID
+from tutormax_ops.core.notify import redact
+from tutormax_ops.core.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from redis import Redis
 
-    from tutormax_ops.config import Settings
+    from tutormax_ops.core.config import Settings
 
 Status = Literal["pass", "fail", "cannot tell"]
 TTL_SAMPLE = 10
@@ -49,7 +49,7 @@ def with_redis(use: Callable[[Redis], Verdict]) -> Verdict:
 
 
 def with_database(settings: Settings, use: Callable[[Any], Verdict]) -> Verdict:
-    from tutormax_ops.db import collector_session
+    from tutormax_ops.core.db import collector_session
 
     def probe() -> Verdict:
         with collector_session(DB_CONN_ID, settings) as conn:

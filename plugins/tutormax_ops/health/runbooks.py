@@ -13,7 +13,7 @@ from tutormax_ops.health.probes import Verdict, alembic_status, with_database, w
 from tutormax_ops.health.results import one, results_db, rows
 
 if TYPE_CHECKING:
-    from tutormax_ops.config import Settings
+    from tutormax_ops.core.config import Settings
 
 Step = dict[str, str]
 SLOW_QUERY_LIMIT = 5

@@ -21,14 +21,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from tutormax_ops.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID
+from tutormax_ops.core.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID
+from tutormax_ops.core.notify import redact
 from tutormax_ops.health.results import hour_of, one, results_db
-from tutormax_ops.notify import redact
 
 if TYPE_CHECKING:
     from tutormax_ops.collectors.postgres.queries import StatementsSnapshot
     from tutormax_ops.collectors.redis import CacheStats
-    from tutormax_ops.config import Settings
+    from tutormax_ops.core.config import Settings
 
 SERVICE_SUMMARY = "/api/performance/summary"
 QUERY_TEXT_CHARS = 300  # statements kept in `samples` are for deltas, not for reading
@@ -39,7 +39,7 @@ def take_snapshot(*, dag_id: str, run_id: str, logical_date: datetime, settings:
     from psycopg.types.json import Jsonb
 
     from tutormax_ops.collectors.summary import build_summary
-    from tutormax_ops.storage import upsert_rows
+    from tutormax_ops.core.storage import upsert_rows
 
     hour = hour_of(logical_date)
     schema = settings.storage.results_schema
@@ -118,7 +118,7 @@ def _database(settings: Settings, previous: dict[str, Any] | None) -> tuple[Stat
 
     from tutormax_ops.collectors.postgres.health import connection_usage
     from tutormax_ops.collectors.postgres.queries import StatementsSnapshot, query_stats, statements_snapshot
-    from tutormax_ops.db import collector_session
+    from tutormax_ops.core.db import collector_session
 
     try:
         with collector_session(DB_CONN_ID, settings) as conn:

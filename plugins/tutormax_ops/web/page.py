@@ -20,7 +20,7 @@ from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.responses import FileResponse, HTMLResponse
 
-from tutormax_ops.config import Settings, load_settings
+from tutormax_ops.core.config import Settings, load_settings
 
 HISTORY_DAYS = 366
 TOP_TABLES = 10
@@ -41,7 +41,7 @@ router = APIRouter(prefix=PAGE_PATH, dependencies=[Depends(get_user)])
 
 @router.get("/", response_class=HTMLResponse)
 def performance_page() -> HTMLResponse:
-    from tutormax_ops.reports import render
+    from tutormax_ops.core.reports import render
 
     return HTMLResponse(render("performance_page.html", history_days=HISTORY_DAYS))
 
