@@ -12,8 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from tutormax_ops.core.db import load_sql
 from tutormax_ops.health.probes import Verdict, alembic_status, guarded, with_database, with_redis
-from tutormax_ops.health.results import one, results_db
+from tutormax_ops.health.results import SQL_FOLDER, one, results_db
 
 if TYPE_CHECKING:
     from tutormax_ops.core.config import Settings
@@ -40,10 +41,7 @@ def _statements(settings: Settings) -> Verdict:
 
 def _memory(settings: Settings) -> Verdict:
     def probe(conn: Any) -> Verdict:
-        shared, work, connections = conn.execute(
-            "SELECT pg_size_bytes(current_setting('shared_buffers')), "
-            "pg_size_bytes(current_setting('work_mem')), current_setting('max_connections')::int"
-        ).fetchone()
+        shared, work, connections = conn.execute(load_sql(f"{SQL_FOLDER}/pg_memory.sql")).fetchone()
         figures = f"shared_buffers {shared / 2**20:,.0f} MB, work_mem {work / 2**20:,.1f} MB, max_connections {connections}"
         host = conn.info.host or ""
         if host not in LOOPBACK_HOSTS and not host.startswith("/"):
@@ -125,10 +123,7 @@ def _invalidation(settings: Settings) -> Verdict:
 
 def _data_volume(settings: Settings) -> Verdict:
     def probe(conn: Any) -> Verdict:
-        total, tables, biggest = conn.execute(
-            "SELECT coalesce(sum(n_live_tup), 0)::bigint, count(*), "
-            "(SELECT relname FROM pg_stat_user_tables ORDER BY n_live_tup DESC LIMIT 1) FROM pg_stat_user_tables"
-        ).fetchone()
+        total, tables, biggest = conn.execute(load_sql(f"{SQL_FOLDER}/data_volume.sql")).fetchone()
         evidence = f"{total:,} live rows in {tables} tables (largest: {biggest}); production-like means ≥ {settings.health.min_production_rows:,}"
         return Verdict("pass" if total >= settings.health.min_production_rows else "fail", evidence)
 

@@ -72,9 +72,12 @@ def alembic_status(settings: Settings) -> Verdict:
         config = Config(str(ini))
         script = ScriptDirectory.from_config(config)
         heads = set(script.get_heads())
-        exists = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()[0]
+        from tutormax_ops.core.db import load_sql
+        from tutormax_ops.health.results import SQL_FOLDER
+
+        exists = conn.execute(load_sql(f"{SQL_FOLDER}/alembic_table.sql")).fetchone()[0]
         current = (
-            {row[0] for row in conn.execute("SELECT version_num FROM alembic_version").fetchall()}
+            {row[0] for row in conn.execute(load_sql(f"{SQL_FOLDER}/alembic_current.sql")).fetchall()}
             if exists
             else set()
         )
