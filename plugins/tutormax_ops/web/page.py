@@ -19,10 +19,12 @@ from typing import Annotated, Any
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.responses import FileResponse, HTMLResponse
+from psycopg import sql
 
 from tutormax_ops.core.config import Settings, load_settings
 
 HISTORY_DAYS = 366
+PARTS = ("now", "alerts", "checklist", "loadtests", "rates", "bloat")  # include/sql/…/page_<part>.sql
 TOP_TABLES = 10
 PAGE_PATH = "/performance"
 # Stored reports run in a sandbox: their scripts (Locust's report has some) get an opaque origin and
@@ -58,26 +60,40 @@ def plotly_bundle() -> FileResponse:
 
 @router.get("/data")
 def performance_data(settings: SettingsDep) -> Response:
-    """One JSON document, assembled from the statements' JSON text without parsing it again."""
+    """One JSON document. Each part is one statement's JSON text; they run as scalar subqueries of a
+    single SELECT (one round trip), and are joined without being parsed again."""
+    import json
+
     import psycopg
 
     from tutormax_ops.health.results import results_db, rows
 
     schema = settings.storage.results_schema
     params = {"since": datetime.now(UTC) - timedelta(days=HISTORY_DAYS), "top": TOP_TABLES}
-    parts: dict[str, str] = {}
     try:
         with results_db(settings, read_only=True) as conn:
-            for name in ("now", "alerts", "checklist", "loadtests", "rates", "bloat"):
-                parts[name] = next(iter(rows(conn, f"page_{name}", schema, params)[0].values()))
+            values = conn.execute(_parts_statement(schema), params).fetchone()
             reports = rows(conn, "page_reports", schema)
     except psycopg.errors.UndefinedTable:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no history yet: run tutormax_perf_health") from None
-    import json
-
+    parts = dict(zip(PARTS, values, strict=True))
     parts["reports"] = json.dumps(_report_links(settings, reports))
     body = "{" + ",".join(f"{json.dumps(key)}:{value}" for key, value in parts.items()) + "}"
     return Response(body, media_type="application/json")
+
+
+def _parts_statement(schema: str) -> sql.Composed:
+    """SELECT (<page_now.sql>) AS now, (<page_alerts.sql>) AS alerts, …"""
+    from tutormax_ops.core.db import load_sql
+    from tutormax_ops.health.results import SQL_FOLDER
+
+    columns = [
+        sql.SQL("(\n{}\n) AS {}").format(
+            load_sql(f"{SQL_FOLDER}/page_{name}.sql", schema=schema), sql.Identifier(name)
+        )
+        for name in PARTS
+    ]
+    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(columns))
 
 
 def _report_links(settings: Settings, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
