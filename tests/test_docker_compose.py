@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tutormax_ops import devstack
-from tutormax_ops.paths import PROJECT_ROOT
+from tutormax_ops.core.paths import PROJECT_ROOT
+from tutormax_ops.devstack import stack as devstack
 from tutormax_service import seed
 
 AIRFLOW_SERVICES = {
@@ -180,11 +180,7 @@ def test_image_holds_the_code_at_the_paths_airflow_reads(services: dict, tmp_pat
 
 
 def test_tutormax_containers_run_the_commands_make_demo_and_make_test_run(services: dict) -> None:
-    devstack_file = Path(devstack.__file__)
-    devstack_files = (
-        sorted(devstack_file.parent.glob("*.py")) if devstack_file.stem == "__init__" else [devstack_file]
-    )
-    devstack_source = "\n".join(path.read_text() for path in devstack_files)
+    devstack_source = Path(devstack.__file__).read_text()
     for name in TUTORMAX_CONTAINERS:
         service = services[name]
         # Through the image's /entrypoint, which execs `python …` after skipping its Airflow DB wait.
