@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 from typing import Any, TypeVar
 
 from sqlalchemy import Date, cast, func, select
@@ -248,36 +247,4 @@ def admin_analytics(db: Session, now: dt.datetime) -> dict[str, Any]:
         "per_subject": sorted(per_subject.values(), key=lambda item: item["sessions"], reverse=True),
         "avg_rating": _average(rating_sum, ratings),
         "ratings": ratings,
-    }
-
-
-def sample_ids(db: Session, limit: int) -> dict[str, Any]:
-    """Random real ids for load generators; session_ids are completed sessions still lacking feedback."""
-    s = TutoringSession
-    tutors = db.execute(
-        select(Tutor.id, Tutor.subjects).where(Tutor.is_active).order_by(func.random()).limit(limit)
-    ).all()
-    student_ids = db.scalars(select(Student.id).order_by(func.random()).limit(limit)).all()
-    # A run of ids from a random start instead of ORDER BY random(): sorting millions of
-    # sessions per call would make this helper the slowest endpoint in a load test.
-    low, high = db.execute(select(func.min(s.id), func.max(s.id)).where(s.status == "completed")).one()
-    session_ids = (
-        db.scalars(
-            select(s.id)
-            .where(
-                s.id >= random.randint(low, high),
-                s.status == "completed",
-                ~select(Feedback.id).where(Feedback.session_id == s.id).exists(),
-            )
-            .order_by(s.id)
-            .limit(limit)
-        ).all()
-        if low is not None
-        else []
-    )
-    return {
-        "tutor_ids": [tutor.id for tutor in tutors],
-        "student_ids": list(student_ids),
-        "session_ids": list(session_ids),
-        "tutor_subjects": {str(tutor.id): tutor.subjects for tutor in tutors},
     }
