@@ -40,6 +40,8 @@ class Settings(BaseModel):
     # PostgreSQL gain nothing from more concurrent queries, and N workers hold N times this.
     db_pool_size: int = Field(default=5, gt=0)
     db_max_overflow: int = Field(default=5, ge=0)
+    # Redis connections per uvicorn worker for request handlers (a request waits for a free one).
+    redis_pool_size: int = Field(default=16, gt=0)
     # How old a worker's snapshot of tutor and student ids may get before /api/ids/sample reloads it.
     id_snapshot_seconds: float = Field(default=300.0, ge=0)
     # Number of most recent SQL timings kept per process for avg/p95.
