@@ -34,6 +34,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from collections import Counter
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -135,6 +137,14 @@ def p95(values: list[float]) -> float | None:
     return ordered[max(1, math.ceil(0.95 * len(ordered))) - 1] if ordered else None
 
 
+def host_busy_percent(before: Any, after: Any) -> float:
+    """Busy share of all cores between two `psutil.cpu_times()`: what the whole machine did, this
+    stack and every other process on it."""
+    total = sum(after) - sum(before)
+    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
+    return 100 * (total - idle) / total if total > 0 else 0.0
+
+
 def measure(service: Service, run_time_s: int, folder: Path) -> dict[str, float | None]:
     profile = SETTINGS.profile("baseline")
     service.post("/api/performance/cache/clear")
@@ -144,9 +154,9 @@ def measure(service: Service, run_time_s: int, folder: Path) -> dict[str, float 
         "baseline", service.url, profile.users, profile.spawn_rate, run_time_s, 0, "never", "manual"
     )
     prober = Prober(service.url)
-    cpu_before = service.cpu_seconds()
+    cpu_before, host_before = service.cpu_seconds(), psutil.cpu_times()
     outcome = run_locust(plan, SETTINGS.loadtest, folder, on_window_open=prober.start, log=lambda _: None)
-    cpu_s = service.cpu_seconds() - cpu_before
+    cpu_s, host_after = service.cpu_seconds() - cpu_before, psutil.cpu_times()
     prober.stopped.set()
     if prober.is_alive():
         prober.join(30)
@@ -175,6 +185,8 @@ def measure(service: Service, run_time_s: int, folder: Path) -> dict[str, float 
         "cpu_ms_per_request": 1000 * cpu_s / requests if requests else None,
         "ids_sample_ms": p95(prober.latencies_ms),
         "generator_cpu_max": max(busiest.values(), default=0.0),
+        "host_busy_percent": host_busy_percent(host_before, host_after),
+        "service_cpu_percent": 100 * cpu_s / (outcome.ended_at - outcome.started_at).total_seconds(),
         "valid": validity.valid and not prober.errors,
     }
     reasons = f" INVALID: {'; '.join(validity.reasons)}" if not validity.valid else ""
@@ -182,7 +194,9 @@ def measure(service: Service, run_time_s: int, folder: Path) -> dict[str, float 
         f"  {service.name:9}: p95 {figures['p95_ms']} ms, {figures['rps'] or 0:.0f} req/s steady, errors "
         f"{figures['errors_percent'] or 0:.2f}%, service CPU {figures['cpu_ms_per_request'] or 0:.2f} ms/request "
         f"({requests} requests), ids/sample p95 {figures['ids_sample_ms'] or 0:.0f} ms over "
-        f"{len(prober.latencies_ms)} probes ({prober.errors} failed), generator CPU max {figures['generator_cpu_max']:.0f}%{reasons}",
+        f"{len(prober.latencies_ms)} probes ({prober.errors} failed), generator CPU max {figures['generator_cpu_max']:.0f}%; "
+        f"host CPU {figures['host_busy_percent']:.0f}% busy of {psutil.cpu_count()} cores, the service "
+        f"{figures['service_cpu_percent']:.0f}% of one{reasons}",
         flush=True,
     )
     return figures
@@ -226,10 +240,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-time", type=int, default=60, help="seconds per run, ramp-up included")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of reference and current")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="uvicorn workers of current")
+    parser.add_argument(
+        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="uvicorn workers of current"
+    )
     parser.add_argument("--reference-rev", default=REFERENCE_REV)
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the stack, the services and locust are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     OUT.mkdir(parents=True, exist_ok=True)
     work = OUT / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -287,6 +305,9 @@ def main() -> None:
         "reference_baseline_p95_ms": median("reference", "p95_ms"),
         "reference_service_cpu_ms_per_request": median("reference", "cpu_ms_per_request"),
         "reference_ids_sample_ms": median("reference", "ids_sample_ms"),
+        "host_busy_percent": round(
+            statistics.median(run["host_busy_percent"] for runs in results.values() for run in runs), 1
+        ),
         "all_runs_valid": all(run["valid"] for runs in results.values() for run in runs),
     }
     for key in ("baseline_p95_ms", "service_cpu_ms_per_request", "ids_sample_ms"):
