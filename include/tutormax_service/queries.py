@@ -18,6 +18,8 @@ _UPCOMING_SESSIONS = 10
 _FEEDBACK_PAGE = 50
 _HISTORY_PAGE = 50
 ANALYTICS_DAYS = 30
+# GET /api/admin/overview counts the sessions of the next 24 hours.
+OVERVIEW_UPCOMING = dt.timedelta(hours=24)
 
 _Entity = TypeVar("_Entity", Tutor, Student, TutoringSession)
 
@@ -199,7 +201,7 @@ def admin_overview(db: Session, now: dt.datetime) -> dict[str, Any]:
             db, s.scheduled_at >= now - dt.timedelta(days=7), s.scheduled_at < now
         ),
         "sessions_next_24_hours": _status_counts(
-            db, s.scheduled_at >= now, s.scheduled_at < now + dt.timedelta(hours=24)
+            db, s.scheduled_at >= now, s.scheduled_at < now + OVERVIEW_UPCOMING
         ),
         "feedback_last_30_days": {"count": feedback_count, "avg_rating": feedback_avg},
     }

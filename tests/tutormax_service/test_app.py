@@ -356,6 +356,23 @@ def test_booking_invalidates_exactly_the_affected_entries(
     assert session["id"] in {item["id"] for item in history["sessions"]}
 
 
+def test_booking_beyond_the_next_24_hours_keeps_the_overview(
+    client: TestClient, rdb: redis.Redis, database_url: str
+) -> None:
+    tutor_id, subjects = _any_tutor(database_url)
+    for path in ("/api/admin/overview", f"/api/tutors/{tutor_id}/dashboard", "/api/students/8/history"):
+        client.get(path)
+    assert rdb.exists(ADMIN_OVERVIEW_KEY, tutor_dashboard_key(tutor_id), student_history_key(8)) == 3
+    response = client.post(
+        "/api/sessions", json=_booking(tutor_id, subjects[0], 8, minutes_ahead=3 * 24 * 60)
+    )
+    assert response.status_code == 201, response.text
+    # Dashboard and history only: the overview counts the next 24 hours, the analytics up to today.
+    assert response.headers["X-Cache-Invalidated"] == "2"
+    assert rdb.exists(ADMIN_OVERVIEW_KEY) == 1
+    assert client.get("/api/admin/overview").headers["X-Cache"] == "HIT"
+
+
 @pytest.mark.parametrize(
     ("change", "status"),
     [
