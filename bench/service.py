@@ -53,11 +53,12 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
-from tutormax_ops import devstack  # noqa: E402
 from tutormax_ops.collectors.locust import parse_run, validate_run  # noqa: E402
-from tutormax_ops.config import load_settings  # noqa: E402
+from tutormax_ops.core.config import load_settings  # noqa: E402
+from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
+from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port  # noqa: E402
+from tutormax_ops.devstack import stack as devstack  # noqa: E402
 from tutormax_ops.loadtest import RunPlan, run_locust  # noqa: E402
-from tutormax_ops.paths import STATE_DIR  # noqa: E402
 
 # The last commit before issue 16 touched the service.
 REFERENCE_REV = "95888b393502cdb75d33fa968072f8956185751d"
@@ -83,7 +84,7 @@ LAYERS = (
 class Service:
     name: str
     url: str
-    process: devstack.ManagedProcess
+    process: ManagedProcess
 
     def cpu_seconds(self) -> float:
         root = psutil.Process(self.process.pid)
@@ -263,7 +264,7 @@ def main() -> None:
             ("reference", 1, 1, [str(reference_path), str(ROOT / "plugins")]),
             ("current", args.workers, 2, [str(ROOT / "include"), str(ROOT / "plugins")]),
         ):
-            port = devstack.free_port()
+            port = free_port()
             process = devstack.start_reference_service(
                 database_url=db_url,
                 redis_url=f"{redis_base}/{redis_db}",
@@ -273,7 +274,7 @@ def main() -> None:
                 extra_env={"PYTHONPATH": os.pathsep.join(pythonpath)},
             )
             stack.processes.append(process)
-            services.append(Service(name, f"http://{devstack.LOOPBACK}:{port}", process))
+            services.append(Service(name, f"http://{LOOPBACK}:{port}", process))
         print(
             f"reference = the service at {args.reference_rev[:10]} with 1 worker; current = this tree with "
             f"{args.workers}; baseline profile, {args.run_time} s per run, {args.rounds} rounds",
