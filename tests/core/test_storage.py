@@ -41,6 +41,9 @@ def test_schema_creation_is_repeatable(results_conn: psycopg.Connection) -> None
     assert [name for (name,) in tables] == [
         "cache_warm_runs",
         "cache_warm_targets",
+        "health_alerts",
+        "health_checklist",
+        "health_snapshots",
         "loadtest_endpoints",
         "loadtest_runs",
         "runs",
