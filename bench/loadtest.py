@@ -4,7 +4,7 @@
     time 0) next to the minimal FastHttpUser locustfile, both against the same trivial server
     (an asyncio HTTP/1.1 server started here). CPU-seconds come from the locust process's own
     rusage, so the server's share of the 2 cores does not enter. Target: ratio ≥ 0.85.
-(b) Detector quality on synthetic p95 histories, through `tutormax_ops.regression` with the shipped
+(b) Detector quality on synthetic p95 histories, through `tutormax_ops.loadtest.regression` with the shipped
     settings: a +20 % step (40 runs at CV 5 %, then the step) must be detected within 3 runs in
     ≥ 95 % of trials; stationary noise at CV 10 % may raise ≤ 1 false alarm per 100 runs. The
     detection rate at CV 10 % is printed too: there a +20 % step is 2σ, and no detector reaches
@@ -44,8 +44,8 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
 from tutormax_ops import devstack  # noqa: E402
 from tutormax_ops.config import load_settings  # noqa: E402
+from tutormax_ops.loadtest.regression import AGGREGATE, Point, analyze_history, analyze_series  # noqa: E402
 from tutormax_ops.paths import LOCUST_DIR, STATE_DIR  # noqa: E402
-from tutormax_ops.regression import AGGREGATE, Point, analyze_history, analyze_series  # noqa: E402
 
 SETTINGS = load_settings()
 CAPACITY_USERS, CAPACITY_SECONDS, CAPACITY_REPEATS = 50, 12, 2
@@ -200,7 +200,7 @@ def bench_detector() -> tuple[float, float]:
 
 
 def bench_analysis() -> float:
-    from tutormax_ops.loadtest import build_series
+    from tutormax_ops.loadtest.analyze import build_series
 
     rng = np.random.default_rng(7)
     names = [f"GET /api/endpoint_{index}" for index in range(ENDPOINTS)]
@@ -247,7 +247,8 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
 
     from tutormax_ops.collectors.locust import parse_run
     from tutormax_ops.collectors.redis import cache_stats, take_sample
-    from tutormax_ops.loadtest import RunPlan, run_locust
+    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.runner import run_locust
 
     name = "smoke" if quick else "baseline"
     profile = SETTINGS.profile(name)

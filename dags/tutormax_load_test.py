@@ -50,7 +50,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 from tutormax_ops.assets import SCHEMA_MIGRATED
 from tutormax_ops.config import load_settings
 from tutormax_ops.dag_policy import START_DATE, default_args
-from tutormax_ops.loadtest_operator import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
+from tutormax_ops.loadtest.operator import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
 
 # YAML and environment only: the Airflow Variable is read by the tasks, never while parsing.
 LOADTEST = load_settings().loadtest
@@ -123,13 +123,13 @@ def tutormax_load_test() -> None:
     def plan() -> dict:
         from airflow.sdk import get_current_context
 
-        from tutormax_ops.loadtest import plan_from_context
+        from tutormax_ops.loadtest.plan import plan_from_context
 
         return plan_from_context(get_current_context())
 
     @task
     def guard(planned: dict) -> list[str]:
-        from tutormax_ops.loadtest import check_guard
+        from tutormax_ops.loadtest.guard import check_guard
 
         return check_guard(planned)
 
@@ -137,19 +137,19 @@ def tutormax_load_test() -> None:
     def analyze(planned: dict, run: dict) -> dict:
         from airflow.sdk import get_current_context
 
-        from tutormax_ops.loadtest import analyze_run
+        from tutormax_ops.loadtest.analyze import analyze_run
 
         return analyze_run(planned, run, get_current_context())
 
     @task
     def notify(result: dict) -> bool:
-        from tutormax_ops.loadtest import notify_run
+        from tutormax_ops.loadtest.report import notify_run
 
         return notify_run(result)
 
     @task(on_failure_callback=notify_failure_unless_verdict)
     def verdict(result: dict) -> str:
-        from tutormax_ops.loadtest import enforce_verdict
+        from tutormax_ops.loadtest.verdict import enforce_verdict
 
         return enforce_verdict(result)
 

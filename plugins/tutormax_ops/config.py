@@ -113,7 +113,7 @@ class LoadProfile(_Section):
 
 
 class Regression(_Section):
-    """Verdict 2, a run against its profile's history (see `tutormax_ops.regression`)."""
+    """Verdict 2, a run against its profile's history (see `tutormax_ops.loadtest.regression`)."""
 
     window_runs: Annotated[int, Field(ge=5, le=1000)] = 50
     robust_runs: Annotated[int, Field(ge=3, le=1000)] = 20

@@ -30,7 +30,7 @@ from tutormax_ops.collectors.locust import (
 from tutormax_ops.paths import LOCUST_DIR
 
 LOCUST = Path(sys.executable).with_name("locust")
-USERS, SPAWN_RATE, RUN_S = 4, 1, 8
+USERS, SPAWN_RATE, RUN_S = 4, 1, 12  # 3 s of ramp-up, then a steady state a busy machine cannot squeeze out
 LOCUSTFILE = LOCUST_DIR / "two_endpoint_locustfile.py"
 HISTORY_HEADER = ["Timestamp", "User Count", "Type", "Name", "Total Request Count"]
 
@@ -299,6 +299,12 @@ def test_real_run_totals_equal_the_json(real_runs: dict[str, RealRun]) -> None:
     assert csv_total <= run.aggregate.requests
 
 
+def locust_bucket(ms: float) -> int:
+    """The bucket Locust files a response time under (see PERCENTILE_ROUNDING): 357.04 ms is 360."""
+    digits = 0 if ms < 100 else -1 if ms < 1000 else -2 if ms < 10_000 else -3
+    return int(round(ms, digits))
+
+
 def test_real_run_percentiles_are_consistent(real_runs: dict[str, RealRun]) -> None:
     real = real_runs["complete"]
     entries = json.loads((real.folder / "run.json").read_text())
@@ -315,7 +321,7 @@ def test_real_run_percentiles_are_consistent(real_runs: dict[str, RealRun]) -> N
         assert figures == [expanded_percentile(histogram, f) for f in (0.5, 0.9, 0.95, 0.99)]
         assert figures == sorted(figures)
         assert metrics.min_ms <= metrics.avg_ms <= metrics.max_ms
-        assert round(metrics.max_ms) >= figures[-1] - 1  # the p99 bucket never lies above the exact max
+        assert figures[-1] <= locust_bucket(metrics.max_ms)  # the p99 bucket never lies above the max's
 
 
 def test_real_run_steady_window_excludes_ramp_up(real_runs: dict[str, RealRun]) -> None:

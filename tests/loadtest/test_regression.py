@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tutormax_ops.config import Regression
-from tutormax_ops.regression import (
+from tutormax_ops.loadtest.regression import (
     AGGREGATE,
     Point,
     analyze_history,
