@@ -28,6 +28,11 @@ advisory lock is held (a migration or maintenance is running). The run holds tha
   workers join with `loadtest.remote_workers`, see the README's multi-host layout).
 - `notify`: `always`, `on_problem` (regression, target breach or invalid run) or `never`.
 
+A run flagged as a regression stays in the history and on the charts but out of the baseline,
+until its run id is added to the Airflow Variable `tutormax_loadtest_accepted_runs` (a JSON list:
+"this is the new normal") or a change point confirms its level. The first good run after it says
+"recovered" and is emailed under `on_problem`.
+
 ### Outputs
 Under `storage.artifacts_base/tutormax_load_test/<run_id>/`: `report.html`, Locust's `locust.html`,
 its CSVs and JSON, `summary.json`, `server_metrics.json`, `cpu_samples.csv`, `endpoints.csv`,
@@ -91,7 +96,13 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
         ),
         "spawn_rate": _profile_override("number", "Users started per second.", exclusiveMinimum=0),
         "run_time": _profile_override(
-            "integer", "Run time in seconds, ramp-up included.", minimum=5, maximum=86_400
+            "integer",
+            "Run time in seconds, ramp-up included. At least 30: the ramp-up, a warm-up of "
+            "`loadtest.warmup_fraction` of the run, and a steady state several times the "
+            "`loadtest.stall_min_s` a stall is told by, in which the busier endpoints reach the 72 "
+            "requests a p95 needs for an upper confidence bound.",
+            minimum=30,
+            maximum=86_400,
         ),
         "host": Param(
             "",

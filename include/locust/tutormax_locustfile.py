@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import loop_clock  # noqa: F401  (makes -t last what it says)
+
 from locust import FastHttpUser, between, constant, events, task
 
 THINK_TIME_ENV = "TUTORMAX_LOCUST_THINK_TIME"

@@ -25,8 +25,8 @@ from tutormax_ops.collectors.locust import (
     merge_histograms,
     parse_run,
     percentile,
-    validate_run,
 )
+from tutormax_ops.loadtest.validity import validate_run
 from tutormax_ops.paths import LOCUST_DIR
 
 LOCUST = Path(sys.executable).with_name("locust")

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from tutormax_ops.collectors.sampling import Interval, min_requests
 from tutormax_ops.config import Settings, load_settings
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
 from tutormax_ops.loadtest.plan import RunPlan
@@ -28,11 +29,12 @@ from tutormax_ops.loadtest.verdict import (
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-    from tutormax_ops.collectors.locust import LocustRun
+    from tutormax_ops.collectors.locust import EndpointMetrics, LocustRun
     from tutormax_ops.loadtest.regression import Finding, Point, SeriesVerdict
 
 
 Verdict = Literal["pass", "fail", "regression", "invalid"]
+ACCEPTED_VARIABLE = "tutormax_loadtest_accepted_runs"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,18 @@ class Analysis:
     history: tuple[dict[str, Any], ...]  # earlier runs, oldest first, with their endpoint figures
     server: dict[str, Any]
     outcome: dict[str, Any]
+    min_requests: int = 1  # the fewest requests whose p95 has an upper bound (collectors.sampling)
+    accepted: tuple[str, ...] = ()  # flagged runs a person accepted as the new normal
+
+    @property
+    def recovered_from(self) -> dict[str, Any] | None:
+        """The regression this run ends: the latest earlier run, if it was flagged and not accepted,
+        when this run is valid and raises no alarm."""
+        last = self.history[-1] if self.history else None
+        if not self.valid or self.alarms or last is None:
+            return None
+        flagged = last.get("regression_verdict") == "regression" and last["run_id"] not in self.accepted
+        return last if flagged else None
 
     @property
     def targets_verdict(self) -> Literal["pass", "fail"]:
@@ -70,11 +84,20 @@ class Analysis:
         )
 
     @property
-    def regression_verdict(self) -> Literal["regression", "ok", "insufficient history", "not judged"]:
+    def alarms(self) -> list[Finding]:
+        """The findings that fail the run: those judged on a history long enough (`alarm_history`)."""
+        return [finding for finding in self.findings if not finding.provisional]
+
+    @property
+    def regression_verdict(
+        self,
+    ) -> Literal["regression", "provisional", "ok", "insufficient history", "not judged"]:
         if not self.valid:
             return "not judged"
-        if self.findings:
+        if self.alarms:
             return "regression"
+        if self.findings:
+            return "provisional"
         if any(verdict.status == "insufficient history" for verdict in self.regression):
             return "insufficient history"
         return "ok"
@@ -85,7 +108,7 @@ class Analysis:
             return "invalid"
         if self.targets_verdict == "fail":
             return "fail"
-        return "regression" if self.findings else "pass"
+        return "regression" if self.alarms else "pass"
 
     def headline(self) -> str:
         """One line for the email subject: the verdict and its first reason."""
@@ -96,11 +119,14 @@ class Analysis:
                 for check in self.checks
                 if check.status == "fail" and check.value is not None
             ),
-            *(finding.describe() for finding in self.findings),
+            *(finding.describe() for finding in self.alarms),
         ]
+        if self.recovered_from is not None:
+            problems.append(f"recovered from the regression of run {self.recovered_from['run_id']}")
+        problems += [finding.describe() for finding in self.findings if finding.provisional]
         label = {"pass": "PASS", "fail": "TARGET BREACH", "regression": "REGRESSION", "invalid": "INVALID"}
         words = [label[self.verdict]]
-        if self.valid and self.findings and self.verdict == "fail":
+        if self.valid and self.alarms and self.verdict == "fail":
             words.append("+ REGRESSION")
         return " ".join(words) + (f": {problems[0]}" if problems else "")
 
@@ -135,6 +161,7 @@ def analyze_run(
         "verdict": analysis.verdict,
         "headline": analysis.headline(),
         "notify": plan.notify,
+        "recovered": analysis.recovered_from is not None,
         "profile": plan.profile,
         "artifacts_uri": str(artifacts),
     }
@@ -150,8 +177,9 @@ def judge(
     *,
     dag_id: str,
 ) -> Analysis:
-    from tutormax_ops.collectors.locust import parse_run, validate_run
+    from tutormax_ops.collectors.locust import parse_run
     from tutormax_ops.loadtest.regression import analyze_history
+    from tutormax_ops.loadtest.validity import validate_run
 
     for name in (*LOCUST_OUTPUTS, *(f"{role}.log" for role in ("locust", "master"))):
         source = artifacts / name
@@ -161,6 +189,7 @@ def judge(
     cpu = _busiest_cpu(artifacts / "cpu_samples.csv")
     targets = settings.targets_for(plan.profile)
     log_text = "".join(path.read_text(errors="replace") for path in scratch.glob("*.log"))
+    params = settings.loadtest.regression
     reasons: list[str] = []
     run = None
     if (scratch / f"{PREFIX}.json").exists():
@@ -169,6 +198,7 @@ def judge(
             json_path=scratch / f"{PREFIX}.json",
             html_path=scratch / f"{PREFIX}.html",
             log_text=log_text,
+            confidence=params.confidence,
         )
         validity = validate_run(
             run,
@@ -176,6 +206,8 @@ def judge(
             cpu_samples=cpu,
             cpu_saturation_percent=settings.loadtest.cpu_saturation_percent,
             max_saturated_fraction=settings.loadtest.max_saturated_fraction,
+            stall_min_s=settings.loadtest.stall_min_s,
+            stall_fraction=settings.loadtest.stall_fraction,
         )
         reasons += validity.reasons
     else:
@@ -195,7 +227,7 @@ def judge(
         cache_hit_rate=server["cache_hit_rate"],
         query_p95_ms=server["query_p95_ms"],
         targets=targets,
-        min_endpoint_requests=settings.loadtest.min_endpoint_requests,
+        min_endpoint_requests=min_requests(confidence=params.confidence),
         stress_knee=stress_knee,
         stress=plan.stress,
         unmeasured=_unmeasured(server_details),
@@ -204,10 +236,11 @@ def judge(
     history = load_history(settings, plan, dag_id, run_id)
     valid = not reasons
     regression = ()
+    accepted = _accepted_runs()
     if valid and run is not None:
-        current = _current_values(run, server, stress_knee, settings.loadtest.min_endpoint_requests)
-        series = build_series(history, current, run_id, started_at)
-        regression = tuple(analyze_history(series, settings.loadtest.regression))
+        current = _current_values(run, server, stress_knee, min_requests(confidence=params.confidence))
+        series = build_series(history, current, run_id, started_at, accepted=accepted)
+        regression = tuple(analyze_history(series, params))
     return Analysis(
         plan=plan,
         run_id=run_id,
@@ -222,7 +255,17 @@ def judge(
         history=tuple(history),
         server=server_details,
         outcome=outcome,
+        min_requests=min_requests(confidence=params.confidence),
+        accepted=accepted,
     )
+
+
+def _accepted_runs() -> tuple[str, ...]:
+    """Run ids of flagged runs a person accepted as the new normal: the Airflow Variable
+    `tutormax_loadtest_accepted_runs`, a JSON list."""
+    from airflow.sdk import Variable
+
+    return tuple(Variable.get(ACCEPTED_VARIABLE, default=[], deserialize_json=True))
 
 
 def _unmeasured(server: Mapping[str, Any]) -> dict[str, str]:
@@ -256,50 +299,64 @@ def _busiest_cpu(samples_csv: ObjectStoragePath) -> list[float]:
 
 def _current_values(
     run: LocustRun, server: Mapping[str, Any], stress_knee: LoadStep | None, min_requests: int
-) -> dict[str, dict[str, float | None]]:
-    """This run's values per scope and metric, as the history stores them."""
+) -> dict[str, dict[str, Interval]]:
+    """This run's values per scope and metric, as the history stores them, with their sampling
+    intervals where the run's histograms give them."""
     from tutormax_ops.loadtest.regression import AGGREGATE
 
-    values: dict[str, dict[str, float | None]] = {
+    def plain(value: float | None) -> Interval:
+        return Interval(value, None, None)
+
+    values: dict[str, dict[str, Interval]] = {
         AGGREGATE: {
-            "p95_ms": run.aggregate.p95_ms,
-            "error_rate": run.aggregate.error_rate_percent,
-            "rps": run.aggregate.steady_rps,
-            "cache_hit_rate": server["cache_hit_rate"],
-            "query_p95_ms": server["query_p95_ms"],
-            "knee_rps": stress_knee.rps if stress_knee else None,
+            "p95_ms": _p95(run.aggregate),
+            "error_rate": _error_rate(run.aggregate),
+            "rps": plain(run.aggregate.steady_rps),
+            "cache_hit_rate": plain(server["cache_hit_rate"]),
+            "query_p95_ms": plain(server["query_p95_ms"]),
+            "knee_rps": plain(stress_knee.rps if stress_knee else None),
         }
     }
     for endpoint in run.endpoints:
-        if endpoint.requests >= min_requests:  # too few requests give a p95 that is noise
-            values[endpoint_name(endpoint)] = {
-                "p95_ms": endpoint.p95_ms,
-                "error_rate": endpoint.error_rate_percent,
-            }
+        if endpoint.requests >= min_requests:  # fewer: the p95 has no upper bound, so it is not judged
+            values[endpoint_name(endpoint)] = {"p95_ms": _p95(endpoint), "error_rate": _error_rate(endpoint)}
     return values
+
+
+def _p95(metrics: EndpointMetrics) -> Interval:
+    return Interval(metrics.p95_ms, metrics.p95_low_ms, metrics.p95_high_ms)
+
+
+def _error_rate(metrics: EndpointMetrics) -> Interval:
+    return Interval(metrics.error_rate_percent, metrics.error_rate_low, metrics.error_rate_high)
 
 
 def build_series(
     history: Sequence[Mapping[str, Any]],
-    current: Mapping[str, Mapping[str, float | None]],
+    current: Mapping[str, Mapping[str, Interval]],
     run_id: str,
     started_at: datetime,
+    *,
+    accepted: Sequence[str] = (),
 ) -> dict[tuple[str, str], list[Point]]:
-    """One series per (scope, metric) the current run has a value for: history oldest first, this run last."""
+    """One series per (scope, metric) the current run has a value for: history oldest first, this
+    run last. A run flagged as a regression and not in `accepted` is marked out of the baseline."""
     from tutormax_ops.loadtest.regression import AGGREGATE, Point
 
     series: dict[tuple[str, str], list[Point]] = {}
     for scope, metrics in current.items():
-        for metric, value in metrics.items():
-            if value is None:
+        for metric, measured in metrics.items():
+            if measured.value is None:
                 continue
             points = [
                 Point(
                     past["run_id"],
                     past["started_at"],
                     past.get(metric) if scope == AGGREGATE else past["endpoints"].get(scope, {}).get(metric),
+                    baseline=past.get("regression_verdict") != "regression" or past["run_id"] in accepted,
                 )
                 for past in history
             ]
-            series[(scope, metric)] = [*points, Point(run_id, started_at, value)]
+            here = Point(run_id, started_at, measured.value, measured.low, measured.high)
+            series[(scope, metric)] = [*points, here]
     return series

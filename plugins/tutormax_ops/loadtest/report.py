@@ -30,8 +30,11 @@ class EndpointComparison:
     requests: int
     p50_ms: float | None
     p95_ms: float | None
+    p95_low_ms: float | None  # this run's own confidence interval of its p95
+    p95_high_ms: float | None
     baseline_p95_ms: float | None
     p95_change: float | None  # relative
+    min_step: float | None  # the smallest relative p95 step this history and sample could flag
     error_rate: float | None
     baseline_error_rate: float | None
     rps: float | None
@@ -39,15 +42,17 @@ class EndpointComparison:
 
 
 def endpoint_comparisons(analysis: Analysis, baseline_runs: int) -> list[EndpointComparison]:
-    """Each endpoint against the median of its last `baseline_runs` history values (the robust
-    rule's reference), judged or not."""
+    """Each endpoint against its baseline: the robust rule's reference where it was judged (flagged
+    runs left out), else the median of its last `baseline_runs` history values."""
     import statistics
 
     if analysis.run is None:
         return []
-    judged = {(verdict.scope, verdict.metric): verdict.status for verdict in analysis.regression}
+    judged = {(verdict.scope, verdict.metric): verdict for verdict in analysis.regression}
 
     def baseline(name: str, metric: str) -> float | None:
+        if (verdict := judged.get((name, metric))) is not None:
+            return verdict.baseline
         values = [run["endpoints"][name][metric] for run in analysis.history if name in run["endpoints"]]
         values = [value for value in values if value is not None][-baseline_runs:]
         return statistics.median(values) if values else None
@@ -56,36 +61,54 @@ def endpoint_comparisons(analysis: Analysis, baseline_runs: int) -> list[Endpoin
     for endpoint in analysis.run.endpoints:
         name = endpoint_name(endpoint)
         base_p95 = baseline(name, "p95_ms")
-        statuses = {judged.get((name, "p95_ms")), judged.get((name, "error_rate"))}
-        failing = any(check.scope == name and check.status == "fail" for check in analysis.checks)
-        if failing:
-            statuses.add("target missed")
-        # The worst that applies: a regression, a missed target, then what the history said.
-        status = next(
-            (
-                name
-                for name in ("regression", "target missed", "ok", "insufficient history")
-                if name in statuses
-            ),
-            "not judged",
-        )
+        p95_verdict = judged.get((name, "p95_ms"))
         rows.append(
             EndpointComparison(
                 endpoint=name,
                 requests=endpoint.requests,
                 p50_ms=endpoint.p50_ms,
                 p95_ms=endpoint.p95_ms,
+                p95_low_ms=endpoint.p95_low_ms,
+                p95_high_ms=endpoint.p95_high_ms,
                 baseline_p95_ms=base_p95,
                 p95_change=(endpoint.p95_ms - base_p95) / base_p95
                 if base_p95 and endpoint.p95_ms is not None
                 else None,
+                min_step=p95_verdict.min_step if p95_verdict else None,
                 error_rate=endpoint.error_rate_percent,
                 baseline_error_rate=baseline(name, "error_rate"),
                 rps=endpoint.steady_rps,
-                status=status,
+                status=_status(analysis, name, endpoint.requests),
             )
         )
     return rows
+
+
+def _status(analysis: Analysis, name: str, requests: int) -> str:
+    """The worst that applies: a regression, a missed target, a provisional finding, then what the
+    history said; an endpoint with too few requests is not judged, and says why."""
+    findings = [finding for finding in analysis.findings if finding.scope == name]
+    if any(not finding.provisional for finding in findings):
+        return "regression"
+    if any(check.scope == name and check.status == "fail" for check in analysis.checks):
+        return "target missed"
+    if findings:
+        return "provisional regression"
+    statuses = {verdict.status for verdict in analysis.regression if verdict.scope == name}
+    for status in ("ok", "insufficient history"):
+        if status in statuses:
+            return status
+    if requests < analysis.min_requests:
+        return f"not judged: {requests} requests, a p95 needs at least {analysis.min_requests}"
+    return "not judged"
+
+
+def min_detectable_step(comparisons: list[EndpointComparison]) -> float | None:
+    """The median over judged endpoints of the smallest p95 step their history and sample can flag."""
+    import statistics
+
+    steps = [row.min_step for row in comparisons if row.min_step is not None]
+    return statistics.median(steps) if steps else None
 
 
 def trend_chart(analysis: Analysis) -> bytes:
@@ -149,6 +172,8 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "plan": analysis.plan,
         "targets": settings.targets_for(analysis.plan.profile),
         "comparisons": comparisons,
+        "min_step": min_detectable_step(comparisons),
+        "alarm_history": settings.loadtest.regression.alarm_history,
         "rounding_note": PERCENTILE_ROUNDING,
         "labels": {name: spec.label for name, spec in METRICS.items()},
         "cpu_saturation": settings.loadtest.cpu_saturation_percent,
@@ -178,6 +203,9 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "regression_verdict": analysis.regression_verdict,
         "checks": [asdict(check) for check in analysis.checks],
         "findings": [finding_values(finding) for finding in analysis.findings],
+        "recovered_from": analysis.recovered_from["run_id"] if analysis.recovered_from else None,
+        "min_detectable_step": min_detectable_step(comparisons),
+        "min_requests": analysis.min_requests,
         "aggregate": asdict(analysis.run.aggregate) if analysis.run else None,
         "endpoints": [asdict(row) for row in comparisons],
         "steps": [asdict(step) for step in analysis.steps],
@@ -192,8 +220,9 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
     (artifacts / "endpoints.csv").write_text(reports.to_csv([asdict(row) for row in comparisons]))
 
 
-def should_notify(notify: str, verdict: str) -> bool:
-    return notify == "always" or (notify == "on_problem" and verdict != "pass")
+def should_notify(notify: str, verdict: str, *, recovered: bool = False) -> bool:
+    """`on_problem` covers the all-clear too: the first good run after a regression says so."""
+    return notify == "always" or (notify == "on_problem" and (verdict != "pass" or recovered))
 
 
 def notify_run(result: Mapping[str, Any]) -> bool:
@@ -203,7 +232,7 @@ def notify_run(result: Mapping[str, Any]) -> bool:
 
     from tutormax_ops.notify import send_email
 
-    if not should_notify(result["notify"], result["verdict"]):
+    if not should_notify(result["notify"], result["verdict"], recovered=result.get("recovered", False)):
         print(f"no email: notify={result['notify']}, verdict {result['verdict']}")
         return False
     artifacts = ObjectStoragePath(result["artifacts_uri"])

@@ -167,7 +167,9 @@ def check_targets(
         for endpoint in endpoints:
             name = endpoint_name(endpoint)
             if endpoint.requests < min_endpoint_requests:
-                few = f"only {endpoint.requests} requests"
+                few = (
+                    f"not judged: {endpoint.requests} requests, a p95 needs at least {min_endpoint_requests}"
+                )
                 checks.append(_check(name, "p95_ms", None, targets.p95_api_ms, "<", "ms", missing=few))
                 continue
             checks += [
