@@ -16,7 +16,7 @@ from tutormax_ops.config import Settings, load_settings
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.report import write_reports
-from tutormax_ops.loadtest.runner import LOCUST_OUTPUTS, PREFIX
+from tutormax_ops.loadtest.runner import HOST_ROLE, LOCUST_OUTPUTS, PREFIX
 from tutormax_ops.loadtest.verdict import (
     LoadStep,
     TargetCheck,
@@ -186,7 +186,7 @@ def judge(
         if source.exists():
             (scratch / name).write_bytes(source.read_bytes())
     outcome = run_info["outcome"]
-    cpu = _busiest_cpu(artifacts / "cpu_samples.csv")
+    cpu, host_cpu = _busiest_cpu(artifacts / "cpu_samples.csv")
     targets = settings.targets_for(plan.profile)
     log_text = "".join(path.read_text(errors="replace") for path in scratch.glob("*.log"))
     params = settings.loadtest.regression
@@ -204,6 +204,9 @@ def judge(
             run,
             planned_duration_s=plan.planned_duration_s,
             cpu_samples=cpu,
+            # A stress run saturates a shared machine on purpose: its knee is where the targets break.
+            host_cpu_samples=() if plan.stress else host_cpu,
+            host_saturation_percent=settings.loadtest.host_saturation_percent,
             cpu_saturation_percent=settings.loadtest.cpu_saturation_percent,
             max_saturated_fraction=settings.loadtest.max_saturated_fraction,
             stall_min_s=settings.loadtest.stall_min_s,
@@ -288,13 +291,18 @@ def _unmeasured(server: Mapping[str, Any]) -> dict[str, str]:
     return reasons
 
 
-def _busiest_cpu(samples_csv: ObjectStoragePath) -> list[float]:
+def _busiest_cpu(samples_csv: ObjectStoragePath) -> tuple[list[float], list[float]]:
+    """Per sample: the busiest locust process's CPU, and the whole machine's."""
     if not samples_csv.exists():
-        return []
+        return [], []
     busiest: dict[str, float] = {}
+    host: list[float] = []
     for row in csv.DictReader(samples_csv.read_text().splitlines()):
-        busiest[row["elapsed_s"]] = max(busiest.get(row["elapsed_s"], 0.0), float(row["cpu_percent"]))
-    return list(busiest.values())
+        if row["role"] == HOST_ROLE:
+            host.append(float(row["cpu_percent"]))
+        else:
+            busiest[row["elapsed_s"]] = max(busiest.get(row["elapsed_s"], 0.0), float(row["cpu_percent"]))
+    return list(busiest.values()), host
 
 
 def _current_values(

@@ -36,6 +36,7 @@ LOCUST_OUTPUTS = (
     f"{PREFIX}.html",
 )
 
+HOST_ROLE = "host"  # the CPU sample of the whole machine, beside locust's processes
 SAMPLE_EVERY_S = 1.0
 PROGRESS_EVERY_S = 5.0
 _LOG_PROBLEM = re.compile(r"/(WARNING|ERROR|CRITICAL)/")
@@ -47,7 +48,7 @@ _LOAD_STARTED = re.compile(r"Ramping to \d+ users|Shape test starting")
 @dataclass(frozen=True)
 class CpuSample:
     elapsed_s: float
-    role: str  # "locust", "master" or "worker-N"
+    role: str  # "locust", "master", "worker-N", or HOST_ROLE for the whole machine
     pid: int
     cpu_percent: float  # of one core: a gevent process cannot use more than one
 
@@ -87,6 +88,7 @@ class LocustGroup:
         monitor = psutil.Process(process.pid)
         monitor.cpu_percent(None)  # the first reading is always 0: prime it now
         self._monitors[role] = monitor
+        psutil.cpu_percent(None)  # the host's first reading too
 
     def running(self) -> bool:
         return any(process.poll() is None for process in self.processes.values())
@@ -98,6 +100,8 @@ class LocustGroup:
         for role, monitor in self._monitors.items():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
                 samples.append(CpuSample(round(elapsed_s, 1), role, monitor.pid, monitor.cpu_percent(None)))
+        # The whole machine, in % of all its cores: locust and the service may share it.
+        samples.append(CpuSample(round(elapsed_s, 1), HOST_ROLE, 0, psutil.cpu_percent(None)))
         return samples
 
     def stop(self, reason: str, *, grace_s: float) -> None:

@@ -44,6 +44,8 @@ def validate_run(
     duration_tolerance_s: float = 1.0,
     cpu_samples: Sequence[float] = (),
     cpu_saturation_percent: float = 90.0,
+    host_cpu_samples: Sequence[float] = (),
+    host_saturation_percent: float = 95.0,
     max_saturated_fraction: float = 0.25,
     stall_min_s: int = 5,
     stall_fraction: float = 0.1,
@@ -63,6 +65,9 @@ def validate_run(
       of the generator above `cpu_saturation_percent`: a saturated generator measures itself.
       Locust's own check samples every 10 s and never fires in runs shorter than about 20 s, which
       is why samples taken by the caller (e.g. psutil on locust's process group) are accepted.
+    - The same for the whole machine (`host_cpu_samples`, % of all cores, at
+      `host_saturation_percent`): when the generator and the service share a saturated host, every
+      request waits for a core, and the figures say so about the machine, not about the service.
     - No requests at all.
     """
     reasons: list[str] = []
@@ -86,6 +91,15 @@ def validate_run(
             reasons.append(
                 f"the load generator's CPU was above {cpu_saturation_percent:g}% in "
                 f"{saturated:.0%} of {len(cpu_samples)} samples"
+            )
+    if host_cpu_samples:
+        busy = sum(1 for sample in host_cpu_samples if sample >= host_saturation_percent) / len(
+            host_cpu_samples
+        )
+        if busy > max_saturated_fraction:
+            reasons.append(
+                f"the machine's CPU was at or above {host_saturation_percent:g}% of all cores in {busy:.0%} of "
+                f"{len(host_cpu_samples)} samples: latencies measured the host's queue, not the service"
             )
     if run.aggregate.requests == 0:
         reasons.append("no requests were recorded")
