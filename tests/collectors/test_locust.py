@@ -166,6 +166,21 @@ def test_hand_made_run(tmp_path: Path) -> None:
     assert not run.html_report_present
 
 
+def test_the_services_own_times_are_merged_per_endpoint_beside_locusts(tmp_path: Path) -> None:
+    """server_times-<pid>.json, one per process that ran users (include/locust/server_time.py)."""
+    prefix, json_path = write_hand_made_run(tmp_path)
+    (tmp_path / "server_times-11.json").write_text(json.dumps({"GET /a": {"1": 6, "4": 2}}))
+    (tmp_path / "server_times-12.json").write_text(json.dumps({"GET /a": {"20": 2}, "POST /b": {"40": 3}}))
+    run = parse_run(csv_prefix=prefix, json_path=json_path)
+    a, b = run.endpoints
+    assert (a.server_requests, a.server_p95_ms, a.p95_ms) == (10, 20.0, 31)  # Locust's rank rule on 6+2+2
+    assert (b.server_requests, b.server_p95_ms) == (3, 40.0)
+    assert run.aggregate.server_requests == 13 and run.aggregate.server_p95_ms == 40.0
+    for path in tmp_path.glob("server_times-*.json"):
+        path.unlink()
+    assert parse_run(csv_prefix=prefix, json_path=json_path).aggregate.server_p95_ms is None
+
+
 def test_validity_reasons(tmp_path: Path) -> None:
     prefix, json_path = write_hand_made_run(tmp_path)
     (tmp_path / "report.html").write_text("<html></html>")

@@ -95,3 +95,22 @@ def test_the_knee_is_the_fastest_step_that_still_meets_the_targets(tmp_path: Pat
     assert steps[3].error_rate == pytest.approx(5, abs=0.5)
     chosen = knee(steps)
     assert chosen is not None and chosen.users == 200
+
+
+def test_the_p95_target_is_judged_by_the_services_own_time_when_it_sends_one() -> None:
+    measured = replace(endpoint("Aggregated", p95=230), server_p95_ms=180.0, server_requests=100)
+    client_only = endpoint("/api/tutors", p95=230)
+    checks = check_targets(
+        aggregate=measured,
+        endpoints=[client_only],
+        cache_hit_rate=None,
+        query_p95_ms=None,
+        targets=Targets(),
+        min_endpoint_requests=72,
+    )
+    by_key = {(check.scope, check.metric): check for check in checks}
+    aggregate = by_key[("all endpoints", "p95_ms")]
+    assert (aggregate.value, aggregate.status) == (180.0, "pass")
+    assert "X-Response-Time" in aggregate.note and "client-side (Locust) p95 230 ms, +50 ms" in aggregate.note
+    client = by_key[("GET /api/tutors", "p95_ms")]
+    assert (client.value, client.status) == (230, "fail") and client.note.startswith("client-side (Locust)")

@@ -30,7 +30,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,9 @@ class EndpointMetrics:
     p95_high_ms: float | None = None
     error_rate_low: float | None = None
     error_rate_high: float | None = None
+    # The service's own p95 (its X-Response-Time header, the seed's definition), where it sends one.
+    server_p95_ms: float | None = None
+    server_requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,11 +153,18 @@ def parse_run(
     window = _steady_window(history)
     steady = _steady_rps(history, window)
     keyed = sorted(((_endpoint(entry), entry) for entry in entries), key=lambda pair: pair[0][::-1])
+    server = _server_times(Path(json_path).parent)
     endpoints = tuple(
-        _metrics(method, name, [entry], steady.get((method, name)), confidence)
+        _with_server(
+            _metrics(method, name, [entry], steady.get((method, name)), confidence),
+            server.get(f"{method} {name}", {}),
+        )
         for (method, name), entry in keyed
     )
-    aggregate = _metrics("", AGGREGATE_NAME, entries, window.rps if window else None, confidence)
+    aggregate = _with_server(
+        _metrics("", AGGREGATE_NAME, entries, window.rps if window else None, confidence),
+        merge_histograms(server.values()),
+    )
     started, ended = _run_span(entries, history)
     duration, source = _log_span(log_text)
     if duration is None and started and ended:
@@ -289,6 +299,27 @@ def _metrics(
         p95_high_ms=p95.high,
         error_rate_low=errors.low,
         error_rate_high=errors.high,
+    )
+
+
+SERVER_TIMES_GLOB = "server_times-*.json"  # written by include/locust/server_time.py, one per process
+
+
+def _server_times(folder: Path) -> dict[str, dict[int, int]]:
+    """The service's own response times per "METHOD name", merged over the processes that ran users."""
+    merged: dict[str, dict[int, int]] = {}
+    for path in sorted(folder.glob(SERVER_TIMES_GLOB)):
+        for name, histogram in json.loads(path.read_text()).items():
+            merged[name] = merge_histograms(
+                [merged.get(name, {}), {int(k): int(v) for k, v in histogram.items()}]
+            )
+    return merged
+
+
+def _with_server(metrics: EndpointMetrics, histogram: Mapping[int, int]) -> EndpointMetrics:
+    p95 = percentile(histogram, 0.95)
+    return replace(
+        metrics, server_p95_ms=None if p95 is None else float(p95), server_requests=sum(histogram.values())
     )
 
 

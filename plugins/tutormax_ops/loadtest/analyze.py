@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -177,7 +178,7 @@ def judge(
     *,
     dag_id: str,
 ) -> Analysis:
-    from tutormax_ops.collectors.locust import parse_run
+    from tutormax_ops.collectors.locust import SERVER_TIMES_GLOB, parse_run
     from tutormax_ops.loadtest.regression import analyze_history
     from tutormax_ops.loadtest.validity import validate_run
 
@@ -185,6 +186,9 @@ def judge(
         source = artifacts / name
         if source.exists():
             (scratch / name).write_bytes(source.read_bytes())
+    for source in artifacts.iterdir():
+        if fnmatch.fnmatch(source.name, SERVER_TIMES_GLOB):
+            (scratch / source.name).write_bytes(source.read_bytes())
     outcome = run_info["outcome"]
     cpu, host_cpu = _busiest_cpu(artifacts / "cpu_samples.csv")
     targets = settings.targets_for(plan.profile)

@@ -31,6 +31,7 @@ class EndpointComparison:
     p50_ms: float | None
     p95_ms: float | None
     p95_low_ms: float | None  # this run's own confidence interval of its p95
+    server_p95_ms: float | None  # the service's own p95 (X-Response-Time), where it sends one
     p95_high_ms: float | None
     baseline_p95_ms: float | None
     p95_change: float | None  # relative
@@ -69,6 +70,7 @@ def endpoint_comparisons(analysis: Analysis, baseline_runs: int) -> list[Endpoin
                 p50_ms=endpoint.p50_ms,
                 p95_ms=endpoint.p95_ms,
                 p95_low_ms=endpoint.p95_low_ms,
+                server_p95_ms=endpoint.server_p95_ms,
                 p95_high_ms=endpoint.p95_high_ms,
                 baseline_p95_ms=base_p95,
                 p95_change=(endpoint.p95_ms - base_p95) / base_p95

@@ -179,10 +179,11 @@ def stop_active_run(reason: str, *, grace_s: float) -> None:
         _active_group.stop(reason, grace_s=grace_s)
 
 
-def locust_env(plan: RunPlan, loadtest: LoadTest) -> dict[str, str]:
+def locust_env(plan: RunPlan, loadtest: LoadTest, folder: Path) -> dict[str, str]:
     """The task's environment without Airflow's settings and connections (locust needs no secret),
-    plus what the locustfile and the stress shape read."""
+    plus what the locustfile and the stress shape read; the service's own times go to `folder`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env["TUTORMAX_LOCUST_SERVER_TIMES"] = str(folder)
     low, high = loadtest.think_time_s
     env["TUTORMAX_LOCUST_THINK_TIME"] = f"{low},{high}"
     if plan.step_users is not None and plan.step_seconds is not None:
@@ -253,7 +254,7 @@ def run_locust(
 
     global _active_group
     group = _active_group = LocustGroup()
-    env = locust_env(plan, loadtest)
+    env = locust_env(plan, loadtest, folder)
     started_at, launched = datetime.now(UTC), time.monotonic()
     deadline = launched + plan.planned_duration_s + loadtest.start_slack_s + loadtest.stop_timeout_s
     measure_after = plan.measure_after_s(loadtest.warmup_fraction)
