@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 import psycopg  # noqa: E402
 
-from tutormax_ops import devstack  # noqa: E402
-from tutormax_ops.config import Maintenance, load_settings  # noqa: E402
-from tutormax_ops.db import connect  # noqa: E402
+from tutormax_ops.core.config import Maintenance, load_settings  # noqa: E402
+from tutormax_ops.core.db import connect  # noqa: E402
+from tutormax_ops.devstack import stack as devstack  # noqa: E402
 from tutormax_ops.maintenance import build_plan, execute_plan, request_from_params, take_snapshot  # noqa: E402
 
 DATA_DIR = ROOT / ".tutormax" / "bench" / "vacuum"

@@ -46,8 +46,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from tutormax_ops.config import load_settings
-from tutormax_ops.dag_policy import START_DATE, default_args
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.dag_policy import START_DATE, default_args
 
 DAG_ID = "tutormax_db_maintenance"
 

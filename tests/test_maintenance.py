@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tutormax_ops.config import Maintenance
+from tutormax_ops.core.config import Maintenance
 from tutormax_ops.maintenance import (
     MaintenanceParamError,
     Plan,

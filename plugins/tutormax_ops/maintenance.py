@@ -36,12 +36,12 @@ from psycopg import sql
 
 from tutormax_ops.collectors.postgres.bloat import table_bloat
 from tutormax_ops.collectors.postgres.tables import table_stats
-from tutormax_ops.config import Maintenance, load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID
-from tutormax_ops.coordination import LockNotAcquired, exclusive
-from tutormax_ops.db import collector_session, connect, load_sql
-from tutormax_ops.notify import redact
-from tutormax_ops.reports import to_json
+from tutormax_ops.core.config import Maintenance, load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID
+from tutormax_ops.core.coordination import LockNotAcquired, exclusive
+from tutormax_ops.core.db import collector_session, connect, load_sql
+from tutormax_ops.core.notify import redact
+from tutormax_ops.core.reports import to_json
 
 APPLICATION_NAME = "tutormax_ops.maintenance"  # what a migration waiting for the lock is told
 # The control session polls the advisory lock and updates datfrozenxid once at the end: one scan of

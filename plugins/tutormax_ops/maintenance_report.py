@@ -37,9 +37,12 @@ from tutormax_ops.collectors.postgres.indexes import (
     unused_indexes,
 )
 from tutormax_ops.collectors.postgres.queries import StatementDelta, slow_queries, statements_snapshot
-from tutormax_ops.config import Settings, load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
-from tutormax_ops.db import collector_session, load_sql
+from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
+from tutormax_ops.core.db import collector_session, load_sql
+from tutormax_ops.core.notify import redact, send_email
+from tutormax_ops.core.reports import data_uri_png, line_chart_png, render, to_csv, to_json
+from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir, upsert_rows
 from tutormax_ops.maintenance import (
     Plan,
     Request,
@@ -52,9 +55,6 @@ from tutormax_ops.maintenance import (
     from_jsonable,
     to_jsonable,
 )
-from tutormax_ops.notify import redact, send_email
-from tutormax_ops.reports import data_uri_png, line_chart_png, render, to_csv, to_json
-from tutormax_ops.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir, upsert_rows
 
 HISTORY_WEEKS = 12
 TOP_N = 10

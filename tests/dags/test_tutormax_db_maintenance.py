@@ -14,10 +14,10 @@ from psycopg import sql
 
 from support import read_emails, task_states
 from test_maintenance import WEIRD, dead_tuples, make_table
-from tutormax_ops.config import load_settings
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.paths import PROJECT_ROOT
+from tutormax_ops.core.storage import path_segment
 from tutormax_ops.maintenance import TableRef
-from tutormax_ops.paths import PROJECT_ROOT
-from tutormax_ops.storage import path_segment
 
 DAG_ID = "tutormax_db_maintenance"
 BLOATED = TableRef("public", "bloated")

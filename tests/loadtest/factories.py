@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tutormax_ops.collectors.locust import EndpointMetrics
-from tutormax_ops.config import load_settings
+from tutormax_ops.core.config import load_settings
 from tutormax_ops.loadtest.plan import RunPlan
 
 SETTINGS = load_settings()

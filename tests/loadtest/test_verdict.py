@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.factories import SETTINGS, endpoint
-from tutormax_ops.config import Targets
+from tutormax_ops.core.config import Targets
 from tutormax_ops.loadtest.verdict import check_targets, knee, load_steps
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tutormax_ops.collectors.sampling import Interval, min_requests
-from tutormax_ops.config import Settings, load_settings
+from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.report import write_reports

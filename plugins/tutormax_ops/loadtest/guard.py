@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from tutormax_ops.config import LoadTest, Settings, load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID
+from tutormax_ops.core.config import LoadTest, Settings, load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID
 from tutormax_ops.loadtest.plan import RunPlan
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def static_refusals(plan: RunPlan, loadtest: LoadTest) -> list[str]:
 
 def check_guard(plan_values: Mapping[str, Any]) -> list[str]:
     """Raise `LoadTestRefused` with every reason, or return what was checked (for the log)."""
-    from tutormax_ops.notify import redact
+    from tutormax_ops.core.notify import redact
 
     settings = load_settings(with_variable=True)
     plan = RunPlan(**plan_values)
@@ -79,13 +79,13 @@ def _health_problem(host: str) -> str | None:
 
 
 def service_db(settings: Settings, *, read_only: bool) -> psycopg.Connection:
-    from tutormax_ops.db import collector_session
+    from tutormax_ops.core.db import collector_session
 
     return collector_session(DB_CONN_ID, settings, read_only=read_only)
 
 
 def _advisory_lock_holder(settings: Settings) -> Any:
-    from tutormax_ops.coordination import lock_holder
+    from tutormax_ops.core.coordination import lock_holder
 
     with service_db(settings, read_only=True) as conn:
         return lock_holder(conn, settings.coordination.advisory_lock_key)
@@ -95,7 +95,7 @@ def _advisory_lock_holder(settings: Settings) -> Any:
 def holding_advisory_lock(settings: Settings) -> Iterator[None]:
     """Hold the shared lock for the whole load, so no migration or maintenance starts under it; a
     session that took it since the guard looked makes the run fail here, before any load."""
-    from tutormax_ops.coordination import exclusive
+    from tutormax_ops.core.coordination import exclusive
 
     with (
         service_db(settings, read_only=False) as conn,

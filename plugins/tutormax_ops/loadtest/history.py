@@ -9,8 +9,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tutormax_ops.config import Settings
-from tutormax_ops.conn_ids import RESULTS_CONN_ID
+from tutormax_ops.core.config import Settings
+from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.verdict import endpoint_name
 
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def _results_db(settings: Settings) -> Iterator[psycopg.Connection]:
-    from tutormax_ops.db import collector_session
-    from tutormax_ops.storage import ensure_results_schema
+    from tutormax_ops.core.db import collector_session
+    from tutormax_ops.core.storage import ensure_results_schema
 
     with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
         ensure_results_schema(conn, settings.storage.results_schema)
@@ -37,7 +37,7 @@ def load_history(settings: Settings, plan: RunPlan, dag_id: str, run_id: str) ->
     each with its endpoints' figures under "endpoints"."""
     from psycopg.rows import dict_row
 
-    from tutormax_ops.db import load_sql
+    from tutormax_ops.core.db import load_sql
 
     schema = settings.storage.results_schema
     with _results_db(settings) as conn, conn.cursor(row_factory=dict_row) as cursor:
@@ -71,7 +71,7 @@ def run_row(
 ) -> dict[str, Any]:
     from psycopg.types.json import Jsonb
 
-    from tutormax_ops.notify import redact
+    from tutormax_ops.core.notify import redact
 
     aggregate = analysis.run.aggregate if analysis and analysis.run else None
     server = analysis.server if analysis else {}
@@ -137,7 +137,7 @@ def endpoint_rows(analysis: Analysis, dag_id: str) -> list[dict[str, Any]]:
 
 def store_run_rows(settings: Settings, run: dict[str, Any], endpoints: list[dict[str, Any]]) -> None:
     """One row per run and one per endpoint, upserted: a rerun of the DAG run replaces them."""
-    from tutormax_ops.storage import replace_run_rows, upsert_rows
+    from tutormax_ops.core.storage import replace_run_rows, upsert_rows
 
     schema = settings.storage.results_schema
     with _results_db(settings) as conn:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from tutormax_ops.config import Settings, load_settings
-from tutormax_ops.conn_ids import API_CONN_ID
+from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.conn_ids import API_CONN_ID
 
 if TYPE_CHECKING:
     pass

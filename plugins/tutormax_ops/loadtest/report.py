@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tutormax_ops.config import Settings
+from tutormax_ops.core.config import Settings
 from tutormax_ops.loadtest.history import finding_values
 from tutormax_ops.loadtest.runner import PREFIX
 from tutormax_ops.loadtest.verdict import endpoint_name
@@ -115,7 +115,7 @@ def min_detectable_step(comparisons: list[EndpointComparison]) -> float | None:
 
 def trend_chart(analysis: Analysis) -> bytes:
     """p95 per run: the aggregate, and every endpoint that regressed (else the three busiest)."""
-    from tutormax_ops import reports
+    from tutormax_ops.core import reports
     from tutormax_ops.loadtest.regression import AGGREGATE
 
     runs = [
@@ -147,7 +147,7 @@ def _current_row(analysis: Analysis) -> dict[str, Any]:
 
 
 def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | None:
-    from tutormax_ops import reports
+    from tutormax_ops.core import reports
 
     if not samples_csv.exists():
         return None
@@ -162,8 +162,8 @@ def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | Non
 
 
 def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Settings) -> None:
-    from tutormax_ops import reports
     from tutormax_ops.collectors.locust import PERCENTILE_ROUNDING
+    from tutormax_ops.core import reports
     from tutormax_ops.loadtest.regression import METRICS
 
     trend = trend_chart(analysis)
@@ -232,7 +232,7 @@ def notify_run(result: Mapping[str, Any]) -> bool:
     `notify` param asks for it. The history rows were stored by the task before this one."""
     from airflow.sdk import ObjectStoragePath
 
-    from tutormax_ops.notify import send_email
+    from tutormax_ops.core.notify import send_email
 
     if not should_notify(result["notify"], result["verdict"], recovered=result.get("recovered", False)):
         print(f"no email: notify={result['notify']}, verdict {result['verdict']}")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tutormax_ops.config import Settings, load_settings
+from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.loadtest.guard import holding_advisory_lock
 from tutormax_ops.loadtest.history import run_row, store_run_rows
 from tutormax_ops.loadtest.plan import RunPlan
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 def execute_run(plan_values: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
     """Run the load with the server-side window around its steady state; store every raw output."""
-    from tutormax_ops import reports
-    from tutormax_ops.storage import run_artifacts_dir
+    from tutormax_ops.core import reports
+    from tutormax_ops.core.storage import run_artifacts_dir
 
     settings = load_settings(with_variable=True)
     plan = RunPlan(**plan_values)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tutormax_ops.config import LoadTest
+from tutormax_ops.core.config import LoadTest
+from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.loadtest.plan import RunPlan
-from tutormax_ops.paths import LOCUST_DIR
 
 if TYPE_CHECKING:
     import psutil
@@ -79,7 +79,7 @@ class LocustGroup:
     def launch(self, role: str, argv: list[str], *, env: Mapping[str, str], log_path: Path) -> None:
         import psutil
 
-        from tutormax_ops.devstack import spawn
+        from tutormax_ops.core.processes import spawn
 
         # Every process joins the first one's group, so one signal reaches master and workers alike.
         process = spawn(role, argv, log_path=log_path, env=dict(env), process_group=self.pgid or 0).process
@@ -250,7 +250,7 @@ def run_locust(
 
     Any exception raised while it runs (Airflow's execution timeout, a kill) stops the group first.
     """
-    from tutormax_ops.devstack import free_port
+    from tutormax_ops.core.processes import free_port
 
     global _active_group
     group = _active_group = LocustGroup()

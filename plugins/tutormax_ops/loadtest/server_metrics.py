@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tutormax_ops.config import Settings
-from tutormax_ops.conn_ids import REDIS_CONN_ID
+from tutormax_ops.core.config import Settings
+from tutormax_ops.core.conn_ids import REDIS_CONN_ID
 from tutormax_ops.loadtest.guard import service_db
 
 if TYPE_CHECKING:
@@ -109,6 +109,6 @@ def _service_summary(host: str, errors: list[str]) -> dict[str, Any] | None:
 
 
 def describe_error(what: str, error: BaseException) -> str:
-    from tutormax_ops.notify import redact
+    from tutormax_ops.core.notify import redact
 
     return redact(f"{what}: {type(error).__name__}: {error}")[:500]
