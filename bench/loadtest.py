@@ -16,6 +16,15 @@
     10/s, think time 0.5–1.5 s, 120 s) against a self-started stack with two days of
     production-like data; `--quick` runs a smoke-sized load (20 users, 30 s) instead.
 
+(e) Real runs (`loadtest_real.py`): 8 smoke runs against the unchanged reference service, one with
+    +120 ms on the tutor routes, 2 recovery runs, judged as the DAG judges them with the shipped
+    settings: `real_false_alarms` (findings on unchanged runs, provisional ones included; target 0),
+    `real_detected` (slowed endpoints flagged; target all), `real_wrongly_flagged` (other endpoints
+    flagged in the step run; target 0), `min_detectable_step_pct` (median over endpoints). Then
+    (b') the share of unchanged runs with any finding over all series, from those runs' measured
+    spreads with heavy-tailed noise, at the history lengths the DAG judges from: what
+    `loadtest.regression.alarm_history` rests on (target ≤ 1 %).
+
     .venv/bin/python bench/loadtest.py [--quick]
 
 The last line is one JSON object of the figures.
@@ -36,13 +45,17 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
+from loadtest_real import (  # noqa: E402
+    bench_real_runs,
+    false_alarms_per_run,
+    validity_as_the_dag_judges,
+)
 from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import LOCUST_DIR, STATE_DIR  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
@@ -254,7 +267,6 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
     from tutormax_ops.collectors.redis import cache_stats, take_sample
     from tutormax_ops.loadtest.plan import RunPlan
     from tutormax_ops.loadtest.runner import run_locust
-    from tutormax_ops.loadtest.validity import validate_run
 
     name = "smoke" if quick else "baseline"
     profile = SETTINGS.profile(name)
@@ -287,8 +299,7 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
             html_path=folder / "locust.html",
             log_text=(folder / "locust.log").read_text(errors="replace"),
         )
-    validity = validate_run(run, planned_duration_s=run_time, stall_min_s=SETTINGS.loadtest.stall_min_s,
-                            stall_fraction=SETTINGS.loadtest.stall_fraction)  # fmt: skip
+    validity = validity_as_the_dag_judges(SETTINGS, run, outcome, run_time, host_check=True)
     shutil.rmtree(root, ignore_errors=True)
     figures = {
         "p95_ms": run.aggregate.p95_ms,
@@ -308,134 +319,6 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
     return figures
 
 
-# --- (e) real runs against the unchanged service, a real step, and recovery ------------------------
-
-T3_ROBUST_SIGMA = 1.4826 * 0.7649  # 1.4826 × MAD of Student's t with 3 df: the spread maps onto it
-TUTOR_ROUTES = ("/api/tutors/{tutor_id}/dashboard", "/api/tutors/{tutor_id}/feedback")
-STEP_MS = 120
-
-
-def bench_real_runs(unchanged: int, recovery: int = 2) -> dict[str, Any]:
-    """Smoke runs (the profile's users and think time, 30 s) judged as the DAG judges them, with
-    the shipped settings: `unchanged` runs, one with +120 ms on the tutor routes, `recovery` runs.
-    Also returns each series' run-to-run spread (relative MAD) for the simulation in (b)."""
-    from tutormax_ops.collectors.locust import parse_run
-    from tutormax_ops.collectors.sampling import min_requests
-    from tutormax_ops.loadtest.analyze import _current_values, build_series
-    from tutormax_ops.loadtest.plan import RunPlan
-    from tutormax_ops.loadtest.runner import run_locust
-    from tutormax_ops.loadtest.validity import validate_run
-
-    params = SETTINGS.loadtest.regression
-    needed = min_requests(confidence=params.confidence)
-    profile = SETTINGS.profile("smoke")
-    root = STATE_DIR / "bench" / f"real-{os.getpid()}"
-    history: list[dict[str, Any]] = []
-    rows = []
-    with devstack.running_stack(root / "stack") as stack:
-        db_url = stack.endpoints.db_url
-        devstack.migrate_service_schema(db_url)
-        devstack.load_service_data(db_url, days=2)
-        phases = ["unchanged"] * unchanged + ["step"] + ["recovery"] * recovery
-        for index, phase in enumerate(phases):
-            latency = ",".join(f"{route}={STEP_MS}" for route in TUTOR_ROUTES) if phase == "step" else ""
-            port = devstack.free_port()
-            service = devstack.start_reference_service(
-                database_url=db_url,
-                redis_url=stack.endpoints.redis_url,
-                port=port,
-                log_dir=root,
-                extra_env={"TUTORMAX_SERVICE_INJECTED_LATENCY_MS": latency},
-            )
-            folder = root / f"run-{index}"
-            folder.mkdir(parents=True, exist_ok=True)
-            host = f"http://{devstack.LOOPBACK}:{port}"
-            plan = RunPlan("smoke", host, profile.users, profile.spawn_rate, 30, 0, "never", "manual")
-            try:
-                run_locust(plan, SETTINGS.loadtest, folder, log=lambda _: None)
-            finally:
-                service.stop()
-            run = parse_run(
-                csv_prefix=folder / "locust",
-                json_path=folder / "locust.json",
-                html_path=folder / "locust.html",
-                log_text=(folder / "locust.log").read_text(errors="replace"),
-                confidence=params.confidence,
-            )
-            validity = validate_run(run, planned_duration_s=30, stall_min_s=SETTINGS.loadtest.stall_min_s,
-                                    stall_fraction=SETTINGS.loadtest.stall_fraction)  # fmt: skip
-            run_id, started = f"{phase}-{index}", T0 + timedelta(days=index)
-            current = _current_values(run, {"cache_hit_rate": None, "query_p95_ms": None}, None, needed)
-            verdicts = (
-                analyze_history(build_series(history, current, run_id, started), params)
-                if validity.valid
-                else []
-            )
-            findings = [finding for verdict in verdicts for finding in verdict.findings]
-            steps = [
-                v.min_step for v in verdicts if v.metric == "p95_ms" and v.scope != AGGREGATE and v.min_step
-            ]
-            rows.append({"phase": phase, "valid": validity.valid, "reasons": validity.reasons,
-                         "flagged": sorted({f.scope for f in findings}), "min_steps": steps})  # fmt: skip
-            print(f"    {run_id}: valid {validity.valid} {'; '.join(validity.reasons)} "
-                  f"flagged {sorted({f.scope for f in findings}) or 'nothing'}", flush=True)  # fmt: skip
-            if validity.valid:
-                history.append({
-                    "run_id": run_id, "started_at": started, "p95_ms": run.aggregate.p95_ms,
-                    "error_rate": run.aggregate.error_rate_percent, "rps": run.aggregate.steady_rps,
-                    "regression_verdict": "regression" if any(not f.provisional for f in findings) else "ok",
-                    "endpoints": {f"{e.method} {e.name}": {"p95_ms": e.p95_ms, "error_rate": e.error_rate_percent}
-                                  for e in run.endpoints if e.requests >= needed},
-                })  # fmt: skip
-    shutil.rmtree(root, ignore_errors=True)
-    slowed = {f"GET {route}" for route in TUTOR_ROUTES}
-    step = next(row for row in rows if row["phase"] == "step")
-    last_steps = next((row["min_steps"] for row in reversed(rows) if row["min_steps"]), [])
-    unchanged_history = [run for run in history if run["run_id"].startswith("unchanged")]
-    spreads = _relative_spreads(unchanged_history)
-    result = {
-        "real_runs": len(rows),
-        "real_invalid": sum(not row["valid"] for row in rows),
-        "real_false_alarms": sum(len(row["flagged"]) for row in rows if row["phase"] != "step"),
-        "real_detected": f"{len(slowed & set(step['flagged']))}/{len(slowed)}",
-        "real_wrongly_flagged": len(set(step["flagged"]) - slowed - {AGGREGATE}),
-        "min_detectable_step_pct": round(100 * statistics.median(last_steps), 1) if last_steps else None,
-        "spreads": spreads,
-    }
-    print(f"(e) real runs: {json.dumps({k: v for k, v in result.items() if k != 'spreads'})}")
-    return result
-
-
-def _relative_spreads(history: list[dict[str, Any]]) -> list[float]:
-    """Each series' run-to-run spread over the unchanged runs: 1.4826 × MAD / median."""
-    series: dict[str, list[float]] = {AGGREGATE: [run["p95_ms"] for run in history]}
-    for run in history:
-        for name, figures in run["endpoints"].items():
-            series.setdefault(name, []).append(figures["p95_ms"])
-    spreads = []
-    for values in series.values():
-        if len(values) >= 5 and statistics.median(values) > 0:
-            median = statistics.median(values)
-            spreads.append(1.4826 * statistics.median(abs(v - median) for v in values) / median)
-    return spreads
-
-
-def false_alarms_per_run(
-    spreads: list[float], history_length: int, trials: int, rng: np.random.Generator
-) -> float:
-    """The share of unchanged runs with any finding over all series, at one history length: each
-    series a Student-t (3 df, heavy-tailed as small-sample p95s are) noise around 100 with one of the
-    measured spreads, as many series as the real runs had."""
-    runs_with_findings = 0
-    for _ in range(trials):
-        for spread in spreads:
-            values = 100 * (1 + spread * rng.standard_t(3, history_length + 1) / T3_ROBUST_SIGMA)
-            if _regressed(np.maximum(values, 1.0)):
-                runs_with_findings += 1
-                break
-    return runs_with_findings / trials
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke-sized (d)")
@@ -448,11 +331,11 @@ def main() -> None:
     detect, false_alarms = bench_detector()
     analysis_s = bench_analysis()
     baseline = bench_baseline(args.quick)
-    real = bench_real_runs(unchanged=8)
+    real = bench_real_runs(SETTINGS, unchanged=8)
     rng = np.random.default_rng(11)
     spreads = real.pop("spreads") or [0.1] * 19
     per_run = {
-        length: false_alarms_per_run(spreads, length, 100 if args.quick else 300, rng)
+        length: false_alarms_per_run(spreads, length, 100 if args.quick else 300, rng, _regressed)
         for length in (3, 5, 10, SETTINGS.loadtest.regression.alarm_history, 30)
     }
     print(

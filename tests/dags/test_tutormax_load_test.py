@@ -168,7 +168,7 @@ def test_smoke_run_meets_the_targets_and_stores_artifacts_and_history(smoke_run,
     assert "10 ms steps from 100 to 999 ms" in (folder / "report.html").read_text()
 
 
-SATURATED = "the machine's CPU was at or above"
+SATURATED = "the machine's CPU was above"
 
 
 def require_measured(run: dict | None) -> dict:
@@ -193,7 +193,16 @@ def endpoint_statuses(run: dict) -> dict[str, str]:
 
 
 @pytest.fixture
-def unchanged_runs(service: str, run_dag, maildir: Path) -> list[dict[str, Any]]:
+def judge_on_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector's tests judge the detector, on whatever machine runs them: a machine saturated
+    by other work (CI neighbours, other jobs) slows every request, and that noise is what the
+    verdict must withstand. So they switch off the host check that would make such runs invalid
+    (tested on its own in tests/loadtest/test_validity.py); every other validity check stays."""
+    monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__HOST_SATURATION_PERCENT", "100")
+
+
+@pytest.fixture
+def unchanged_runs(service: str, run_dag, maildir: Path, judge_on_a_busy_machine) -> list[dict[str, Any]]:
     """Real smoke runs against the unchanged reference service, each with the emails it sent."""
     while len(_unchanged) < UNCHANGED_RUNS:
         before = len(read_emails(maildir))
@@ -228,6 +237,7 @@ def test_unchanged_runs_send_no_regression_email(unchanged_runs, service: str) -
 
 def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
     unchanged_runs,
+    judge_on_a_busy_machine,
     service: str,
     stack,
     run_dag,
@@ -302,7 +312,7 @@ def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
 
 
 def test_a_stalled_service_makes_the_run_invalid_naming_the_gap(
-    service: str, stack, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    service: str, stack, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, judge_on_a_busy_machine
 ) -> None:
     """The service's processes are stopped (SIGSTOP) for 8 s in the middle of a run."""
     port = devstack.free_port()

@@ -150,8 +150,8 @@ class LoadTest(_Section):
     # A stall: this many seconds in a row with completions below stall_fraction of the steady rate.
     stall_min_s: Annotated[int, Field(ge=1)] = 5
     stall_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    # The whole machine's CPU (% of all cores) at or above this in more than max_saturated_fraction
-    # of the samples makes a run invalid (stress runs excepted).
+    # The whole machine's CPU (% of all cores) above this in more than max_saturated_fraction of
+    # the samples makes a run invalid (stress runs excepted); 100 switches the check off.
     host_saturation_percent: Percent = 95
     master_bind_host: str = "127.0.0.1"
     # 0 picks a free port per run (local workers only); remote workers need a fixed one, e.g. 5557.

@@ -93,12 +93,12 @@ def validate_run(
                 f"{saturated:.0%} of {len(cpu_samples)} samples"
             )
     if host_cpu_samples:
-        busy = sum(1 for sample in host_cpu_samples if sample >= host_saturation_percent) / len(
+        busy = sum(1 for sample in host_cpu_samples if sample > host_saturation_percent) / len(
             host_cpu_samples
         )
         if busy > max_saturated_fraction:
             reasons.append(
-                f"the machine's CPU was at or above {host_saturation_percent:g}% of all cores in {busy:.0%} of "
+                f"the machine's CPU was above {host_saturation_percent:g}% of all cores in {busy:.0%} of "
                 f"{len(host_cpu_samples)} samples: latencies measured the host's queue, not the service"
             )
     if run.aggregate.requests == 0:
