@@ -183,3 +183,15 @@ def test_the_smallest_detectable_step_grows_with_spread_and_sampling_margin() ->
     margin = Point("now", T0 + timedelta(days=9), 100.0, low=80.0, high=130.0)
     sampled = analyze_series("GET /a", "p95_ms", [*points([100, 101, 100, 99, 100, 101]), margin], PARAMS)
     assert sampled.min_step == pytest.approx(0.30)  # plus this run's own 20 ms to its lower bound
+
+
+def test_a_fresh_regression_after_a_confirmed_level_stays_out_of_the_baseline() -> None:
+    base = points([20, 21, 20, 19, 21, 20, 22, 20])
+    level = [Point(f"new-{i}", T0 + timedelta(days=30 + i), 90.0 + i % 3, baseline=False) for i in range(8)]
+    fresh = Point("fresh", T0 + timedelta(days=50), 130.0, baseline=False)
+    verdict = analyze_series(
+        "GET /a", "p95_ms", [*base, *level, fresh, Point("now", T0 + timedelta(days=51), 128.0)], PARAMS
+    )
+    assert (
+        89 <= verdict.baseline <= 93 and verdict.history_runs == 8
+    )  # the confirmed level, without the fresh 130

@@ -214,13 +214,7 @@ def analyze_series(scope: str, metric: str, points: Sequence[Point], params: Reg
     current = points[-1] if points and points[-1].value is not None else None
     history = known[:-1] if current is not None else known
     changes = _change_points(scope, metric, known, params)
-    confirmed_from = next(
-        (change.index for change in reversed(changes) if len(known) - change.index > params.confirm_runs),
-        len(known),
-    )
-    usable = [point for index, point in enumerate(history) if point.baseline or index >= confirmed_from]
-    if any(not point.baseline for point in history[confirmed_from:]):
-        usable = history[confirmed_from:]  # flagged runs confirmed as the new level: it is the norm now
+    usable = _baseline_points(history, changes, len(known), params)
     reference = np.array([point.value for point in usable[-params.robust_runs :]], dtype=float)
     baseline = float(np.median(reference)) if reference.size else None
     if current is None:
@@ -264,6 +258,25 @@ def _worse_by(spec: MetricSpec, baseline: float, value: float, params: Regressio
 
 def _relative(baseline: float, value: float) -> float | None:
     return (value - baseline) / abs(baseline) if baseline else None
+
+
+def _baseline_points(
+    history: Sequence[Point], changes: Sequence[ChangePoint], length: int, params: Regression
+) -> list[Point]:
+    """The runs the robust rule may compare with: all but flagged ones, except that flagged runs in
+    a level confirmed by a change point more than `confirm_runs` runs old are the norm, and then the
+    level before it is not. A fresher change after that level is not confirmed: its flagged runs stay out."""
+    established = [change.index for change in changes if length - change.index > params.confirm_runs]
+    start = established[-1] if established else None
+    end = next((change.index for change in changes if start is not None and change.index > start), length)
+
+    def in_level(index: int) -> bool:
+        return start is not None and start <= index < end
+
+    admitted = [(index, point) for index, point in enumerate(history) if point.baseline or in_level(index)]
+    if any(not point.baseline and in_level(index) for index, point in enumerate(history)):
+        return [point for index, point in admitted if start is not None and index >= start]
+    return [point for _, point in admitted]
 
 
 def _nearest_bound(spec: MetricSpec, point: Point) -> float:
