@@ -187,7 +187,8 @@ def test_the_smallest_detectable_step_grows_with_spread_and_sampling_margin() ->
 
 def test_a_fresh_regression_after_a_confirmed_level_stays_out_of_the_baseline() -> None:
     base = points([20, 21, 20, 19, 21, 20, 22, 20])
-    level = [Point(f"new-{i}", T0 + timedelta(days=30 + i), 90.0 + i % 3, baseline=False) for i in range(8)]
+    # The level's first runs were flagged; once a change point confirmed it, the next were judged ok.
+    level = [Point(f"new-{i}", T0 + timedelta(days=30 + i), 90.0 + i % 3, baseline=i > 3) for i in range(8)]
     fresh = Point("fresh", T0 + timedelta(days=50), 130.0, baseline=False)
     verdict = analyze_series(
         "GET /a", "p95_ms", [*base, *level, fresh, Point("now", T0 + timedelta(days=51), 128.0)], PARAMS

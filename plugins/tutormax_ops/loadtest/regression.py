@@ -263,15 +263,17 @@ def _relative(baseline: float, value: float) -> float | None:
 def _baseline_points(
     history: Sequence[Point], changes: Sequence[ChangePoint], length: int, params: Regression
 ) -> list[Point]:
-    """The runs the robust rule may compare with: all but flagged ones, except that flagged runs in
-    a level confirmed by a change point more than `confirm_runs` runs old are the norm, and then the
-    level before it is not. A fresher change after that level is not confirmed: its flagged runs stay out."""
+    """The runs the robust rule may compare with: all but flagged ones, except that the runs flagged
+    at the start of a level that a change point more than `confirm_runs` runs old confirmed are the
+    norm, and then the level before it is not. Runs flagged after that stay out."""
     established = [change.index for change in changes if length - change.index > params.confirm_runs]
     start = established[-1] if established else None
     end = next((change.index for change in changes if start is not None and change.index > start), length)
 
     def in_level(index: int) -> bool:
-        return start is not None and start <= index < end
+        # The level's first runs, flagged before it was confirmed; a run flagged later was judged
+        # against the level itself, and stays out.
+        return start is not None and start <= index < min(end, start + params.confirm_runs + 1)
 
     admitted = [(index, point) for index, point in enumerate(history) if point.baseline or in_level(index)]
     if any(not point.baseline and in_level(index) for index, point in enumerate(history)):
