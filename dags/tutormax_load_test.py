@@ -7,9 +7,14 @@ read reviews, check their history and book sessions; tutors open their dashboard
 admins open the overview and analytics), then judges it twice:
 
 1. against the targets (p95 < 200 ms, steady throughput ≥ 200 req/s, errors < 1 %, cache hit rate
-   > 80 %, query p95 < 100 ms), on the aggregate and per endpoint;
+   > 80 %, query p95 < 100 ms), on the aggregate and per endpoint; the p95 by the service's own
+   `X-Response-Time` when it sends one (the seed's definition), Locust's figure beside it;
 2. against this profile's own history: a median/MAD rule for one bad run and e-divisive means
-   change points for confirmed shifts, per metric and per endpoint.
+   change points for confirmed shifts, per metric and per endpoint. A move must clear the run's
+   own sampling interval (binomial, from its requests) as well as the history's spread; an
+   endpoint with fewer requests than a p95 needs is not judged; every report states the smallest
+   step it could have seen. Findings are provisional (reported, failing nothing) until
+   `loadtest.regression.alarm_history` earlier runs exist.
 
 A guard runs first and refuses, before any request, a host off `loadtest.host_allowlist`, more
 users than `loadtest.max_users`, a target whose `/health` is not ok, and a database whose shared
@@ -41,7 +46,8 @@ per endpoint in `loadtest_endpoints` (upserted: a rerun replaces them).
 
 ### On failure
 A refusal fails `guard` with the reason, and no load is sent. An invalid run (report missing, cut
-short, saturated generator), a target breach or a regression fails `verdict` after the results
+short by Locust's own log, a stall in completed requests, a saturated generator or machine), a
+target breach or a regression fails `verdict` after the results
 were stored and the email sent. A kill or an execution timeout of `run` stops locust's whole
 process group (SIGINT, then SIGKILL) and records the run as invalid.
 """
