@@ -32,7 +32,12 @@ from tutormax_ops.devstack import stack as devstack
 DAG_ID = "tutormax_load_test"
 SHORT_SMOKE = {"profile": "smoke", "run_time": 30}  # the profile's 20 users, the form's shortest run
 UNCHANGED_RUNS = 6
-SLOWED = "/api/tutors/{tutor_id}/dashboard"
+# The busiest endpoint (about 200 requests in a 30 s smoke run), so that it is judged with a narrow
+# interval even slowed; the step is far beyond what a saturated 2-core machine's noise reaches
+# (p95s of 100-400 ms seen here): the test checks the alarm and its specificity, bench/loadtest.py
+# measures how small a step is seen.
+SLOWED = "/api/tutors"
+STEP_MS = 1000
 SCHEMA = load_settings().storage.results_schema
 _smoke: dict[str, Any] = {}  # the one real smoke run, shared by the tests that build on it
 _unchanged: list[dict[str, Any]] = []  # real runs against the unchanged service: the history
@@ -256,7 +261,7 @@ def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
         redis_url=stack.endpoints.redis_url,
         port=port,
         log_dir=tmp_path,
-        extra_env={"TUTORMAX_SERVICE_INJECTED_LATENCY_MS": f"{SLOWED}=150"},
+        extra_env={"TUTORMAX_SERVICE_INJECTED_LATENCY_MS": f"{SLOWED}={STEP_MS}"},
     )
     with monkeypatch.context() as patched:
         patched.setenv(
@@ -274,8 +279,8 @@ def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
     slowed_findings = [
         f for f in run["findings"] if f["scope"] == f"GET {SLOWED}" and f["metric"] == "p95_ms"
     ]
-    # Every dashboard request now waits 150 ms, so its p95 is at least that, whatever the baseline was.
-    assert slowed_findings and slowed_findings[0]["current"] >= 150 > slowed_findings[0]["baseline"]
+    # Every request to it now waits STEP_MS, so its p95 is at least that, whatever the baseline was.
+    assert slowed_findings and slowed_findings[0]["current"] >= STEP_MS > slowed_findings[0]["baseline"]
     assert slowed_findings[0]["since_run_id"] == dag_run.run_id
     assert not any(f["provisional"] for f in run["findings"])
     # Specificity: no other endpoint moved.
@@ -304,7 +309,7 @@ def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
     baseline = next(row for row in summary["endpoints"] if row["endpoint"] == f"GET {SLOWED}")[
         "baseline_p95_ms"
     ]
-    assert baseline < 150  # the slowed run is in the history, not in the baseline
+    assert baseline < STEP_MS  # the slowed run is in the history, not in the baseline
     [email] = [
         message for message in read_emails(maildir)[before:] if "load test smoke" in message["subject"]
     ]
