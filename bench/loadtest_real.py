@@ -176,3 +176,35 @@ def false_alarms_per_run(
                 runs_with_findings += 1
                 break
     return runs_with_findings / trials
+
+
+SMOKE_COUNTS = (570, 220, 115, 95, 80)  # requests per judged series in a 30 s smoke run, measured here
+
+
+def false_alarms_per_run_sampled(
+    drift: float, history_length: int, trials: int, rng: np.random.Generator, params: Any
+) -> float:
+    """The same share, with each run's p95 drawn the way a run makes it: `n` response times
+    (lognormal, p95/p50 ≈ 2.7, in whole ms) around a run-to-run level that moves by `drift`
+    (relative σ), with its order-statistic interval, judged by the DAG's rule, sampling guard included."""
+    from tutormax_ops.collectors.sampling import quantile_interval
+    from tutormax_ops.loadtest.regression import Point, analyze_series
+
+    def run_p95(n: int) -> Point:
+        level = float(np.exp(rng.normal(0, drift)))
+        times, counts = np.unique(np.rint(level * rng.lognormal(3, 0.6, n)).astype(int), return_counts=True)
+        interval = quantile_interval(dict(zip(times.tolist(), counts.tolist(), strict=True)))
+        return Point("run", T0, interval.value, interval.low, interval.high)
+
+    runs_with_findings = 0
+    for _ in range(trials):
+        for n in SMOKE_COUNTS:
+            points = [run_p95(n) for _ in range(history_length + 1)]
+            points = [
+                Point(f"run-{i}", T0 + timedelta(days=i), p.value, p.low, p.high)
+                for i, p in enumerate(points)
+            ]
+            if analyze_series(AGGREGATE, "p95_ms", points, params).findings:
+                runs_with_findings += 1
+                break
+    return runs_with_findings / trials
