@@ -292,7 +292,9 @@ def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
     new_emails = read_emails(maildir)[before:]
     assert not any("verdict failed" in message["subject"] for message in new_emails)  # no second email
     [email] = [message for message in new_emails if "load test smoke" in message["subject"]]
-    assert "REGRESSION" in email["subject"] and SLOWED in email["subject"]
+    # A step this size on a busy endpoint also breaks the aggregate p95 target, which the subject
+    # names first ("TARGET BREACH + REGRESSION: ..."); the body names the endpoint.
+    assert "REGRESSION" in email["subject"]
     html = next(part.get_content() for part in email.walk() if part.get_content_type() == "text/html")
     assert f"GET {SLOWED}" in html and 'src="cid:trend.png"' in html and dag_run.run_id in html
     assert "cannot be told from noise here" in html
