@@ -176,6 +176,29 @@ class CacheWarm(_Section):
     top_tutors: Annotated[int, Field(ge=0, le=100_000)] = 200
 
 
+class Health(_Section):
+    """The hourly health DAG (`tutormax_perf_health`): alert hysteresis and the checklist's probes."""
+
+    schedule: Cron = "0 * * * *"
+    raise_after: Annotated[int, Field(ge=1, le=48)] = 1  # breaching hours in a row before an alert is raised
+    resolve_after: Annotated[int, Field(ge=1, le=48)] = 2  # clear hours in a row before it is resolved
+    # Hysteresis: a raised alert clears only once the value is this share of the threshold better.
+    resolve_margin: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    connections_alert_percent: Percent = 80
+    loadtest_max_age_hours: Annotated[float, Field(gt=0)] = (
+        26  # older load tests do not feed p95/error alerts
+    )
+    checklist_interval_hours: Annotated[float, Field(gt=0)] = 24
+    alembic_ini: str = (
+        "include/tutormax_service/alembic.ini"  # relative to the project root; "" = cannot tell
+    )
+    backup_folder: str = "tutormax_migrations"  # under storage.artifacts_base, where the migrations DAG dumps
+    backup_max_age_hours: Annotated[float, Field(gt=0)] = 24 * 8
+    min_production_rows: Annotated[int, Field(ge=0)] = 100_000
+    queue_depth_key: str = ""  # a Redis list holding the service's job queue; "" = no queue configured
+    queue_depth_alert: Annotated[int, Field(ge=1)] = 1000
+
+
 class Settings(_Section):
     targets: Targets = Targets()
     alerts: Alerts = Alerts()
@@ -186,6 +209,7 @@ class Settings(_Section):
     maintenance: Maintenance = Maintenance()
     loadtest: LoadTest = LoadTest()
     cache_warm: CacheWarm = CacheWarm()
+    health: Health = Health()
 
     def profile(self, name: str) -> LoadProfile:
         try:
