@@ -113,7 +113,7 @@ class LoadProfile(_Section):
 
 
 class Regression(_Section):
-    """Verdict 2, a run against its profile's history (see `tutormax_ops.regression`)."""
+    """Verdict 2, a run against its profile's history (see `tutormax_ops.loadtest.regression`)."""
 
     window_runs: Annotated[int, Field(ge=5, le=1000)] = 50
     robust_runs: Annotated[int, Field(ge=3, le=1000)] = 20
@@ -123,6 +123,12 @@ class Regression(_Section):
     permutations: Annotated[int, Field(ge=19, le=10_000)] = 199
     min_relative_change: Annotated[float, Field(ge=0)] = 0.10
     confirm_runs: Annotated[int, Field(ge=1)] = 3
+    # Sampling: the confidence of each run's own p95 and error-rate intervals; it also sets how many
+    # requests an endpoint needs to be judged at all (72 at 0.95, see collectors/sampling.py).
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    # Findings on a shorter history are provisional: reported, but no failed run and no REGRESSION
+    # email (see the yaml for why 20).
+    alarm_history: Annotated[int, Field(ge=2)] = 20
 
 
 class LoadTest(_Section):
@@ -141,7 +147,12 @@ class LoadTest(_Section):
     run_task_timeout_s: Annotated[int, Field(ge=10)] = 7200
     cpu_saturation_percent: Percent = 90
     max_saturated_fraction: Annotated[float, Field(ge=0, le=1)] = 0.25
-    min_endpoint_requests: Annotated[int, Field(ge=1)] = 20
+    # A stall: this many seconds in a row with completions below stall_fraction of the steady rate.
+    stall_min_s: Annotated[int, Field(ge=1)] = 5
+    stall_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    # The whole machine's CPU (% of all cores) above this in more than max_saturated_fraction of
+    # the samples makes a run invalid (stress runs excepted); 100 switches the check off.
+    host_saturation_percent: Percent = 95
     master_bind_host: str = "127.0.0.1"
     # 0 picks a free port per run (local workers only); remote workers need a fixed one, e.g. 5557.
     master_port: Annotated[int, Field(ge=0, le=65_535)] = 0
