@@ -37,7 +37,11 @@ def state(tmp_path: Path) -> Iterator[Path]:
 def start_serving(state: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
     """The demo in --serve mode, and every process it started, once its servers are up."""
     env = {key: value for key, value in os.environ.items() if key not in devstack.EXTERNAL_ENV.values()}
-    env.update(devstack.python_env(TUTORMAX_DEMO_STATE=str(state), TUTORMAX_DEMO_DAYS="1"))
+    env.update(
+        devstack.python_env(
+            TUTORMAX_DEMO_STATE=str(state), TUTORMAX_DEMO_DAYS="1", TUTORMAX_DEMO_SESSIONS_PER_DAY="500"
+        )
+    )
     demo = subprocess.Popen(
         [sys.executable, "-m", "tutormax_ops.devstack.demo", "--serve"],
         env=env,

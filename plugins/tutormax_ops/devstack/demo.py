@@ -9,7 +9,8 @@ running under .tutormax/demo are stopped at the next start.
 
 Environment: TUTORMAX_DB_URL, TUTORMAX_RESULTS_URL, TUTORMAX_REDIS_URL, TUTORMAX_API_URL and
 TUTORMAX_SMTP_URL point the demo at your own servers instead of starting them (see devstack).
-TUTORMAX_DEMO_DAYS sets how many days of sessions (30,000 a day) the demo loads (default 2);
+TUTORMAX_DEMO_DAYS and TUTORMAX_DEMO_SESSIONS_PER_DAY set how much demo data it loads (default 2 days
+of 30,000 sessions);
 TUTORMAX_DEMO_STATE the folder it works in (default .tutormax/demo).
 """
 
@@ -101,7 +102,9 @@ def prepare(progress: Progress, *, airflow: bool = True) -> tuple[devstack.Stack
         progress.step(f"migrating the TutorMax schema and loading demo data into database {DEMO_DATABASE!r}")
         devstack.migrate_service_schema(stack.endpoints.db_url)
         days = int(os.environ.get("TUTORMAX_DEMO_DAYS", "2"))
-        progress.step(f"  data generator: {devstack.load_service_data(stack.endpoints.db_url, days=days)}")
+        per_day = int(os.environ.get("TUTORMAX_DEMO_SESSIONS_PER_DAY", "30000"))
+        loaded = devstack.load_service_data(stack.endpoints.db_url, days=days, sessions_per_day=per_day)
+        progress.step(f"  data generator: {loaded}")
         progress.step("starting the reference TutorMax service (uvicorn, 2 workers)")
         stack.start_service(workers=2)
         env.update(stack.endpoints.airflow_env())
