@@ -188,6 +188,7 @@ def test_summary_has_the_seed_shape(api: Api, statements_preloaded: bool) -> Non
     )
 
 
+@pytest.mark.server_variant
 def test_query_figures(api: Api, statements_preloaded: bool) -> None:
     if not statements_preloaded:
         pytest.skip("this server does not preload pg_stat_statements")
@@ -233,6 +234,7 @@ def test_table_indexes(api: Api) -> None:
     assert body["invalid"] == []
 
 
+@pytest.mark.server_variant
 def test_index_suggestions(api: Api, statements_preloaded: bool) -> None:
     if not statements_preloaded:
         pytest.skip("suggestions come from pg_stat_statements, which this server does not preload")
