@@ -7,6 +7,7 @@ The stack runs as `python -m tutormax_ops.devstack.demo --serve`: the same start
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tutormax_ops.core.paths import STATE_DIR
+from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
 from tutormax_ops.devstack import stack as devstack
 
 READY = "servers up"
@@ -91,3 +92,55 @@ def test_servers_of_a_killed_run_are_stopped_at_the_next_start(state: Path) -> N
         for process in started:
             if process.is_running():
                 process.kill()
+
+
+SESSION_PROBE = """
+import json, os, time
+from pathlib import Path
+
+def test_wait(stack):
+    pids = [managed.pid for managed in stack.processes]
+    Path(os.environ["PROBE_READY"]).write_text(json.dumps(pids))
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_test_session_stops_its_servers(tmp_path: Path, signum: int) -> None:
+    """A pytest session of this suite (tests/conftest.py as a plugin) told to stop mid-test tears
+    its fixtures down: the session's servers stop."""
+    (tmp_path / "test_probe.py").write_text(SESSION_PROBE)
+    ready = tmp_path / "ready.json"
+    session = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            str(PROJECT_ROOT / "pyproject.toml"),
+            "--rootdir",
+            str(PROJECT_ROOT),
+        ]
+        + ["-p", "conftest", "-p", "no:randomly", "-q", str(tmp_path / "test_probe.py")],
+        env={**os.environ, "PROBE_READY": str(ready)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists() and session.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ready.exists(), session.communicate(timeout=30)[0][-3000:]
+        time.sleep(0.5)  # the file is written before the sleep begins
+        started = psutil.Process(session.pid).children(recursive=True)
+        assert {process.pid for process in started} >= set(json.loads(ready.read_text()))
+        os.kill(session.pid, signum)
+        output, _ = session.communicate(timeout=120)
+    finally:
+        if session.poll() is None:
+            session.kill()
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert alive == [], (alive, output[-3000:])
