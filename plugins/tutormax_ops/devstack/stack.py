@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tutormax_ops.core.notify import redact
 from tutormax_ops.core.paths import INCLUDE_DIR, PROJECT_ROOT, SERVICE_DIR
-from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port, spawn, stop_recorded
+from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port, spawn, stop_recorded, stop_tree
 from tutormax_ops.devstack.postgres import (
     SERVICE_EXTENSIONS,
     create_database,
@@ -432,13 +432,16 @@ def airflow_cli(
     log_path: Path | None = None,
     timeout_s: float = 900,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `airflow` CLI of this virtualenv."""
+    """Run the `airflow` CLI of this virtualenv. Interrupted (Ctrl-C, a signal, the timeout), it is
+    stopped with everything it started (`airflow dags test` starts Locust in groups of its own)."""
     airflow = str(Path(sys.executable).with_name("airflow"))
-    return subprocess.run(
-        [airflow, *args],
-        env={**os.environ, **env},
-        text=True,
-        capture_output=True,
-        timeout=timeout_s,
-        check=False,
-    )
+    args_list = [airflow, *args]
+    with subprocess.Popen(
+        args_list, env={**os.environ, **env}, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except BaseException:
+            stop_tree(process.pid, grace_s=20)
+            raise
+    return subprocess.CompletedProcess(args_list, process.returncode, stdout, stderr)
