@@ -99,12 +99,11 @@ def prepare(progress: Progress, *, airflow: bool = True) -> tuple[devstack.Stack
             if migrated.returncode != 0:
                 raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
         # The service database is always one start_stack created (a scratch one on your server).
-        progress.step(f"migrating the TutorMax schema and loading demo data into database {DEMO_DATABASE!r}")
-        devstack.migrate_service_schema(stack.endpoints.db_url)
+        progress.step(f"seeding database {DEMO_DATABASE!r}: extensions, schema, demo data")
         days = int(os.environ.get("TUTORMAX_DEMO_DAYS", "2"))
         per_day = int(os.environ.get("TUTORMAX_DEMO_SESSIONS_PER_DAY", "30000"))
         loaded = devstack.load_service_data(stack.endpoints.db_url, days=days, sessions_per_day=per_day)
-        progress.step(f"  data generator: {loaded}")
+        progress.step(f"  seed: {loaded}")
         progress.step("starting the reference TutorMax service (uvicorn, 2 workers)")
         stack.start_service(workers=2)
         env.update(stack.endpoints.airflow_env())
