@@ -1,6 +1,15 @@
 """Session fixtures: real PostgreSQL, Redis and SMTP servers (self-started on free loopback ports,
-or a user's own through TUTORMAX_DB_URL / TUTORMAX_REDIS_URL / TUTORMAX_SMTP_URL), an Airflow
-metadata database, and the Airflow connections that point at them.
+or a user's own through TUTORMAX_DB_URL / TUTORMAX_REDIS_URL), an Airflow metadata database, and
+the Airflow connections that point at them.
+
+- On a user's PostgreSQL server the session works in scratch databases it creates (the role needs
+  CREATEDB) and drops them at the end; it never writes to the database the URL names.
+- Emails always go to the session's own SMTP sink, so every email test reads back what was sent;
+  TUTORMAX_SMTP_URL (a real server, real recipients) is only handshaken with (tests/core/test_notify).
+- SIGTERM and SIGHUP stop the session as Ctrl-C does: fixtures tear down, servers stop. Servers a
+  killed session left running are stopped by the next one.
+- With CI=true, a skipped test that uses the servers fails, unless it is marked `server_variant`.
+- Artifacts go to the session's own folder (TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE), removed at the end.
 
 Airflow reads AIRFLOW_HOME and friends when first imported, so they are set here, before any test
 module imports it.
@@ -12,6 +21,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -21,6 +31,7 @@ import psutil
 import pytest
 
 from tutormax_ops.core.paths import STATE_DIR
+from tutormax_ops.core.processes import signals_raise
 from tutormax_ops.devstack import stack as devstack
 
 SECOND_PG_ENV = "TUTORMAX_TEST_PG2_URL"
@@ -31,18 +42,58 @@ TEST_STATE = STATE_DIR / "test" / str(os.getpid())
 def _remove_folders_of_finished_sessions() -> None:
     for folder in TEST_STATE.parent.glob("*"):
         if folder.name.isdigit() and not psutil.pid_exists(int(folder.name)):
+            devstack.stop_leftovers(folder)
             shutil.rmtree(folder, ignore_errors=True)
 
 
 _remove_folders_of_finished_sessions()
 AIRFLOW_ENV = devstack.airflow_environment(TEST_STATE / "airflow_home")
 os.environ.update(AIRFLOW_ENV)
+# Artifacts of tests that do not redirect their own go to the session's folder, never to the
+# checkout's .tutormax/artifacts; the folder goes at the end of the session.
+SESSION_ARTIFACTS = TEST_STATE / "artifacts"
+os.environ["TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE"] = SESSION_ARTIFACTS.as_uri()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_on_signals() -> Iterator[None]:
+    with signals_raise((signal.SIGTERM, signal.SIGHUP)):
+        yield
+    shutil.rmtree(SESSION_ARTIFACTS, ignore_errors=True)
+
+
+def _is_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    if (
+        _is_ci()
+        and report.skipped
+        and "stack" in getattr(item, "fixturenames", ())
+        and item.get_closest_marker("server_variant") is None
+    ):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"an end-to-end test may not skip with CI=true: {reason}"
+    return report
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[devstack.Stack]:
-    with devstack.running_stack(TEST_STATE / "stack") as running:
+    # The session's own SMTP sink, always: email tests read back what was sent, and no test
+    # mails the real recipients of a user's server.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(devstack.EXTERNAL_ENV["smtp"], raising=False)
+        running = devstack.start_stack(
+            TEST_STATE / "stack", database=f"tutormax_test_{os.getpid()}", drop_database_on_stop=True
+        )
+    try:
         yield running
+    finally:
+        running.stop()
     shutil.rmtree(TEST_STATE / "stack", ignore_errors=True)
 
 
@@ -95,8 +146,8 @@ def redis_url(stack: devstack.Stack) -> str:
 
 @pytest.fixture(scope="session")
 def maildir(stack: devstack.Stack) -> Path:
-    if stack.endpoints.maildir is None:
-        pytest.skip("emails go to the SMTP server named by TUTORMAX_SMTP_URL; they cannot be read back here")
+    """Where the session's SMTP sink stores every message (the `stack` fixture always starts one)."""
+    assert stack.endpoints.maildir is not None, "the test stack starts its own SMTP sink"
     return stack.endpoints.maildir
 
 

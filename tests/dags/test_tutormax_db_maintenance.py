@@ -145,7 +145,9 @@ def test_a_locked_table_is_skipped_not_waited_on(full_run: FullRun) -> None:
 def test_the_email_lands_after_the_store_with_the_report_attached(full_run: FullRun) -> None:
     (message,) = [m for m in full_run.emails if DAG_ID in m["subject"]]
     assert "partial" in message["subject"]  # the locked table was not done
-    attachments = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
+    attachments = {
+        part.get_filename(): part.get_payload(decode=True) for part in message.walk() if part.get_filename()
+    }
     assert sorted(attachments) == ["bloat.png", "dead_tuples.png", "report.html", "tables.csv"]
     stored = full_run.target.folder(full_run.dag_run)
     assert attachments["report.html"] == stored.joinpath("report.html").read_bytes()

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 import redis
+from psycopg import sql
 
+from tutormax_ops.core.paths import STATE_DIR
+from tutormax_ops.devstack import demo
+from tutormax_ops.devstack import postgres as devstack_postgres
 from tutormax_ops.devstack import stack as devstack
 
 
+@pytest.mark.server_variant
 def test_stack_serves_pg18_with_pg_stat_statements_and_redis(stack: devstack.Stack) -> None:
     if stack.pg_admin_url is None:
         pytest.skip("TUTORMAX_DB_URL names an external server")
@@ -57,19 +65,94 @@ def test_connections_carry_every_field_of_a_url() -> None:
     )
 
 
-def test_external_servers_replace_the_self_started_ones(monkeypatch, tmp_path, stack: devstack.Stack) -> None:
-    """With every TUTORMAX_*_URL set, start_stack starts nothing and uses those servers."""
-    monkeypatch.setenv("TUTORMAX_DB_URL", stack.endpoints.db_url)
+def user_tables(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT schemaname, relname, n_live_tup FROM pg_stat_user_tables ORDER BY 1, 2"
+        ).fetchall()
+
+
+def test_external_servers_replace_the_self_started_ones(
+    monkeypatch, tmp_path, stack: devstack.Stack, fresh_database
+) -> None:
+    """With every TUTORMAX_*_URL set, start_stack starts nothing, and on the user's PostgreSQL server
+    it works in a scratch database it creates: the user's own database is only connected to."""
+    users_db = fresh_database("users_own")
+    with psycopg.connect(users_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE precious (id int)")
+        conn.execute("INSERT INTO precious VALUES (1), (2)")
+    before = user_tables(users_db)
+    monkeypatch.setenv("TUTORMAX_DB_URL", users_db)
     monkeypatch.setenv("TUTORMAX_REDIS_URL", stack.endpoints.redis_url)
     monkeypatch.setenv("TUTORMAX_SMTP_URL", stack.endpoints.smtp_url)
     monkeypatch.setenv("TUTORMAX_API_URL", "http://127.0.0.1:9")
-    external = devstack.start_stack(tmp_path / "external")
+    external = devstack.start_stack(tmp_path / "external", database="scratch_ext", drop_database_on_stop=True)
     try:
         assert external.processes == []
-        assert external.endpoints.db_url == external.endpoints.results_url == stack.endpoints.db_url
+        assert external.endpoints.db_url == external.endpoints.results_url
+        assert external.endpoints.db_url == devstack.with_database(users_db, "scratch_ext")
+        devstack.migrate_service_schema(external.endpoints.db_url)
         assert external.start_service() == "http://127.0.0.1:9"
     finally:
         external.stop()
+    assert user_tables(users_db) == before
+    with psycopg.connect(stack.admin_url) as conn:
+        assert (
+            conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'scratch_ext'").fetchone()[0] == 0
+        )
+
+
+def test_a_role_without_createdb_is_refused_clearly(monkeypatch, tmp_path, stack: devstack.Stack) -> None:
+    role, password = f"nocreatedb_{os.getpid()}", "pw-" + os.urandom(4).hex()
+    with psycopg.connect(stack.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+    try:
+        parts = urlsplit(stack.admin_url)
+        url = parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}").geturl()
+        monkeypatch.setenv("TUTORMAX_DB_URL", url)
+        with pytest.raises(devstack.ServiceStartError, match="CREATEDB") as raised:
+            devstack.start_stack(tmp_path / "refused", database="never_made")
+        assert password not in str(raised.value)
+    finally:
+        with psycopg.connect(stack.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_no_permission_change_outside_the_checkout(tmp_path) -> None:
+    # Under the real checkout: /tmp's pytest folder is itself closed to others.
+    closed = STATE_DIR / "test" / str(os.getpid()) / f"perm-{tmp_path.name}" / "home"
+    (closed / "checkout").mkdir(parents=True)
+    closed.chmod(0o700)
+    try:
+        check_grants(closed)
+    finally:
+        shutil.rmtree(closed.parent)
+
+
+def check_grants(closed) -> None:
+    with pytest.raises(devstack.ServiceStartError, match="outside the checkout"):
+        devstack_postgres._grant_traverse(closed / "checkout", within=closed / "checkout")
+    assert closed.stat().st_mode & 0o777 == 0o700
+    inside = closed / "checkout" / "data"
+    inside.mkdir(mode=0o700)
+    closed.chmod(0o701)  # the user opened it themselves: now the folders inside may be opened
+    devstack_postgres._grant_traverse(inside, within=closed / "checkout")
+    assert inside.stat().st_mode & 0o001 and closed.stat().st_mode & 0o777 == 0o701
+
+
+def test_standalone_airflow_is_sized_to_the_machine() -> None:
+    assert demo.standalone_settings(2) == {
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    }
+    assert demo.standalone_settings(16)["AIRFLOW__CORE__PARALLELISM"] == "32"
 
 
 def test_stopping_a_service_ends_its_process(tmp_path) -> None:

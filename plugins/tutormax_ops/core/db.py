@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from tutormax_ops.core.config import Settings
 
 APPLICATION_NAME = "tutormax_ops"
+PG_CHECK = (
+    "`pg_isready -h HOST -p PORT`, then login, password and database of `airflow connections get {conn_id}`; "
+    "the tutormax_smoke_connectivity DAG tests every connection"
+)
 
 
 def apply_session_limits(
@@ -51,7 +55,13 @@ def connect(
     """An autocommit psycopg 3 connection from an Airflow connection, with its limits already set."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    from tutormax_ops.core.notify import unreachable
+
+    try:
+        conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    except psycopg.OperationalError as error:  # same type for callers, with the connection named
+        described = unreachable("PostgreSQL", conn_id, error, check=PG_CHECK.format(conn_id=conn_id))
+        raise psycopg.OperationalError(str(described)) from None
     if not isinstance(conn, psycopg.Connection):
         raise TypeError(
             "PostgresHook did not return a psycopg 3 connection: install psycopg and SQLAlchemy 2"

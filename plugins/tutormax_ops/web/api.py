@@ -11,6 +11,9 @@ without a valid Airflow JWT (Bearer header or the UI's cookie) gets 401.
 - A table name in the path never reaches SQL as text. `schema.table` (split at the first dot) or
   `table` (schema public) is looked up in `pg_stat_user_tables` with bound parameters; no match is
   a 404, and what follows uses the catalogue's own names.
+- Input never gets a 500: a name no catalogue can hold (a NUL byte, over 63 bytes) is a 404 before
+  any query; a value PostgreSQL rejects (psycopg.DataError) is a 400; invalid query parameters are
+  a 400 naming the parameter (FastAPI's default would be 422).
 - The collectors (psycopg, pandas, redis) are imported inside the handlers: importing this module
   costs only FastAPI and Airflow's auth code, which the API server has loaded already.
 """
@@ -23,7 +26,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.core_api.security import get_user
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from tutormax_ops.collectors.redis import CacheStats
 
 DEFAULT_SCHEMA = "public"
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 UNKNOWN_TABLE = "no such user table: give `table` (schema public) or `schema.table`"
 
 
@@ -63,6 +69,9 @@ def _database(settings: Settings) -> Iterator[psycopg.Connection]:
     except psycopg.OperationalError as error:
         detail = redact(f"PostgreSQL ({DB_CONN_ID}): {str(error).strip().splitlines()[0]}")
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail) from None
+    except psycopg.DataError as error:  # a value from the request that PostgreSQL cannot take
+        detail = redact(f"invalid value: {str(error).strip().splitlines()[0]}")
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail) from None
 
 
 def _cache_stats(settings: Settings) -> CacheStats:
@@ -88,6 +97,8 @@ def _resolve_table(conn: psycopg.Connection, table_name: str) -> TableStats:
     schema, dot, table = table_name.partition(".")
     if not dot:
         schema, table = DEFAULT_SCHEMA, table_name
+    if any("\x00" in name or len(name.encode()) > MAX_IDENTIFIER_BYTES for name in (schema, table)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_TABLE)
     matches = table_stats(conn, schemas=[schema], table=table)
     if len(matches) != 1:
         raise HTTPException(status.HTTP_404_NOT_FOUND, UNKNOWN_TABLE)
@@ -201,3 +212,13 @@ def table_index_suggestions(table_name: str, settings: SettingsDep) -> dict[str,
 app = FastAPI(title="TutorMax Ops performance API", docs_url=None, redoc_url=None, openapi_url=None)
 app.include_router(router)
 app.include_router(performance_page)
+
+
+@app.exception_handler(RequestValidationError)
+async def _bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    """A query parameter out of range or of the wrong type is the client's error: 400, naming it."""
+    problems = [
+        {"parameter": ".".join(str(part) for part in item.get("loc", ())[1:]), "message": item.get("msg", "")}
+        for item in error.errors()
+    ]
+    return JSONResponse({"detail": problems}, status_code=status.HTTP_400_BAD_REQUEST)

@@ -67,6 +67,7 @@ def test_unavailable_without_the_extension(connect, fresh_database, statements_p
     assert top_queries(None, snapshot) == []
 
 
+@pytest.mark.server_variant
 def test_unavailable_when_installed_but_not_preloaded(connect, fresh_database, statements_preloaded) -> None:
     """The view exists but reading it raises: the result says to preload the library."""
     if statements_preloaded:

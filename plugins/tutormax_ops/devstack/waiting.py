@@ -1,0 +1,34 @@
+"""Waiting for a self-started server, and the error when it does not come up."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tutormax_ops.core.processes import LOOPBACK
+
+
+class ServiceStartError(RuntimeError):
+    """A self-started service did not come up; the message points at its log."""
+
+
+def wait_until(
+    check: Callable[[], bool], *, timeout_s: float, what: str, log_path: Path | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.2)
+    hint = f"; see {log_path}" if log_path else ""
+    raise ServiceStartError(f"{what} did not become ready within {timeout_s:.0f} s{hint}")
+
+
+def port_accepts(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
