@@ -1,7 +1,7 @@
 """The maintenance DAG's vacuum step against `vacuumdb --analyze --jobs=N`, on two identical databases.
 
 Each database holds `--tables` tables of `--rows` rows (with a primary key, autovacuum off) of which
-30% are deleted before every round. One database is vacuumed by `tutormax_ops.maintenance.execute_plan`,
+30% are deleted before every round. One database is vacuumed by `tutormax_ops.maintenance.vacuum.execute_plan`,
 the very function the DAG's `vacuum` task calls (through an Airflow connection taken from the
 environment, the advisory lock included), the other by vacuumdb limited to the same schema. The
 order alternates between rounds; the dead tuples are rebuilt in both databases between rounds. The
@@ -32,7 +32,10 @@ import psycopg  # noqa: E402
 from tutormax_ops import devstack  # noqa: E402
 from tutormax_ops.config import Maintenance, load_settings  # noqa: E402
 from tutormax_ops.db import connect  # noqa: E402
-from tutormax_ops.maintenance import build_plan, execute_plan, request_from_params, take_snapshot  # noqa: E402
+from tutormax_ops.maintenance.common import request_from_params  # noqa: E402
+from tutormax_ops.maintenance.plan import build_plan  # noqa: E402
+from tutormax_ops.maintenance.snapshot import take_snapshot  # noqa: E402
+from tutormax_ops.maintenance.vacuum import execute_plan  # noqa: E402
 
 DATA_DIR = ROOT / ".tutormax" / "bench" / "vacuum"
 SCHEMA = "bench"

@@ -136,47 +136,47 @@ DAG_ID = "tutormax_db_maintenance"
 def tutormax_db_maintenance() -> None:
     @task(show_return_value_in_logs=False)  # large JSON; the step logs its own summary
     def snapshot_before(params: dict | None = None) -> dict:
-        from tutormax_ops.maintenance import snapshot_before_step
+        from tutormax_ops.maintenance.snapshot import snapshot_before
 
-        return snapshot_before_step(params or {})
+        return snapshot_before(params or {})
 
     @task(show_return_value_in_logs=False)
     def plan(before: dict, params: dict | None = None) -> dict:
-        from tutormax_ops.maintenance import plan_step
+        from tutormax_ops.maintenance.plan import plan
 
-        return plan_step(params or {}, before)
+        return plan(params or {}, before)
 
     @task(show_return_value_in_logs=False)
     def vacuum(plan: dict, dag_run=None) -> dict:
-        from tutormax_ops.maintenance import vacuum_step
+        from tutormax_ops.maintenance.vacuum import vacuum
 
-        return vacuum_step(plan, window_started_at=dag_run.start_date)
+        return vacuum(plan, window_started_at=dag_run.start_date)
 
     @task(show_return_value_in_logs=False)
     def snapshot_after(plan: dict) -> dict | None:
-        from tutormax_ops.maintenance import snapshot_after_step
+        from tutormax_ops.maintenance.snapshot import snapshot_after
 
-        return snapshot_after_step(plan)
+        return snapshot_after(plan)
 
     @task(show_return_value_in_logs=False)
     def report(
         plan: dict, before: dict, vacuumed: dict, after: dict | None, run_id: str | None = None
     ) -> dict:
-        from tutormax_ops.maintenance_report import report_step
+        from tutormax_ops.maintenance.report import report
 
-        return report_step(plan, before, vacuumed, after, dag_id=DAG_ID, run_id=run_id)
+        return report(plan, before, vacuumed, after, dag_id=DAG_ID, run_id=run_id)
 
     @task
     def store(report: dict, before: dict, after: dict | None, dag_run=None) -> str:
-        from tutormax_ops.maintenance_report import store_step
+        from tutormax_ops.maintenance.store import store
 
-        return store_step(report, before, after, started_at=dag_run.start_date)
+        return store(report, before, after, started_at=dag_run.start_date)
 
     @task
     def notify(report: dict, artifacts_uri: str) -> list[str]:
-        from tutormax_ops.maintenance_report import notify_step
+        from tutormax_ops.maintenance.notify import notify
 
-        return notify_step(report, artifacts_uri)
+        return notify(report, artifacts_uri)
 
     before = snapshot_before()
     planned = plan(before)

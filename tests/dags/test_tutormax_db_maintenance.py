@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from maintenance.catalog import WEIRD, dead_tuples, make_table
 from support import read_emails, task_states
-from test_maintenance import WEIRD, dead_tuples, make_table
 from tutormax_ops.config import load_settings
-from tutormax_ops.maintenance import TableRef
+from tutormax_ops.maintenance.common import TableRef
 from tutormax_ops.paths import PROJECT_ROOT
 from tutormax_ops.storage import path_segment
 

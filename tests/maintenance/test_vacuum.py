@@ -1,0 +1,96 @@
+"""The VACUUM runner on a real PostgreSQL: statements, parallel sessions, locks, the window, errors."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from maintenance.catalog import WEIRD, dead_tuples
+from tutormax_ops.maintenance.common import TableRef
+from tutormax_ops.maintenance.vacuum import maintenance_statement, vacuum_tables
+
+
+@pytest.mark.parametrize(
+    ("mode", "version", "expected"),
+    [
+        (
+            "vacuum_analyze",
+            180000,
+            'VACUUM (ANALYZE, SKIP_LOCKED, TRUNCATE false, SKIP_DATABASE_STATS) "Mixed Case"."we""ird name"',
+        ),
+        (
+            "vacuum_analyze",
+            150000,
+            'VACUUM (ANALYZE, SKIP_LOCKED, TRUNCATE false) "Mixed Case"."we""ird name"',
+        ),
+        (
+            "vacuum_freeze_analyze",
+            170000,
+            'VACUUM (FREEZE, ANALYZE, SKIP_LOCKED, TRUNCATE false, SKIP_DATABASE_STATS) "Mixed Case"."we""ird name"',
+        ),
+        ("analyze_only", 180000, 'ANALYZE (SKIP_LOCKED) "Mixed Case"."we""ird name"'),
+    ],
+)
+def test_statements_quote_identifiers_and_never_use_full(mode: str, version: int, expected: str) -> None:
+    statement = maintenance_statement(mode, truncate=False, server_version_num=version)(WEIRD)
+    text = statement.as_string().splitlines()[-1]
+    assert text == expected
+    assert "FULL" not in text
+
+
+def test_runner_vacuums_in_parallel_and_skips_a_locked_table_at_once(database_url: str) -> None:
+    locked = TableRef("public", "bloated")
+    with psycopg.connect(database_url) as probe:
+        statement_for = maintenance_statement(
+            "vacuum_analyze", truncate=False, server_version_num=probe.info.server_version
+        )
+    with (
+        psycopg.connect(database_url) as holder,
+        psycopg.connect(database_url, autocommit=True) as first,
+        psycopg.connect(database_url, autocommit=True) as second,
+    ):
+        holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(locked.identifier))
+        started = time.monotonic()
+        outcomes = vacuum_tables(
+            [first, second], [locked, WEIRD], statement_for, deadline=time.monotonic() + 60
+        )
+        elapsed = time.monotonic() - started
+        holder.rollback()
+    by_table = {TableRef(o.schema, o.table): o for o in outcomes}
+    assert by_table[locked].outcome == "skipped_locked"
+    assert "lock not available" in by_table[locked].detail
+    assert by_table[WEIRD].outcome == "done"
+    assert elapsed < 5  # never queued behind the lock
+    assert dead_tuples(database_url, WEIRD) == 0
+    assert dead_tuples(database_url, locked) > 3000
+
+
+def test_window_end_times_out_the_running_statement_and_defers_the_rest(database_url: str) -> None:
+    tables = [TableRef("public", "bloated"), TableRef("public", "clean"), WEIRD]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        started = time.monotonic()
+        outcomes = vacuum_tables(
+            [conn], tables, lambda table: sql.SQL("SELECT pg_sleep(30)"), deadline=time.monotonic() + 0.5
+        )
+        assert time.monotonic() - started < 5
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the session survives the timeout
+    assert [o.outcome for o in outcomes] == ["timed_out", "deferred", "deferred"]
+    assert outcomes[1].detail == "the window ended before it could start"
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        expired = vacuum_tables([conn], tables, lambda table: sql.SQL("SELECT 1"), deadline=time.monotonic())
+    assert {o.outcome for o in expired} == {"deferred"}
+
+
+def test_an_error_is_recorded_and_the_other_tables_go_on(database_url: str) -> None:
+    gone = TableRef("public", "dropped meanwhile")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        statement_for = maintenance_statement(
+            "vacuum_analyze", truncate=False, server_version_num=conn.info.server_version
+        )
+        outcomes = vacuum_tables([conn], [gone, WEIRD], statement_for, deadline=time.monotonic() + 60)
+    assert [o.outcome for o in outcomes] == ["error", "done"]
+    assert 'relation "public.dropped meanwhile" does not exist' in outcomes[0].detail
