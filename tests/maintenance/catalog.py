@@ -48,3 +48,28 @@ def dead_tuples(url: str, table: TableRef) -> int:
 
 def request(**params: object) -> Request:
     return request_from_params(params, Maintenance(schemas=("public", "Mixed Case")))
+
+
+def make_partitioned(url: str, parent: TableRef, *, partitions: int = 3, rows: int = 3000) -> list[TableRef]:
+    """A range-partitioned table with `partitions` leaves, autovacuum off, a third of the rows deleted."""
+    leaves = [TableRef(parent.schema, f"{parent.table}_p{number}") for number in range(partitions)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int NOT NULL, payload text) PARTITION BY RANGE (id)").format(
+                parent.identifier
+            )
+        )
+        for number, leaf in enumerate(leaves):
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}) WITH (autovacuum_enabled = false)"
+                ).format(leaf.identifier, parent.identifier, number * rows, (number + 1) * rows)
+            )
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT g, repeat('x', 50) FROM generate_series(0, %s) AS g").format(
+                parent.identifier
+            ),
+            (partitions * rows - 1,),
+        )
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id % 3 = 0").format(parent.identifier))
+    return leaves

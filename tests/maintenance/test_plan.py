@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from maintenance.catalog import WEIRD, request
+from maintenance.catalog import WEIRD, make_partitioned, request
 from tutormax_ops.config import Maintenance
 from tutormax_ops.maintenance.common import MaintenanceParamError, TableRef, request_from_params
 from tutormax_ops.maintenance.plan import build_plan
@@ -62,3 +62,33 @@ def test_plan_refuses_what_the_database_does_not_have(
     snapshot = take_snapshot(conn, ("public",), "before")
     with pytest.raises(MaintenanceParamError, match=message):
         build_plan(conn, request(**params), snapshot)
+
+
+def test_named_tables_are_planned_whatever_their_ratio(conn: psycopg.Connection) -> None:
+    snapshot = take_snapshot(conn, ("public", "Mixed Case"), "before")
+    named = build_plan(conn, request(tables=["clean", "bloated"], min_dead_tuple_ratio=0.9), snapshot)
+    assert sorted(t.table for t in named.tables) == ["bloated", "clean"]
+    reasons = {t.table: t.reason for t in named.tables}
+    assert reasons["clean"] == "named in the run's tables (below the thresholds)"
+    assert named.below_thresholds == 0
+
+
+def test_a_partitioned_table_plans_each_leaf_once_and_its_parent_for_analyze_only(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    leaves = make_partitioned(database_url, TableRef("public", "events"))
+    snapshot = take_snapshot(conn, ("public",), "before")
+    everything = build_plan(conn, request(schemas=["public"], min_dead_tuple_ratio=0), snapshot)
+    actions = [(t.ref, t.action) for t in everything.tables]
+    assert actions[-1] == (TableRef("public", "events"), "analyze_parent")  # after its partitions
+    assert [ref for ref, action in actions if action == "maintain"].count(leaves[0]) == 1
+    assert set(leaves) <= {ref for ref, action in actions if action == "maintain"}
+    assert "partitioned: 3 of its 3 partitions planned" in everything.tables[-1].reason
+
+    named = build_plan(
+        conn, request(schemas=["public"], tables=["events"], min_dead_tuple_ratio=0.9), snapshot
+    )
+    assert [(t.ref, t.action) for t in named.tables] == [
+        *((leaf, "maintain") for leaf in sorted(leaves, key=lambda ref: ref.table)),
+        (TableRef("public", "events"), "analyze_parent"),
+    ]

@@ -8,19 +8,23 @@ import json
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import psycopg
 from airflow.sdk.exceptions import AirflowFailException
 from psycopg import sql
 
-from tutormax_ops.config import Maintenance
+from tutormax_ops.config import Maintenance, Settings
 from tutormax_ops.db import load_sql
 from tutormax_ops.notify import redact
 from tutormax_ops.reports import to_json
+from tutormax_ops.storage import run_artifacts_dir
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 Mode = Literal["vacuum_analyze", "analyze_only", "vacuum_freeze_analyze"]
 NotifyMode = Literal["always", "on_findings", "never"]
@@ -99,6 +103,46 @@ def request_from_params(params: Mapping[str, Any], maintenance: Maintenance) -> 
     )
 
 
+def resolve_tables(
+    conn: psycopg.Connection, names: Sequence[str], schemas: Sequence[str], *, field: str, strict: bool
+) -> tuple[list[TableRef], list[str]]:
+    """Resolve SQL-style names (unqualified ones through `schemas`); return (tables, unknown names).
+
+    With `strict`, an unknown name, a relation that is not a table or a table outside `schemas`
+    raises `MaintenanceParamError` naming `field` instead.
+    """
+    search_path = sql.SQL(", ").join(map(sql.Identifier, schemas)).as_string(conn)
+    resolved: list[TableRef] = []
+    unknown: list[str] = []
+    for name in names:
+        try:
+            with conn.transaction():
+                # Local to this transaction: the session's own search_path is left as it was.
+                conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (search_path,))
+                rows = conn.execute(load_sql("maintenance/resolve_table.sql"), {"name": name}).fetchall()
+        except (psycopg.errors.SyntaxError, psycopg.errors.InvalidName, psycopg.DataError) as error:
+            raise MaintenanceParamError(f"{field}: {name!r} is not a valid table name ({error})") from None
+        problem = _name_problem(name, rows, schemas)
+        if problem is None:
+            resolved.append(TableRef(rows[0][0], rows[0][1]))
+        elif strict:
+            raise MaintenanceParamError(f"{field}: {problem}")
+        else:
+            unknown.append(name)
+    return resolved, unknown
+
+
+def _name_problem(name: str, rows: Sequence[tuple[str, str, str]], schemas: Sequence[str]) -> str | None:
+    if not rows:
+        return f"no table {name!r} in this database (searched schemas {list(schemas)})"
+    schema, table, kind = rows[0]
+    if kind not in ("r", "m", "p"):
+        return f"{display_name(schema, table)} is not a table (relkind {kind!r})"
+    if schema not in schemas:
+        return f"{display_name(schema, table)} is outside schemas {list(schemas)}: add {schema!r} to schemas"
+    return None
+
+
 def error_line(error: BaseException) -> str:
     """The first line of an error, credentials redacted: what reports and logs may show."""
     return redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
@@ -137,3 +181,36 @@ def _convert(hint: Any, value: Any) -> Any:
     if hint is datetime:
         return datetime.fromisoformat(value)
     return value
+
+
+# --- The run's files: what steps hand each other, by reference ------------------------------------
+
+STEPS_FOLDER = "steps"  # inside the run's artifacts folder; XCom carries only these paths
+
+
+def run_folder(settings: Settings, dag_id: str, run_id: str, *, reset: bool = False) -> ObjectStoragePath:
+    """The run's artifacts folder; `reset` (first step only) empties what an earlier attempt left."""
+    return run_artifacts_dir(settings.storage.artifacts_uri(), dag_id, run_id, reset=reset)
+
+
+def save_step(folder: ObjectStoragePath, step: str, value: Any) -> str:
+    """Write one step's result (a dataclass) as JSON under `steps/`; returns its location."""
+    path = folder / STEPS_FOLDER / f"{step}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(dataclasses.asdict(value)))
+    return str(path)
+
+
+def load_step(cls: type[T], folder: ObjectStoragePath, step: str) -> T | None:
+    """A step's result, or None when that step left none (it failed, or has not run)."""
+    path = folder / STEPS_FOLDER / f"{step}.json"
+    if not path.exists():
+        return None
+    return from_jsonable(cls, json.loads(path.read_text()))
+
+
+def folder_of(reference: Mapping[str, Any]) -> ObjectStoragePath:
+    """The run folder named in a step's XCom summary."""
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(reference["folder"])

@@ -50,6 +50,11 @@ class Findings:
     unavailable: list[str]
 
 
+def no_findings(reason: str) -> Findings:
+    """Findings with every section left out, for the reason given."""
+    return Findings([], [], [], [], [], reason, [], [], [], [reason])
+
+
 def collect_findings(conn: psycopg.Connection, schemas: Sequence[str], *, slow_query_ms: float) -> Findings:
     """Every collector the report shows. One that fails (a timeout on a huge catalog, a missing
     privilege) leaves its section empty with the reason, instead of losing the whole report."""

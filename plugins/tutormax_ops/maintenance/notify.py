@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tutormax_ops.maintenance.common import display_name, from_jsonable
+from tutormax_ops.maintenance.common import display_name, folder_of, load_step
 from tutormax_ops.maintenance.report import MaintenanceReport
 from tutormax_ops.maintenance.store import CHARTS
 from tutormax_ops.notify import redact, send_email
@@ -23,13 +23,15 @@ def email_subject(report: MaintenanceReport) -> str:
 
 
 EMAIL_TABLES = 15
-# What the email carries: the full report, its table as CSV, and the charts it shows inline (cid:).
-EMAIL_ATTACHMENTS = ("report.html", "tables.csv", *CHARTS.values())
+EMAIL_RECOMMENDATIONS = 10
+# What the email carries: the charts it shows inline (cid:). The full report stays in storage (at
+# 3,000 tables it is megabytes); the email gives its location.
+EMAIL_ATTACHMENTS = tuple(CHARTS.values())
 
 
 def email_report(report: MaintenanceReport, artifacts_uri: str) -> list[str]:
-    """Send the summary with the stored report attached, read back from storage: the email carries
-    exactly what was stored. Returns the attached file names."""
+    """Send the summary and the top findings, with the charts read back from storage, and the stored
+    report's location. Returns the attached file names."""
     from airflow.sdk import ObjectStoragePath
 
     folder = ObjectStoragePath(artifacts_uri)
@@ -48,19 +50,20 @@ def email_report(report: MaintenanceReport, artifacts_uri: str) -> list[str]:
                 artifacts_uri=redact(artifacts_uri),
                 charts={name: f"cid:{file}" for name, file in CHARTS.items()},
                 email_tables=EMAIL_TABLES,
+                email_recommendations=EMAIL_RECOMMENDATIONS,
             ),
             attachments=attachments,
         )
     return list(EMAIL_ATTACHMENTS)
 
 
-def notify(report: Mapping[str, Any], artifacts_uri: str) -> list[str]:
+def notify(report: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
     """Email the stored report, unless `notify` says not to (the task is then skipped, with the reason)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    loaded = from_jsonable(MaintenanceReport, report)
+    loaded = load_step(MaintenanceReport, folder_of(report), "report")
     if loaded.request.notify == "never":
         raise AirflowSkipException("notify is 'never'")
     if loaded.request.notify == "on_findings" and not loaded.has_findings:
         raise AirflowSkipException("notify is 'on_findings' and this run found nothing to act on")
-    return email_report(loaded, artifacts_uri)
+    return email_report(loaded, stored["folder"])

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
-from psycopg import sql
 
 from tutormax_ops.config import load_settings
 from tutormax_ops.conn_ids import DB_CONN_ID
@@ -17,9 +16,11 @@ from tutormax_ops.maintenance.common import (
     MaintenanceParamError,
     Request,
     TableRef,
-    display_name,
-    from_jsonable,
+    folder_of,
+    load_step,
     request_from_params,
+    resolve_tables,
+    save_step,
     to_jsonable,
 )
 from tutormax_ops.maintenance.snapshot import Snapshot, TableSnapshot
@@ -36,6 +37,10 @@ class PlannedTable:
     dead_ratio: float | None
     xid_age: int | None
     total_bytes: int | None
+    # "maintain": the mode's statement. "analyze_parent": a partitioned table, which holds no rows:
+    # its partitions are vacuumed on their own, and ANALYZE ONLY refreshes its statistics afterwards
+    # (autovacuum never analyzes a partitioned table).
+    action: Literal["maintain", "analyze_parent"] = "maintain"
 
     @property
     def ref(self) -> TableRef:
@@ -72,46 +77,6 @@ def build_plan(conn: psycopg.Connection, request: Request, snapshot: Snapshot) -
     )
 
 
-def resolve_tables(
-    conn: psycopg.Connection, names: Sequence[str], schemas: Sequence[str], *, field: str, strict: bool
-) -> tuple[list[TableRef], list[str]]:
-    """Resolve SQL-style names (unqualified ones through `schemas`); return (tables, unknown names).
-
-    With `strict`, an unknown name, a relation that is not a table or a table outside `schemas`
-    raises `MaintenanceParamError` naming `field` instead.
-    """
-    search_path = sql.SQL(", ").join(map(sql.Identifier, schemas)).as_string(conn)
-    resolved: list[TableRef] = []
-    unknown: list[str] = []
-    for name in names:
-        try:
-            with conn.transaction():
-                # Local to this transaction: the session's own search_path is left as it was.
-                conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (search_path,))
-                rows = conn.execute(load_sql("maintenance/resolve_table.sql"), {"name": name}).fetchall()
-        except (psycopg.errors.SyntaxError, psycopg.errors.InvalidName, psycopg.DataError) as error:
-            raise MaintenanceParamError(f"{field}: {name!r} is not a valid table name ({error})") from None
-        problem = _name_problem(name, rows, schemas)
-        if problem is None:
-            resolved.append(TableRef(rows[0][0], rows[0][1]))
-        elif strict:
-            raise MaintenanceParamError(f"{field}: {problem}")
-        else:
-            unknown.append(name)
-    return resolved, unknown
-
-
-def _name_problem(name: str, rows: Sequence[tuple[str, str, str]], schemas: Sequence[str]) -> str | None:
-    if not rows:
-        return f"no table {name!r} in this database (searched schemas {list(schemas)})"
-    schema, table, kind = rows[0]
-    if kind not in ("r", "m", "p"):
-        return f"{display_name(schema, table)} is not a table (relkind {kind!r})"
-    if schema not in schemas:
-        return f"{display_name(schema, table)} is outside schemas {list(schemas)}: add {schema!r} to schemas"
-    return None
-
-
 def select_tables(
     snapshot: Snapshot,
     request: Request,
@@ -124,28 +89,46 @@ def select_tables(
 
     Vacuum modes take a table when its dead-tuple ratio reaches `min_dead_tuple_ratio` or its xid age
     reaches `min_xid_age`; analyze_only takes it when never analyzed or when that share of its rows
-    changed since the last analyze.
+    changed since the last analyze. A table the run names is taken whatever its figures; a named
+    partitioned table stands for its partitions. Each partition is vacuumed once, as a table of its
+    own; a partitioned table with a planned partition is analyzed (ONLY) after them.
     """
+    parents = snapshot.partitioned
+    if only is not None:
+        only = only | {leaf.ref for leaf in snapshot.partitions if leaf.parent in only}
     chosen: list[PlannedTable] = []
     left_out: list[str] = []
     below = 0
     for row in snapshot.tables:
-        if only is not None and row.ref not in only:
+        if row.ref in parents or (only is not None and row.ref not in only):
             continue
         if row.ref in excluded:
             left_out.append(row.ref.display)
             continue
         reason = _selection_reason(row, request)
+        if reason is None and only is not None:
+            reason = "named in the run's tables (below the thresholds)"
         if reason is None:
             below += 1
             continue
-        chosen.append(
-            PlannedTable(
-                row.schema, row.table, reason, row.dead_tuples, row.dead_ratio, row.xid_age, row.total_bytes
-            )
-        )
+        chosen.append(_planned(row, reason))
     chosen.sort(key=lambda t: (-(t.xid_age or 0), -t.dead_tuples, t.schema, t.table))
+    planned = {table.ref for table in chosen}
+    by_ref = {row.ref: row for row in snapshot.tables}
+    for parent in sorted(parents, key=lambda ref: (ref.schema, ref.table)):
+        leaves = [leaf.ref for leaf in snapshot.partitions if leaf.parent == parent]
+        if parent in by_ref and parent not in excluded and planned.intersection(leaves):
+            reason = (
+                f"partitioned: {len(planned.intersection(leaves))} of its {len(leaves)} partitions planned"
+            )
+            chosen.append(_planned(by_ref[parent], reason, action="analyze_parent"))
     return Plan(request, tuple(chosen), tuple(left_out), below, notes)
+
+
+def _planned(row: TableSnapshot, reason: str, *, action: str = "maintain") -> PlannedTable:
+    return PlannedTable(
+        row.schema, row.table, reason, row.dead_tuples, row.dead_ratio, row.xid_age, row.total_bytes, action
+    )
 
 
 def _selection_reason(row: TableSnapshot, request: Request) -> str | None:
@@ -169,19 +152,37 @@ def _fetch_scalars(conn: psycopg.Connection, path: str, params: Mapping[str, Any
     return [row[0] for row in conn.execute(load_sql(path), dict(params)).fetchall()]
 
 
+def summary(plan: Plan, path: str, folder: str) -> dict[str, Any]:
+    """What travels through XCom: where the plan is, the request and a few counts."""
+    return {
+        "folder": folder,
+        "path": path,
+        "request": to_jsonable(plan.request),
+        "dry_run": plan.request.dry_run,
+        "planned": len(plan.tables),
+        "below_thresholds": plan.below_thresholds,
+        "excluded": len(plan.excluded),
+    }
+
+
 def plan(params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the params against the database, choose the tables, and save the plan to the run's folder."""
     settings = load_settings(with_variable=True)
     request = request_from_params(params, settings.maintenance)
+    folder = folder_of(before)
+    snapshot = load_step(Snapshot, folder, "snapshot_before")
     with collector_session(DB_CONN_ID, settings) as conn:
-        plan = build_plan(conn, request, from_jsonable(Snapshot, before))
+        chosen = build_plan(conn, request, snapshot)
     log.info(
         "%s plan: %d tables (%d below thresholds, %d excluded)%s",
         request.mode,
-        len(plan.tables),
-        plan.below_thresholds,
-        len(plan.excluded),
+        len(chosen.tables),
+        chosen.below_thresholds,
+        len(chosen.excluded),
         "; dry run, nothing will be vacuumed" if request.dry_run else "",
     )
-    for planned in plan.tables:
+    for planned in chosen.tables[:50]:
         log.info("  %s: %s", planned.ref.display, planned.reason)
-    return to_jsonable(plan)
+    if len(chosen.tables) > 50:
+        log.info("  … and %d more (the plan is in the run's folder)", len(chosen.tables) - 50)
+    return summary(chosen, save_step(folder, "plan", chosen), str(folder))

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from tutormax_ops.config import Settings, load_settings
 from tutormax_ops.conn_ids import RESULTS_CONN_ID
 from tutormax_ops.db import collector_session
-from tutormax_ops.maintenance.common import display_name, from_jsonable
+from tutormax_ops.maintenance.common import display_name, folder_of, load_step
 from tutormax_ops.maintenance.report import HISTORY_WEEKS, HistoryPoint, MaintenanceReport
 from tutormax_ops.maintenance.snapshot import Snapshot, TableSnapshot
 from tutormax_ops.notify import redact
@@ -131,7 +131,7 @@ def store_report(
     Both are keyed by the DAG run, so a rerun replaces what an earlier attempt stored. Returns the
     folder's URI.
     """
-    folder = run_artifacts_dir(settings.storage.artifacts_uri(), report.dag_id, report.run_id)
+    folder = run_artifacts_dir(settings.storage.artifacts_uri(), report.dag_id, report.run_id, reset=False)
     for name, content in render_artifacts(report).items():
         (folder / name).write_bytes(content)
     schema = settings.storage.results_schema
@@ -164,7 +164,14 @@ def store_report(
                     "started_at": started_at,
                     "finished_at": datetime.now(UTC),
                     "status": report.status,
-                    "summary": Jsonb({**dataclasses.asdict(report.totals), "detail": report.status_detail}),
+                    "summary": Jsonb(
+                        {
+                            **dataclasses.asdict(report.totals),
+                            "detail": report.status_detail,
+                            "failure": report.failure,
+                            "incomplete": list(report.incomplete),
+                        }
+                    ),
                     "artifacts_uri": str(folder),
                 }
             ],
@@ -173,19 +180,16 @@ def store_report(
     return str(folder)
 
 
-def store(
-    report: Mapping[str, Any],
-    before: Mapping[str, Any],
-    after: Mapping[str, Any] | None,
-    *,
-    started_at: datetime,
-) -> str:
-    folder = store_report(
-        from_jsonable(MaintenanceReport, report),
-        from_jsonable(Snapshot, before),
-        from_jsonable(Snapshot, after) if after else None,
+def store(report: Mapping[str, Any], *, started_at: datetime) -> dict[str, Any]:
+    """Render the saved report into the run's folder and upsert the history, before anyone is told."""
+    folder = folder_of(report)
+    built = load_step(MaintenanceReport, folder, "report")
+    stored = store_report(
+        built,
+        load_step(Snapshot, folder, "snapshot_before"),
+        load_step(Snapshot, folder, "snapshot_after"),
         started_at=started_at,
         settings=load_settings(with_variable=True),
     )
-    log.info("report stored under %s; history upserted", redact(folder))
-    return folder
+    log.info("report stored under %s; history upserted", redact(stored))
+    return {"folder": stored, "report": f"{stored}/report.html"}

@@ -29,14 +29,16 @@ from psycopg import sql
 from tutormax_ops.config import load_settings
 from tutormax_ops.conn_ids import DB_CONN_ID
 from tutormax_ops.coordination import LockNotAcquired, exclusive
+from tutormax_ops.core.windows import Window
 from tutormax_ops.db import connect, load_sql
 from tutormax_ops.maintenance.common import (
     Mode,
     TableRef,
     display_name,
     error_line,
-    from_jsonable,
-    to_jsonable,
+    folder_of,
+    load_step,
+    save_step,
 )
 from tutormax_ops.maintenance.plan import Plan
 from tutormax_ops.notify import redact
@@ -46,8 +48,9 @@ APPLICATION_NAME = "tutormax_ops.maintenance"  # what a migration waiting for th
 # pg_class, seconds even on a large catalog, and it must run after the window ends too.
 CONTROL_STATEMENT_TIMEOUT_MS = 300_000
 PG16 = 160_000
-Outcome = Literal["done", "skipped_locked", "timed_out", "error", "deferred"]
-RunStatus = Literal["completed", "partial", "skipped", "dry_run"]
+PG18 = 180_000
+Outcome = Literal["done", "skipped_locked", "timed_out", "error", "deferred", "unknown"]
+RunStatus = Literal["completed", "partial", "skipped", "dry_run", "incomplete"]
 _LOCK_NOT_AVAILABLE = "55P03"
 log = logging.getLogger(__name__)
 
@@ -90,17 +93,26 @@ def maintenance_statement(
     return lambda table: template.format(options=joined, table=table.identifier)
 
 
+def parent_statement(*, server_version_num: int) -> Callable[[TableRef], sql.Composed]:
+    """ANALYZE of a partitioned table itself: ONLY on PostgreSQL 18+, which has it."""
+    template = load_sql("maintenance/analyze_parent.sql")
+    only = sql.SQL("ONLY " if server_version_num >= PG18 else "")  # constants, never user input
+    return lambda table: template.format(only=only, table=table.identifier)
+
+
 def execute_plan(
     conn_id: str,
     plan: Plan,
     *,
     lock_key: int,
     lock_wait_s: float,
-    window_started_at: datetime | None = None,
+    window: Window | None = None,
+    started_at: datetime | None = None,
 ) -> VacuumResult:
     """Vacuum the planned tables over `parallel_jobs` sessions, holding the shared advisory lock.
 
-    The window runs from `window_started_at` (the DAG run's start; now by default). When the lock
+    No table starts after `window` closes (by default, `window_minutes` from now). A scheduled run
+    that started (`started_at`) after its window closed vacuums nothing and says so. When the lock
     stays taken for `lock_wait_s`, nothing is vacuumed and the result says who held it.
     """
     started = time.perf_counter()
@@ -109,7 +121,12 @@ def execute_plan(
     if request.dry_run:
         detail = f"dry run: {len(tables)} tables planned, nothing vacuumed"
         return VacuumResult("dry_run", detail, (), None, "not needed (dry run)", None, 0.0)
-    deadline = _window_deadline(window_started_at, request.window_minutes)
+    window = window or Window(datetime.now(UTC), request.window_minutes, scheduled=False)
+    late = window.late_reason(started_at)
+    if late:
+        skipped = tuple(_deferred(table, late) for table in tables)
+        return VacuumResult("skipped", late, skipped, None, "not needed (nothing vacuumed)", None, 0.0)
+    deadline = time.monotonic() + window.remaining_s()
     if not tables or deadline <= time.monotonic():
         outcomes = [_not_started(table, window_ended=True) for table in tables]
         return _result(outcomes, None, "not needed (nothing vacuumed)", None, started)
@@ -137,7 +154,13 @@ def _vacuum_over_sessions(
     conn_id: str, plan: Plan, tables: Sequence[TableRef], version: int, deadline: float
 ) -> list[TableOutcome]:
     request = plan.request
-    statement_for = maintenance_statement(request.mode, truncate=request.truncate, server_version_num=version)
+    maintain = maintenance_statement(request.mode, truncate=request.truncate, server_version_num=version)
+    parents = {planned.ref for planned in plan.tables if planned.action == "analyze_parent"}
+    analyze_parent = parent_statement(server_version_num=version)
+
+    def statement_for(table: TableRef) -> sql.Composed:
+        return analyze_parent(table) if table in parents else maintain(table)
+
     with ExitStack() as sessions:
         # Opened here, one after another: the hook's connection lookup is not meant for threads.
         connections = [
@@ -286,12 +309,6 @@ def _result(
     )
 
 
-def _window_deadline(window_started_at: datetime | None, window_minutes: int) -> float:
-    """The window's end on the monotonic clock, which wall-clock adjustments cannot move."""
-    elapsed = (datetime.now(UTC) - window_started_at).total_seconds() if window_started_at else 0.0
-    return time.monotonic() - elapsed + window_minutes * 60
-
-
 def _remaining_ms(deadline: float) -> int:
     return max(math.ceil((deadline - time.monotonic()) * 1000), 0)
 
@@ -311,14 +328,64 @@ def _since(started: float) -> float:
     return round(time.perf_counter() - started, 3)
 
 
-def vacuum(plan: Mapping[str, Any], *, window_started_at: datetime | None) -> dict[str, Any]:
+# An error of this shape on every table means the role lacks the right to vacuum them.
+_NOT_OWNER = (
+    "only table or database owner can",
+    "permission denied to vacuum",
+    "permission denied to analyze",
+    "must be owner",
+)
+NOT_OWNER_FIX = "the role does not own these tables: run as the owner, or grant pg_maintain on PostgreSQL 17+"
+
+
+def failure_cause(outcomes: Sequence[TableOutcome]) -> str | None:
+    """Why planned tables failed, with the fix where one is known; None when none failed.
+
+    Locked and deferred tables are not failures: the next run takes them.
+    """
+    errors = [outcome for outcome in outcomes if outcome.outcome == "error"]
+    if not errors:
+        return None
+    not_owned = [o for o in errors if any(marker in (o.detail or "") for marker in _NOT_OWNER)]
+    causes = []
+    if not_owned:
+        causes.append(f"{len(not_owned)} of {len(outcomes)} planned tables failed: {NOT_OWNER_FIX}")
+    others = [o for o in errors if o not in not_owned]
+    if others:
+        first = others[0]
+        causes.append(
+            f"{len(others)} of {len(outcomes)} planned tables failed, e.g. "
+            f"{display_name(first.schema, first.table)}: {first.detail}"
+        )
+    return "; ".join(causes)
+
+
+def summary(result: VacuumResult, path: str, folder: str) -> dict[str, Any]:
+    """What travels through XCom: where the result is, the status and the counts per outcome."""
+    counts: dict[str, int] = {}
+    for outcome in result.outcomes:
+        counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+    return {
+        "folder": folder,
+        "path": path,
+        "status": result.status,
+        "detail": result.detail[:500],
+        "outcomes": counts,
+        "failure": (failure_cause(result.outcomes) or "")[:1000] or None,
+    }
+
+
+def vacuum(plan: Mapping[str, Any], *, window: Window, started_at: datetime | None) -> dict[str, Any]:
+    """Run the saved plan inside the run's window; save the outcome of every table to the run's folder."""
     coordination = load_settings(with_variable=True).coordination
+    folder = folder_of(plan)
     result = execute_plan(
         DB_CONN_ID,
-        from_jsonable(Plan, plan),
+        load_step(Plan, folder, "plan"),
         lock_key=coordination.advisory_lock_key,
         lock_wait_s=coordination.lock_wait_seconds,
-        window_started_at=window_started_at,
+        window=window,
+        started_at=started_at,
     )
     log.info(
         "vacuum %s in %.1f s: %s; database stats %s",
@@ -327,9 +394,8 @@ def vacuum(plan: Mapping[str, Any], *, window_started_at: datetime | None) -> di
         result.detail,
         result.database_stats,
     )
-    for outcome in result.outcomes:  # the tables that were not done; every table is in the report
-        if outcome.outcome == "done":
-            continue
+    not_done = [outcome for outcome in result.outcomes if outcome.outcome != "done"]
+    for outcome in not_done[:50]:  # every table is in the report; the log shows the first ones
         log.warning(
             "  %s: %s (%.2f s) %s",
             display_name(outcome.schema, outcome.table),
@@ -337,4 +403,4 @@ def vacuum(plan: Mapping[str, Any], *, window_started_at: datetime | None) -> di
             outcome.duration_s,
             outcome.detail or "",
         )
-    return to_jsonable(result)
+    return summary(result, save_step(folder, "vacuum", result), str(folder))
