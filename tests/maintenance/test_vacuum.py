@@ -94,3 +94,27 @@ def test_an_error_is_recorded_and_the_other_tables_go_on(database_url: str) -> N
         outcomes = vacuum_tables([conn], [gone, WEIRD], statement_for, deadline=time.monotonic() + 60)
     assert [o.outcome for o in outcomes] == ["error", "done"]
     assert 'relation "public.dropped meanwhile" does not exist' in outcomes[0].detail
+
+
+def test_a_scheduled_run_started_after_its_window_vacuums_nothing_and_says_why(database_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from maintenance.catalog import request
+    from tutormax_ops.core.windows import run_window
+    from tutormax_ops.maintenance.plan import build_plan
+    from tutormax_ops.maintenance.snapshot import take_snapshot
+    from tutormax_ops.maintenance.vacuum import execute_plan
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        plan = build_plan(conn, request(), take_snapshot(conn, ("public", "Mixed Case"), "before"))
+    scheduled = datetime.now(UTC) - timedelta(hours=5)
+    started = scheduled + timedelta(hours=3, minutes=12)  # e.g. the DAG was unpaused late
+    window = run_window(run_type="scheduled", run_after=scheduled, started_at=started, minutes=120)
+    # No connection id is needed: a late run returns before it opens any session.
+    result = execute_plan("no_connection", plan, lock_key=1, lock_wait_s=0, window=window, started_at=started)
+    assert result.status == "skipped"
+    assert result.detail.startswith("skipped: started 1.2 h after its window (")
+    assert {o.outcome for o in result.outcomes} == {"deferred"} and len(result.outcomes) == len(
+        plan.tables
+    ) == 2
+    assert dead_tuples(database_url, TableRef("public", "bloated")) > 3000
