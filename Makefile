@@ -37,7 +37,7 @@ lock:
 	.tutormax/lock-venv/bin/uv pip freeze --python .tutormax/lock-venv/bin/python | grep -v '^uv==' > requirements.lock
 
 demo: $(STAMP)
-	$(PY) -m tutormax_ops.demo
+	$(PY) -m tutormax_ops.devstack.demo
 
 test: $(STAMP) lint
 	$(PY) -m pytest
@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 airflow: $(STAMP)
-	$(PY) -m tutormax_ops.demo --standalone
+	$(PY) -m tutormax_ops.devstack.demo --standalone
 
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -36,11 +36,11 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from tutormax_ops import devstack  # noqa: E402
 from tutormax_ops.collectors.postgres import collect_all  # noqa: E402
 from tutormax_ops.collectors.postgres.bloat import exact_bloat, index_bloat, table_bloat  # noqa: E402
-from tutormax_ops.config import Collectors  # noqa: E402
-from tutormax_ops.db import apply_session_limits  # noqa: E402
+from tutormax_ops.core.config import Collectors  # noqa: E402
+from tutormax_ops.core.db import apply_session_limits  # noqa: E402
+from tutormax_ops.devstack import stack as devstack  # noqa: E402
 
 BENCH_DIR = ROOT / ".tutormax" / "bench" / "collectors"
 GB = 1024**3

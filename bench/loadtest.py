@@ -42,9 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
-from tutormax_ops import devstack  # noqa: E402
-from tutormax_ops.config import load_settings  # noqa: E402
-from tutormax_ops.paths import LOCUST_DIR, STATE_DIR  # noqa: E402
+from tutormax_ops.core.config import load_settings  # noqa: E402
+from tutormax_ops.core.paths import LOCUST_DIR, STATE_DIR  # noqa: E402
+from tutormax_ops.devstack import stack as devstack  # noqa: E402
 from tutormax_ops.regression import AGGREGATE, Point, analyze_history, analyze_series  # noqa: E402
 
 SETTINGS = load_settings()

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from tutormax_ops.devstack import airflow_environment  # noqa: E402
+from tutormax_ops.devstack.stack import airflow_environment  # noqa: E402
 
 TRIVIAL_DAG = textwrap.dedent(
     """

@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 import psycopg  # noqa: E402
 
-from tutormax_ops import devstack  # noqa: E402
-from tutormax_ops.config import Maintenance, load_settings  # noqa: E402
-from tutormax_ops.db import connect  # noqa: E402
+from tutormax_ops.core.config import Maintenance, load_settings  # noqa: E402
+from tutormax_ops.core.db import connect  # noqa: E402
+from tutormax_ops.devstack import stack as devstack  # noqa: E402
 from tutormax_ops.maintenance.common import request_from_params  # noqa: E402
 from tutormax_ops.maintenance.plan import build_plan  # noqa: E402
 from tutormax_ops.maintenance.snapshot import take_snapshot  # noqa: E402

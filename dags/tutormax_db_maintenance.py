@@ -57,8 +57,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from tutormax_ops.config import load_settings
-from tutormax_ops.dag_policy import START_DATE, default_args
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.dag_policy import START_DATE, default_args
 
 DAG_ID = "tutormax_db_maintenance"
 
@@ -201,7 +201,7 @@ def tutormax_db_maintenance() -> None:
 
     # Last, after the report is stored and sent: fails the run when planned tables failed or the
     # report is incomplete, naming the cause and the fix.
-    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    @task(trigger_rule=TriggerRule.ALL_DONE)  # AirflowFailException: no retry
     def outcome(dag_run=None) -> str:
         from tutormax_ops.maintenance.outcome import outcome
 

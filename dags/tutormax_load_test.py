@@ -47,9 +47,9 @@ from datetime import timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from tutormax_ops.assets import SCHEMA_MIGRATED
-from tutormax_ops.config import load_settings
-from tutormax_ops.dag_policy import START_DATE, default_args
+from tutormax_ops.core.assets import SCHEMA_MIGRATED
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.dag_policy import START_DATE, default_args
 from tutormax_ops.loadtest_operator import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
 
 # YAML and environment only: the Airflow Variable is read by the tasks, never while parsing.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from tutormax_ops.dag_policy import START_DATE, default_args
+from tutormax_ops.core.dag_policy import START_DATE, default_args
 
 
 @dag(
@@ -44,13 +44,13 @@ def tutormax_smoke_connectivity() -> None:
     def check(target: str) -> dict:
         from dataclasses import asdict
 
-        from tutormax_ops.connectivity import run_check
+        from tutormax_ops.health.connectivity import run_check
 
         return asdict(run_check(target))
 
     @task
     def summarize(results: list[dict]) -> dict:
-        from tutormax_ops.connectivity import summarize_checks
+        from tutormax_ops.health.connectivity import summarize_checks
 
         return summarize_checks(results)
 

@@ -6,6 +6,6 @@ file's stem: `tutormax_ops/collectors/redis.py` would be registered as `sys.modu
 plugin class, and the package is imported normally (the plugins folder is on sys.path).
 """
 
-from tutormax_ops.plugin import TutorMaxOpsPlugin
+from tutormax_ops.web.plugin import TutorMaxOpsPlugin
 
 __all__ = ["TutorMaxOpsPlugin"]

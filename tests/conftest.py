@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tutormax_ops import devstack
-from tutormax_ops.paths import STATE_DIR
+from tutormax_ops.core.paths import STATE_DIR
+from tutormax_ops.devstack import stack as devstack
 
 SECOND_PG_ENV = "TUTORMAX_TEST_PG2_URL"
 # One folder per pytest process, so concurrent sessions never share a data directory.
@@ -155,7 +155,7 @@ def run_dag(airflow_db: dict) -> Callable[..., object]:
     """`run_dag(dag_id, run_conf=None)` parses dags/<dag_id>.py and runs it in-process with `dag.test()`."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from tutormax_ops.paths import PROJECT_ROOT
+    from tutormax_ops.core.paths import PROJECT_ROOT
 
     def run(dag_id: str, run_conf: dict | None = None) -> object:
         bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py"))

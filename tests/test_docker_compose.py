@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tutormax_ops import devstack
-from tutormax_ops.paths import PROJECT_ROOT
+from tutormax_ops.core.paths import PROJECT_ROOT
+from tutormax_ops.devstack import stack as devstack
 
 AIRFLOW_SERVICES = {
     "airflow-apiserver",

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tutormax_ops.collectors.locust import EndpointMetrics
-from tutormax_ops.config import Targets, load_settings
+from tutormax_ops.core.config import Targets, load_settings
 from tutormax_ops.loadtest import (
     LOCUSTFILE,
     STRESS_SHAPE,

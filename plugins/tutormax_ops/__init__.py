@@ -1,5 +1,5 @@
 """TutorMax Ops: the logic behind the tutormax_* DAGs and the Airflow plugin.
 
 Every module here is imported lazily from task bodies, never at DAG parse time,
-except `config` and `assets`, which do no I/O beyond reading the YAML file.
+except `core.config` and `core.assets`, which do no I/O beyond reading the YAML file.
 """

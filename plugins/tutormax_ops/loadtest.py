@@ -42,9 +42,9 @@ from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from tutormax_ops.config import LoadTest, Settings, Targets, load_settings
-from tutormax_ops.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID
-from tutormax_ops.paths import LOCUST_DIR
+from tutormax_ops.core.config import LoadTest, Settings, Targets, load_settings
+from tutormax_ops.core.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID
+from tutormax_ops.core.paths import LOCUST_DIR
 
 if TYPE_CHECKING:
     import psutil
@@ -190,7 +190,7 @@ def static_refusals(plan: RunPlan, loadtest: LoadTest) -> list[str]:
 
 def check_guard(plan_values: Mapping[str, Any]) -> list[str]:
     """Raise `LoadTestRefused` with every reason, or return what was checked (for the log)."""
-    from tutormax_ops.notify import redact
+    from tutormax_ops.core.notify import redact
 
     settings = load_settings(with_variable=True)
     plan = RunPlan(**plan_values)
@@ -231,13 +231,13 @@ def _health_problem(host: str) -> str | None:
 
 
 def _service_db(settings: Settings, *, read_only: bool) -> psycopg.Connection:
-    from tutormax_ops.db import collector_session
+    from tutormax_ops.core.db import collector_session
 
     return collector_session(DB_CONN_ID, settings, read_only=read_only)
 
 
 def _advisory_lock_holder(settings: Settings) -> Any:
-    from tutormax_ops.coordination import lock_holder
+    from tutormax_ops.core.coordination import lock_holder
 
     with _service_db(settings, read_only=True) as conn:
         return lock_holder(conn, settings.coordination.advisory_lock_key)
@@ -247,7 +247,7 @@ def _advisory_lock_holder(settings: Settings) -> Any:
 def _holding_advisory_lock(settings: Settings) -> Iterator[None]:
     """Hold the shared lock for the whole load, so no migration or maintenance starts under it; a
     session that took it since the guard looked makes the run fail here, before any load."""
-    from tutormax_ops.coordination import exclusive
+    from tutormax_ops.core.coordination import exclusive
 
     with (
         _service_db(settings, read_only=False) as conn,
@@ -293,7 +293,7 @@ class LocustGroup:
     def launch(self, role: str, argv: list[str], *, env: Mapping[str, str], log_path: Path) -> None:
         import psutil
 
-        from tutormax_ops.devstack import spawn
+        from tutormax_ops.core.processes import spawn
 
         # Every process joins the first one's group, so one signal reaches master and workers alike.
         process = spawn(role, argv, log_path=log_path, env=dict(env), process_group=self.pgid or 0).process
@@ -460,7 +460,7 @@ def run_locust(
 
     Any exception raised while it runs (Airflow's execution timeout, a kill) stops the group first.
     """
-    from tutormax_ops.devstack import free_port
+    from tutormax_ops.core.processes import free_port
 
     global _active_group
     group = _active_group = LocustGroup()
@@ -631,7 +631,7 @@ def _service_summary(host: str, errors: list[str]) -> dict[str, Any] | None:
 
 
 def _describe_error(what: str, error: BaseException) -> str:
-    from tutormax_ops.notify import redact
+    from tutormax_ops.core.notify import redact
 
     return redact(f"{what}: {type(error).__name__}: {error}")[:500]
 
@@ -641,8 +641,8 @@ def _describe_error(what: str, error: BaseException) -> str:
 
 def execute_run(plan_values: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
     """Run the load with the server-side window around its steady state; store every raw output."""
-    from tutormax_ops import reports
-    from tutormax_ops.storage import run_artifacts_dir
+    from tutormax_ops.core import reports
+    from tutormax_ops.core.storage import run_artifacts_dir
 
     settings = load_settings(with_variable=True)
     plan = RunPlan(**plan_values)
@@ -1171,8 +1171,8 @@ def build_series(
 
 @contextlib.contextmanager
 def _results_db(settings: Settings) -> Iterator[psycopg.Connection]:
-    from tutormax_ops.db import collector_session
-    from tutormax_ops.storage import ensure_results_schema
+    from tutormax_ops.core.db import collector_session
+    from tutormax_ops.core.storage import ensure_results_schema
 
     with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
         ensure_results_schema(conn, settings.storage.results_schema)
@@ -1184,7 +1184,7 @@ def _load_history(settings: Settings, plan: RunPlan, dag_id: str, run_id: str) -
     each with its endpoints' figures under "endpoints"."""
     from psycopg.rows import dict_row
 
-    from tutormax_ops.db import load_sql
+    from tutormax_ops.core.db import load_sql
 
     schema = settings.storage.results_schema
     with _results_db(settings) as conn, conn.cursor(row_factory=dict_row) as cursor:
@@ -1218,7 +1218,7 @@ def _run_row(
 ) -> dict[str, Any]:
     from psycopg.types.json import Jsonb
 
-    from tutormax_ops.notify import redact
+    from tutormax_ops.core.notify import redact
 
     aggregate = analysis.run.aggregate if analysis and analysis.run else None
     server = analysis.server if analysis else {}
@@ -1284,7 +1284,7 @@ def _endpoint_rows(analysis: Analysis, dag_id: str) -> list[dict[str, Any]]:
 
 def _store_run_rows(settings: Settings, run_row: dict[str, Any], endpoint_rows: list[dict[str, Any]]) -> None:
     """One row per run and one per endpoint, upserted: a rerun of the DAG run replaces them."""
-    from tutormax_ops.storage import replace_run_rows, upsert_rows
+    from tutormax_ops.core.storage import replace_run_rows, upsert_rows
 
     schema = settings.storage.results_schema
     with _results_db(settings) as conn:
@@ -1369,7 +1369,7 @@ def endpoint_comparisons(analysis: Analysis, baseline_runs: int) -> list[Endpoin
 
 def trend_chart(analysis: Analysis) -> bytes:
     """p95 per run: the aggregate, and every endpoint that regressed (else the three busiest)."""
-    from tutormax_ops import reports
+    from tutormax_ops.core import reports
     from tutormax_ops.regression import AGGREGATE
 
     runs = [
@@ -1401,7 +1401,7 @@ def _current_row(analysis: Analysis) -> dict[str, Any]:
 
 
 def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | None:
-    from tutormax_ops import reports
+    from tutormax_ops.core import reports
 
     if not samples_csv.exists():
         return None
@@ -1416,8 +1416,8 @@ def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | Non
 
 
 def _write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Settings) -> None:
-    from tutormax_ops import reports
     from tutormax_ops.collectors.locust import PERCENTILE_ROUNDING
+    from tutormax_ops.core import reports
     from tutormax_ops.regression import METRICS
 
     trend = trend_chart(analysis)
@@ -1480,7 +1480,7 @@ def notify_run(result: Mapping[str, Any]) -> bool:
     `notify` param asks for it. The history rows were stored by the task before this one."""
     from airflow.sdk import ObjectStoragePath
 
-    from tutormax_ops.notify import send_email
+    from tutormax_ops.core.notify import send_email
 
     if not should_notify(result["notify"], result["verdict"]):
         print(f"no email: notify={result['notify']}, verdict {result['verdict']}")

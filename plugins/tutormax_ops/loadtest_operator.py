@@ -30,7 +30,7 @@ class LoadTestRunOperator(BaseOperator):
     def on_kill(self) -> None:
         # Called on SIGTERM to the task and after an execution timeout (then a no-op: the timeout
         # already stopped the group on its way out of `run_locust`).
-        from tutormax_ops.config import load_settings
+        from tutormax_ops.core.config import load_settings
         from tutormax_ops.loadtest import stop_active_run
 
         stop_active_run("the task was killed", grace_s=load_settings().loadtest.kill_grace_s)
@@ -39,8 +39,8 @@ class LoadTestRunOperator(BaseOperator):
 def notify_failure_unless_verdict(context: Mapping[str, Any]) -> None:
     """The usual failure email, except for a verdict: its own email already went out (or `notify`
     said never)."""
+    from tutormax_ops.core.notify import notify_task_failure
     from tutormax_ops.loadtest import LoadTestVerdict
-    from tutormax_ops.notify import notify_task_failure
 
     if isinstance(context.get("exception"), LoadTestVerdict):
         return

@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from tutormax_ops.config import Regression
+from tutormax_ops.core.config import Regression
 
 AGGREGATE = "all endpoints"
 MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normally distributed values

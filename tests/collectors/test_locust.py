@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tutormax_ops import devstack
 from tutormax_ops.collectors.locust import (
     PERCENTILE_ROUNDING,
     cpu_warning_raised,
@@ -27,7 +26,8 @@ from tutormax_ops.collectors.locust import (
     percentile,
     validate_run,
 )
-from tutormax_ops.paths import LOCUST_DIR
+from tutormax_ops.core.paths import LOCUST_DIR
+from tutormax_ops.devstack import stack as devstack
 
 LOCUST = Path(sys.executable).with_name("locust")
 USERS, SPAWN_RATE, RUN_S = 4, 1, 8

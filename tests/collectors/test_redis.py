@@ -12,8 +12,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tutormax_ops import devstack
 from tutormax_ops.collectors.redis import cache_stats, count_keys, take_sample
+from tutormax_ops.devstack import stack as devstack
 
 
 @pytest.fixture(scope="module")

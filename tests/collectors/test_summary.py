@@ -10,7 +10,7 @@ import pytest
 
 from tutormax_ops.collectors.redis import CacheStats
 from tutormax_ops.collectors.summary import build_summary
-from tutormax_ops.config import Alerts, Targets
+from tutormax_ops.core.config import Alerts, Targets
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -42,7 +42,7 @@ def test_the_maintenance_dags_scheduled_time_is_run_after_the_cron_time(airflow_
     from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.timetables.base import TimeRestriction
 
-    from tutormax_ops.paths import PROJECT_ROOT
+    from tutormax_ops.core.paths import PROJECT_ROOT
 
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "tutormax_db_maintenance.py")).get_dag(
         "tutormax_db_maintenance"

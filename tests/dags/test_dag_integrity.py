@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tutormax_ops.dag_policy import ALLOWED_TAGS, START_DATE
-from tutormax_ops.paths import PROJECT_ROOT
+from tutormax_ops.core.dag_policy import ALLOWED_TAGS, START_DATE
+from tutormax_ops.core.paths import PROJECT_ROOT
 
 DAGS_DIR = PROJECT_ROOT / "dags"
 DAG_FILES = sorted(path for path in DAGS_DIR.glob("*.py"))

@@ -15,9 +15,9 @@ from psycopg import sql
 from maintenance.catalog import WEIRD, dead_tuples, make_partitioned, make_table
 from maintenance.targets import ALL_SUCCESS, BLOATED, DAG_ID, LOCKED, Target, new_target, point_at
 from support import read_emails, task_states
-from tutormax_ops.config import load_settings
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.paths import PROJECT_ROOT
 from tutormax_ops.maintenance.common import TableRef
-from tutormax_ops.paths import PROJECT_ROOT
 
 
 def rerun(dag_run, conf: dict):

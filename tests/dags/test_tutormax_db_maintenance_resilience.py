@@ -15,7 +15,7 @@ from psycopg import sql
 from maintenance.catalog import dead_tuples, make_table
 from maintenance.targets import BLOATED, DAG_ID, Target, point_at
 from support import read_emails, task_states
-from tutormax_ops import devstack
+from tutormax_ops.devstack import stack as devstack
 
 
 @pytest.fixture

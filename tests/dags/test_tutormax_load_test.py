@@ -25,8 +25,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from support import read_emails, task_states
-from tutormax_ops import devstack
-from tutormax_ops.config import load_settings
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.devstack import stack as devstack
 
 DAG_ID = "tutormax_load_test"
 SHORT_SMOKE = {"profile": "smoke", "run_time": 15}  # the profile's 20 users, a quarter of its time
@@ -97,8 +97,8 @@ def test_schedule_is_nightly_cron_or_the_schema_migrated_asset() -> None:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import AssetOrTimeSchedule
 
-    from tutormax_ops.assets import SCHEMA_MIGRATED
-    from tutormax_ops.paths import PROJECT_ROOT
+    from tutormax_ops.core.assets import SCHEMA_MIGRATED
+    from tutormax_ops.core.paths import PROJECT_ROOT
 
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{DAG_ID}.py")).dags[DAG_ID]
     assert isinstance(dag.timetable, AssetOrTimeSchedule)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from tutormax_ops.config import Maintenance
+from tutormax_ops.core.config import Maintenance
 from tutormax_ops.maintenance.common import Request, TableRef, request_from_params
 
 WEIRD = TableRef("Mixed Case", 'we"ird name')

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from maintenance.catalog import make_table
+from tutormax_ops.core.storage import path_segment
 from tutormax_ops.maintenance.common import TableRef
-from tutormax_ops.storage import path_segment
 
 DAG_ID = "tutormax_db_maintenance"
 BLOATED = TableRef("public", "bloated")

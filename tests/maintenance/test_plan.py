@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from maintenance.catalog import WEIRD, make_partitioned, request
-from tutormax_ops.config import Maintenance
+from tutormax_ops.core.config import Maintenance
 from tutormax_ops.maintenance.common import MaintenanceParamError, TableRef, request_from_params
 from tutormax_ops.maintenance.plan import build_plan
 from tutormax_ops.maintenance.snapshot import take_snapshot

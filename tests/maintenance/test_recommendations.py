@@ -10,7 +10,7 @@ import pytest
 
 from tutormax_ops.collectors.postgres.bloat import IndexBloat
 from tutormax_ops.collectors.postgres.health import XminHolder, xmin_holders
-from tutormax_ops.config import Maintenance
+from tutormax_ops.core.config import Maintenance
 from tutormax_ops.maintenance.findings import Findings, collect_findings, no_findings
 from tutormax_ops.maintenance.recommendations import (
     WARN_DROP_CONSTRAINT,

@@ -1,7 +1,7 @@
 """Collectors: read-only probes of the service's PostgreSQL and Redis.
 
 Each collector takes an open client (a psycopg 3 connection already limited by
-`tutormax_ops.db.apply_session_limits`, or a Redis client) plus keyword thresholds, and returns
+`tutormax_ops.core.db.apply_session_limits`, or a Redis client) plus keyword thresholds, and returns
 frozen dataclasses. Tasks turn those rows into tables with `to_dataframe`, so that every collector
 is reported, stored and compared the same way.
 """

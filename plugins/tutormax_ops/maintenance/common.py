@@ -17,11 +17,11 @@ import psycopg
 from airflow.sdk.exceptions import AirflowFailException
 from psycopg import sql
 
-from tutormax_ops.config import Maintenance, Settings
-from tutormax_ops.db import load_sql
-from tutormax_ops.notify import redact
-from tutormax_ops.reports import to_json
-from tutormax_ops.storage import run_artifacts_dir
+from tutormax_ops.core.config import Maintenance, Settings
+from tutormax_ops.core.db import load_sql
+from tutormax_ops.core.notify import redact
+from tutormax_ops.core.reports import to_json
+from tutormax_ops.core.storage import run_artifacts_dir
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

@@ -28,8 +28,8 @@ from tutormax_ops.collectors.postgres.indexes import (
     unused_indexes,
 )
 from tutormax_ops.collectors.postgres.queries import StatementDelta, slow_queries, statements_snapshot
+from tutormax_ops.core.notify import redact
 from tutormax_ops.maintenance.common import error_line
-from tutormax_ops.notify import redact
 
 TOP_N = 10
 _PASSWORD_LITERAL = re.compile(r"(PASSWORD\s+)'(?:[^']|'')*'", re.IGNORECASE)

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tutormax_ops.core.notify import redact, send_email
+from tutormax_ops.core.reports import render
 from tutormax_ops.maintenance.common import display_name, folder_of, load_step
 from tutormax_ops.maintenance.report import MaintenanceReport
 from tutormax_ops.maintenance.store import CHARTS
-from tutormax_ops.notify import redact, send_email
-from tutormax_ops.reports import render
 
 
 def email_subject(report: MaintenanceReport) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from tutormax_ops.config import load_settings
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.notify import redact
 from tutormax_ops.maintenance.common import load_step, run_folder
 from tutormax_ops.maintenance.report import MaintenanceReport
-from tutormax_ops.notify import redact
 
 
 def outcome(*, dag_id: str, run_id: str) -> str:

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import psycopg
 
-from tutormax_ops.config import load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID
-from tutormax_ops.db import collector_session, load_sql
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID
+from tutormax_ops.core.db import collector_session, load_sql
 from tutormax_ops.maintenance.common import (
     MaintenanceParamError,
     Request,

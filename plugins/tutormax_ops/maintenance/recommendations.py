@@ -9,7 +9,7 @@ from psycopg import sql
 
 from tutormax_ops.collectors.postgres.health import XminHolder
 from tutormax_ops.collectors.postgres.indexes import DuplicateIndex, UnusedIndex
-from tutormax_ops.config import Maintenance
+from tutormax_ops.core.config import Maintenance
 from tutormax_ops.maintenance.common import display_name
 from tutormax_ops.maintenance.findings import Findings
 from tutormax_ops.maintenance.tables import TableRow, latest_bloat

@@ -13,9 +13,9 @@ from tutormax_ops.collectors.postgres.bloat import IndexBloat
 from tutormax_ops.collectors.postgres.health import DatabaseXidAge, TableXidAge, XminHolder
 from tutormax_ops.collectors.postgres.indexes import DuplicateIndex, InvalidIndex, UnusedIndex
 from tutormax_ops.collectors.postgres.queries import StatementDelta
-from tutormax_ops.config import Settings, load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
-from tutormax_ops.db import collector_session, load_sql
+from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
+from tutormax_ops.core.db import collector_session, load_sql
 from tutormax_ops.maintenance.common import Request, error_line, load_step, run_folder, save_step
 from tutormax_ops.maintenance.findings import TOP_N, collect_findings, no_findings
 from tutormax_ops.maintenance.plan import Plan

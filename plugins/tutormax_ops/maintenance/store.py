@@ -10,15 +10,15 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from tutormax_ops.config import Settings, load_settings
-from tutormax_ops.conn_ids import RESULTS_CONN_ID
-from tutormax_ops.db import collector_session
+from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
+from tutormax_ops.core.db import collector_session
+from tutormax_ops.core.notify import redact
+from tutormax_ops.core.reports import data_uri_png, line_chart_png, render, to_csv, to_json
+from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir, upsert_rows
 from tutormax_ops.maintenance.common import display_name, folder_of, load_step
 from tutormax_ops.maintenance.report import HISTORY_WEEKS, HistoryPoint, MaintenanceReport
 from tutormax_ops.maintenance.snapshot import Snapshot, TableSnapshot
-from tutormax_ops.notify import redact
-from tutormax_ops.reports import data_uri_png, line_chart_png, render, to_csv, to_json
-from tutormax_ops.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir, upsert_rows
 
 CHARTS = {"bloat": "bloat.png", "dead_tuples": "dead_tuples.png"}
 METRICS_KEY = ("dag_id", "run_id", "phase", "schema_name", "table_name")

@@ -26,11 +26,12 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from tutormax_ops.config import load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID
-from tutormax_ops.coordination import LockNotAcquired, exclusive
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID
+from tutormax_ops.core.coordination import LockNotAcquired, exclusive
+from tutormax_ops.core.db import connect, load_sql
+from tutormax_ops.core.notify import redact
 from tutormax_ops.core.windows import Window
-from tutormax_ops.db import connect, load_sql
 from tutormax_ops.maintenance.common import (
     Mode,
     TableRef,
@@ -41,7 +42,6 @@ from tutormax_ops.maintenance.common import (
     save_step,
 )
 from tutormax_ops.maintenance.plan import Plan
-from tutormax_ops.notify import redact
 
 APPLICATION_NAME = "tutormax_ops.maintenance"  # what a migration waiting for the lock is told
 # The control session polls the advisory lock and updates datfrozenxid once at the end: one scan of

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tutormax_ops.config import Collectors
-from tutormax_ops.db import apply_session_limits
+from tutormax_ops.core.config import Collectors
+from tutormax_ops.core.db import apply_session_limits
 
 MONITOR_PASSWORD = "monitor-test-only"
 

@@ -8,7 +8,7 @@
 - `suggestions`: index suggestions for seq-scan-heavy tables.
 
 Every function takes a psycopg 3 connection that the caller has already limited with
-`tutormax_ops.db.apply_session_limits(conn, statement_timeout_ms=..., lock_timeout_ms=...,
+`tutormax_ops.core.db.apply_session_limits(conn, statement_timeout_ms=..., lock_timeout_ms=...,
 read_only=True)`; they never change session settings, never write, and work for a role that has only
 `pg_monitor` (results say where that role makes a figure unreliable). `collect_all` is the full pass.
 """

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, scalar_row
 
-from tutormax_ops.db import load_sql
+from tutormax_ops.core.db import load_sql
 
 SQL_FOLDER = "collectors/postgres"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from tutormax_ops.db import load_sql
+from tutormax_ops.core.db import load_sql
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tutormax_ops.paths import CONFIG_DIR, STATE_DIR
+from tutormax_ops.core.paths import CONFIG_DIR, STATE_DIR
 
 CONFIG_VARIABLE = "tutormax_ops_config"
 ENV_PREFIX = "TUTORMAX_OPS__"

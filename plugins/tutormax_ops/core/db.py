@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from tutormax_ops.paths import SQL_DIR
+from tutormax_ops.core.paths import SQL_DIR
 
 if TYPE_CHECKING:
-    from tutormax_ops.config import Settings
+    from tutormax_ops.core.config import Settings
 
 APPLICATION_NAME = "tutormax_ops"
 

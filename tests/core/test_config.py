@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tutormax_ops.config import CONFIG_DIR_ENV, SettingsError, load_settings
+from tutormax_ops.core.config import CONFIG_DIR_ENV, SettingsError, load_settings
 
 
 def test_shipped_yaml_carries_the_seed_targets_and_alerts() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from support import read_emails
-from tutormax_ops.notify import redact, send_email, smtp_handshake
+from tutormax_ops.core.notify import redact, send_email, smtp_handshake
 
 
 @pytest.mark.parametrize(

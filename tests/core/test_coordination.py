@@ -5,7 +5,7 @@ import time
 import psycopg
 import pytest
 
-from tutormax_ops.coordination import LockNotAcquired, exclusive, lock_holder
+from tutormax_ops.core.coordination import LockNotAcquired, exclusive, lock_holder
 
 KEY = 7467867001
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tutormax_ops.config import load_settings
-from tutormax_ops.conn_ids import SMTP_CONN_ID
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.conn_ids import SMTP_CONN_ID
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 

@@ -24,14 +24,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tutormax_ops.notify import redact
-from tutormax_ops.paths import INCLUDE_DIR, PROJECT_ROOT, SERVICE_DIR
+from tutormax_ops.core.notify import redact
+from tutormax_ops.core.paths import INCLUDE_DIR, PROJECT_ROOT, SERVICE_DIR
+from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port, spawn
 
 POSTGRES_OS_USER = "tutormax_pg"
-LOOPBACK = "127.0.0.1"
 # What the seed's quick start enables on the service database; pgstattuple serves exact bloat checks.
 SERVICE_EXTENSIONS = ("pg_stat_statements", "pgstattuple")
 EXTERNAL_ENV = {
@@ -45,12 +44,6 @@ EXTERNAL_ENV = {
 
 class ServiceStartError(RuntimeError):
     """A self-started service did not come up; the message points at its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(
@@ -70,63 +63,6 @@ def port_accepts(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
         return probe.connect_ex((host, port)) == 0
-
-
-@dataclass
-class ManagedProcess:
-    """A child process in its own session, stopped by its PID."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    stop_signal: int = signal.SIGTERM
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self, grace_s: float = 20) -> None:
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, self.stop_signal)
-        try:
-            self.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            self.process.wait(5)
-
-
-def spawn(
-    name: str,
-    argv: list[str],
-    *,
-    log_path: Path,
-    env: dict[str, str] | None = None,
-    user: str | None = None,
-    stop_signal: int = signal.SIGTERM,
-    cwd: Path | None = None,
-    process_group: int | None = None,
-) -> ManagedProcess:
-    """Start `argv` with its output appended to `log_path`: in a session of its own, or, with
-    `process_group`, in that process group (0: a new group led by this process)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    grouping: dict[str, Any] = (
-        {"start_new_session": True} if process_group is None else {"process_group": process_group}
-    )
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            user=user,
-            cwd=cwd,
-            **grouping,
-        )
-    return ManagedProcess(name, process, log_path, stop_signal)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -249,7 +185,15 @@ def start_redis(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
 
 def start_smtp_sink(maildir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
     maildir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "tutormax_ops.smtp_sink", "--port", str(port), "--maildir", str(maildir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "tutormax_ops.devstack.smtp_sink",
+        "--port",
+        str(port),
+        "--maildir",
+        str(maildir),
+    ]
     managed = spawn("smtp-sink", argv, log_path=log_dir / "smtp-sink.log", env=python_env())
     wait_until(lambda: port_accepts(port), timeout_s=30, what="SMTP sink", log_path=managed.log_path)
     return managed

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import redis
 
-from tutormax_ops import devstack
+from tutormax_ops.devstack import stack as devstack
 
 
 def test_stack_serves_pg18_with_pg_stat_statements_and_redis(stack: devstack.Stack) -> None:

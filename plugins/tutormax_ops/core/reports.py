@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from tutormax_ops.paths import TEMPLATES_DIR
+from tutormax_ops.core.paths import TEMPLATES_DIR
 
 
 @cache

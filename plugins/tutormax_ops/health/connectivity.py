@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tutormax_ops.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID, SMTP_CONN_ID
-from tutormax_ops.notify import redact, smtp_handshake
+from tutormax_ops.core.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID, SMTP_CONN_ID
+from tutormax_ops.core.notify import redact, smtp_handshake
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def _timed(conn_id: str, check: str, probe: Callable[[], str]) -> CheckResult:
 
 
 def check_postgres(conn_id: str, *, timeout_ms: int = 5000) -> CheckResult:
-    from tutormax_ops.db import connect
+    from tutormax_ops.core.db import connect
 
     def probe() -> str:
         with connect(

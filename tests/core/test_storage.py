@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from tutormax_ops.storage import (
+from tutormax_ops.core.storage import (
     ensure_results_schema,
     path_segment,
     replace_run_rows,

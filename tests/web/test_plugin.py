@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from tutormax_ops import devstack
-from tutormax_ops.paths import PROJECT_ROOT
+from tutormax_ops.core.paths import PROJECT_ROOT
+from tutormax_ops.devstack import stack as devstack
 
 # The test AIRFLOW_HOME's generated JWT secret is short; production sets AIRFLOW__API_AUTH__JWT_SECRET.
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -117,7 +117,7 @@ def api(airflow_db: dict, fresh_database, redis_url: str) -> Iterator[Api]:
 def test_airflow_registers_the_app_under_its_prefix(api: Api) -> None:
     from airflow import plugins_manager
 
-    from tutormax_ops.api import app
+    from tutormax_ops.web.api import app
 
     apps, _ = plugins_manager.get_fastapi_plugins()
     assert {"app": app, "url_prefix": "/tutormax-ops", "name": "TutorMax Ops performance API"} in apps
@@ -125,7 +125,7 @@ def test_airflow_registers_the_app_under_its_prefix(api: Api) -> None:
 
 def test_loading_the_plugin_does_not_build_the_app() -> None:
     """Every Airflow process loads plugins; only the API server should pay for FastAPI and the auth code."""
-    probe = "import sys, tutormax_ops_plugin; print('tutormax_ops.api' in sys.modules)"
+    probe = "import sys, tutormax_ops_plugin; print('tutormax_ops.web.api' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", probe],
         env=devstack.python_env(PYTHONPATH=str(PROJECT_ROOT / "plugins")),
@@ -244,8 +244,11 @@ def test_malicious_names_never_ran(api: Api, statements_preloaded: bool) -> None
     with psycopg.connect(api.db_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM pg_stat_user_tables").fetchone()[0] == 3
         if statements_preloaded:
+            # pg_stat_statements is server-wide: other tests' databases (the Alembic downgrades) drop tables
             spliced = conn.execute(
-                "SELECT count(*) FROM pg_stat_statements WHERE query ILIKE %s", ("%DROP TABLE%",)
+                "SELECT count(*) FROM pg_stat_statements"
+                " WHERE query ILIKE %s AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                ("%DROP TABLE%",),
             ).fetchone()[0]
             assert spliced == 0
 

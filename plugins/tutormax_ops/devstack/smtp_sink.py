@@ -1,5 +1,5 @@
 """A local SMTP sink: every message it accepts is stored as an `.eml` file, so tests can assert on
-emails and a person can open them after the demo. Run: `python -m tutormax_ops.smtp_sink`."""
+emails and a person can open them after the demo. Run: `python -m tutormax_ops.devstack.smtp_sink`."""
 
 from __future__ import annotations
 

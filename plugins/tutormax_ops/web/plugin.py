@@ -1,6 +1,6 @@
 """The AirflowPlugin. Airflow loads it through `plugins/tutormax_ops_plugin.py`; see that file.
 
-It mounts the performance API (`tutormax_ops.api`) under `/tutormax-ops`. Every process that loads
+It mounts the performance API (`tutormax_ops.web.api`) under `/tutormax-ops`. Every process that loads
 plugins imports this module (scheduler, DAG processor, triggerer, task runners), but only the API
 server reads `fastapi_apps`: the app, with FastAPI and Airflow's auth code, is built on that first
 read rather than at import.
@@ -19,7 +19,7 @@ APP_NAME = "TutorMax Ops performance API"
 
 @cache
 def fastapi_apps() -> list[dict[str, Any]]:
-    from tutormax_ops.api import app
+    from tutormax_ops.web.api import app
 
     return [{"app": app, "url_prefix": URL_PREFIX, "name": APP_NAME}]
 

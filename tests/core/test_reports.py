@@ -5,7 +5,7 @@ import io
 import json
 from datetime import UTC, datetime
 
-from tutormax_ops.reports import data_uri_png, human_bytes, line_chart_png, to_csv, to_json
+from tutormax_ops.core.reports import data_uri_png, human_bytes, line_chart_png, to_csv, to_json
 
 
 def test_chart_is_a_real_png_and_embeds_as_a_data_uri() -> None:

@@ -1,7 +1,7 @@
 """`make demo` and `make airflow`: start the stack, run the DAGs, say where the results are, stop.
 
-    python -m tutormax_ops.demo               # every DAG in dags/, once, with `airflow dags test`
-    python -m tutormax_ops.demo --standalone  # `airflow standalone` (the UI) against the same stack
+    python -m tutormax_ops.devstack.demo               # every DAG in dags/, once, with `airflow dags test`
+    python -m tutormax_ops.devstack.demo --standalone  # `airflow standalone` (the UI) against the same stack
 
 Environment: TUTORMAX_DB_URL, TUTORMAX_RESULTS_URL, TUTORMAX_REDIS_URL, TUTORMAX_API_URL and
 TUTORMAX_SMTP_URL point the demo at your own servers instead of starting them (see devstack).
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tutormax_ops import devstack
-from tutormax_ops.paths import PROJECT_ROOT, STATE_DIR
+from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
+from tutormax_ops.devstack import stack as devstack
 
 DEMO_STATE = STATE_DIR / "demo"
 # Short profiles so the whole demo stays under five minutes on two cores.
@@ -122,7 +122,7 @@ def demo() -> int:
 
 
 def print_summary(outcomes: list[DagOutcome], stack: devstack.Stack) -> None:
-    from tutormax_ops.config import load_settings
+    from tutormax_ops.core.config import load_settings
 
     artifacts = load_settings().storage.artifacts_uri()
     print("\n=== TutorMax Ops demo summary ===")

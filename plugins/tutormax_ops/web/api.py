@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 
-from tutormax_ops.config import Settings, load_settings
-from tutormax_ops.conn_ids import DB_CONN_ID, REDIS_CONN_ID
-from tutormax_ops.notify import redact
+from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID
+from tutormax_ops.core.notify import redact
 
 if TYPE_CHECKING:
     import psycopg
@@ -54,7 +54,7 @@ def _database(settings: Settings) -> Iterator[psycopg.Connection]:
     """A read-only session with the collectors' timeouts; an unreachable or timed-out server is a 503."""
     import psycopg
 
-    from tutormax_ops.db import collector_session
+    from tutormax_ops.core.db import collector_session
 
     try:
         with collector_session(DB_CONN_ID, settings) as conn:

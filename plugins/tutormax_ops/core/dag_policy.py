@@ -14,7 +14,7 @@ ALLOWED_TAGS = frozenset({"tutormax", "smoke", "maintenance", "loadtest", "migra
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    from tutormax_ops.notify import notify_task_failure
+    from tutormax_ops.core.notify import notify_task_failure
 
     return {
         "owner": OWNER,

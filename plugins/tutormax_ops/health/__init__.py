@@ -1,0 +1,1 @@
+"""Health checks: the connectivity probes the smoke DAG runs."""
