@@ -118,3 +118,75 @@ def test_a_scheduled_run_started_after_its_window_vacuums_nothing_and_says_why(d
         plan.tables
     ) == 2
     assert dead_tuples(database_url, TableRef("public", "bloated")) > 3000
+
+
+def table_state(url: str, table: TableRef) -> tuple[int, bool, int]:
+    """(n_dead_tup, analyzed, age(relfrozenxid)) of one table."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT s.n_dead_tup, s.last_analyze IS NOT NULL, age(c.relfrozenxid)"
+            " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+            " WHERE s.schemaname = %s AND s.relname = %s",
+            (table.schema, table.table),
+        ).fetchone()
+
+
+def test_analyze_only_analyzes_and_leaves_dead_tuples_and_freeze_mode_freezes(database_url: str) -> None:
+    bloated = TableRef("public", "bloated")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        version = conn.info.server_version
+        conn.execute("SELECT pg_stat_reset_single_table_counters(%s::regclass)", ("public.bloated",))
+        analyze = maintenance_statement("analyze_only", truncate=False, server_version_num=version)
+        (outcome,) = vacuum_tables([conn], [bloated], analyze, deadline=time.monotonic() + 60)
+        assert outcome.outcome == "done"
+        dead, analyzed, _ = table_state(database_url, bloated)
+        assert analyzed and dead > 3000  # ANALYZE removes nothing
+        conn.execute("SELECT txid_current()")  # make the table's xid older than the newest
+        freeze = maintenance_statement("vacuum_freeze_analyze", truncate=False, server_version_num=version)
+        (outcome,) = vacuum_tables([conn], [bloated], freeze, deadline=time.monotonic() + 60)
+    assert outcome.outcome == "done"
+    dead, _, xid_age = table_state(database_url, bloated)
+    assert dead == 0 and xid_age <= 2  # FREEZE set relfrozenxid to the newest possible
+
+
+def test_a_session_that_breaks_mid_run_records_an_error_and_the_other_session_takes_the_rest(
+    database_url: str,
+) -> None:
+    tables = [TableRef("public", "bloated"), TableRef("public", "clean"), WEIRD]
+    with (
+        psycopg.connect(database_url, autocommit=True) as first,
+        psycopg.connect(database_url, autocommit=True) as second,
+        psycopg.connect(database_url, autocommit=True) as killer,
+    ):
+        doomed = first.info.backend_pid
+
+        def statement_for(table: TableRef) -> sql.Composable:
+            if table == tables[0]:  # the first session takes it first, and dies in it
+                killer.execute("SELECT pg_terminate_backend(%s)", (doomed,))
+            return sql.SQL("SELECT pg_sleep(0.2)")
+
+        outcomes = vacuum_tables([first, second], tables, statement_for, deadline=time.monotonic() + 60)
+    by_table = {TableRef(o.schema, o.table): o for o in outcomes}
+    broken = [o for o in outcomes if o.outcome == "error"]
+    assert len(broken) == 1 and "terminat" in broken[0].detail.lower()
+    assert sorted(o.outcome for o in outcomes) == ["done", "done", "error"]
+    assert set(by_table) == set(tables)
+
+
+def test_a_failing_only_database_stats_is_reported_not_raised(database_url: str) -> None:
+    from tutormax_ops.maintenance.vacuum import TableOutcome, _update_database_stats
+
+    done = [TableOutcome("public", "bloated", "done", 0.1)]
+    with (
+        psycopg.connect(database_url) as holder,
+        psycopg.connect(database_url, autocommit=True) as control,
+    ):
+        if control.info.server_version < 160000:
+            pytest.skip("VACUUM (ONLY_DATABASE_STATS) needs PostgreSQL 16+")
+        # Another session holds the database's pg_database row: the update of datfrozenxid waits,
+        # and the control session's lock_timeout (as in production) stops it.
+        holder.execute("SELECT 1 FROM pg_database WHERE datname = current_database() FOR UPDATE")
+        control.execute("SET lock_timeout = '200ms'")
+        message = _update_database_stats(control, "vacuum_analyze", done, control.info.server_version)
+        holder.rollback()
+    assert message == "error: VACUUM (ONLY_DATABASE_STATS) failed: canceling statement due to lock timeout"

@@ -129,18 +129,7 @@ def _index_recommendations(
             continue  # too young to judge: listed in the report's unused section with the age
         reason = "never scanned; check replicas too, whose scans are counted there"
         evidence = f"0 scans in {age / 86400:.1f} days of statistics; size {_mib(index.size_bytes)}"
-        offer(
-            _on(
-                "drop_index",
-                index.schema,
-                index.index,
-                _DROP_INDEX,
-                reason,
-                index.size_bytes,
-                evidence=evidence,
-                warning=WARN_DROP_INDEX,
-            )
-        )
+        offer(_drop_index(index, reason, evidence))
     for index in findings.bloated_indexes:
         if (
             index.bloat_percent or 0
@@ -202,6 +191,10 @@ def _duplicate(index: DuplicateIndex) -> Recommendation:
             evidence,
             WARN_DROP_CONSTRAINT,
         )
+    return _drop_index(index, reason, evidence)
+
+
+def _drop_index(index: DuplicateIndex | UnusedIndex, reason: str, evidence: str) -> Recommendation:
     return _on(
         "drop_index",
         index.schema,

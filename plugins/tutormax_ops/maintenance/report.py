@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,13 +17,20 @@ from tutormax_ops.collectors.postgres.queries import StatementDelta
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
 from tutormax_ops.core.db import collector_session, load_sql
-from tutormax_ops.maintenance.common import Request, error_line, load_step, run_folder, save_step
+from tutormax_ops.maintenance.common import (
+    Request,
+    display_name,
+    error_line,
+    load_step,
+    run_folder,
+    save_step,
+)
 from tutormax_ops.maintenance.findings import TOP_N, collect_findings, no_findings
 from tutormax_ops.maintenance.plan import Plan
 from tutormax_ops.maintenance.recommendations import Recommendation, recommend
 from tutormax_ops.maintenance.snapshot import Snapshot
 from tutormax_ops.maintenance.tables import TableRow, Totals, latest_bloat, table_rows, totals
-from tutormax_ops.maintenance.vacuum import TableOutcome, VacuumResult, failure_cause
+from tutormax_ops.maintenance.vacuum import TableOutcome, VacuumResult
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -168,6 +176,38 @@ def build_report(
         incomplete=incomplete,
         failure=failure,
     )
+
+
+# An error of this shape on every table means the role lacks the right to vacuum them.
+_NOT_OWNER = (
+    "only table or database owner can",
+    "permission denied to vacuum",
+    "permission denied to analyze",
+    "must be owner",
+)
+NOT_OWNER_FIX = "the role does not own these tables: run as the owner, or grant pg_maintain on PostgreSQL 17+"
+
+
+def failure_cause(outcomes: Sequence[TableOutcome]) -> str | None:
+    """Why planned tables failed, with the fix where one is known; None when none failed.
+
+    Locked and deferred tables are not failures: the next run takes them.
+    """
+    errors = [outcome for outcome in outcomes if outcome.outcome == "error"]
+    if not errors:
+        return None
+    not_owned = [o for o in errors if any(marker in (o.detail or "") for marker in _NOT_OWNER)]
+    causes = []
+    if not_owned:
+        causes.append(f"{len(not_owned)} of {len(outcomes)} planned tables failed: {NOT_OWNER_FIX}")
+    others = [o for o in errors if o not in not_owned]
+    if others:
+        first = others[0]
+        causes.append(
+            f"{len(others)} of {len(outcomes)} planned tables failed, e.g. "
+            f"{display_name(first.schema, first.table)}: {first.detail}"
+        )
+    return "; ".join(causes)
 
 
 def _not_inspected_reason(row: TableRow, before: Snapshot) -> str | None:

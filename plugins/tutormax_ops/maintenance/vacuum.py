@@ -328,38 +328,6 @@ def _since(started: float) -> float:
     return round(time.perf_counter() - started, 3)
 
 
-# An error of this shape on every table means the role lacks the right to vacuum them.
-_NOT_OWNER = (
-    "only table or database owner can",
-    "permission denied to vacuum",
-    "permission denied to analyze",
-    "must be owner",
-)
-NOT_OWNER_FIX = "the role does not own these tables: run as the owner, or grant pg_maintain on PostgreSQL 17+"
-
-
-def failure_cause(outcomes: Sequence[TableOutcome]) -> str | None:
-    """Why planned tables failed, with the fix where one is known; None when none failed.
-
-    Locked and deferred tables are not failures: the next run takes them.
-    """
-    errors = [outcome for outcome in outcomes if outcome.outcome == "error"]
-    if not errors:
-        return None
-    not_owned = [o for o in errors if any(marker in (o.detail or "") for marker in _NOT_OWNER)]
-    causes = []
-    if not_owned:
-        causes.append(f"{len(not_owned)} of {len(outcomes)} planned tables failed: {NOT_OWNER_FIX}")
-    others = [o for o in errors if o not in not_owned]
-    if others:
-        first = others[0]
-        causes.append(
-            f"{len(others)} of {len(outcomes)} planned tables failed, e.g. "
-            f"{display_name(first.schema, first.table)}: {first.detail}"
-        )
-    return "; ".join(causes)
-
-
 def summary(result: VacuumResult, path: str, folder: str) -> dict[str, Any]:
     """What travels through XCom: where the result is, the status and the counts per outcome."""
     counts: dict[str, int] = {}
@@ -371,7 +339,6 @@ def summary(result: VacuumResult, path: str, folder: str) -> dict[str, Any]:
         "status": result.status,
         "detail": result.detail[:500],
         "outcomes": counts,
-        "failure": (failure_cause(result.outcomes) or "")[:1000] or None,
     }
 
 
