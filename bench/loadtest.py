@@ -4,7 +4,7 @@
     time 0) next to the minimal FastHttpUser locustfile, both against the same trivial server
     (an asyncio HTTP/1.1 server started here). CPU-seconds come from the locust process's own
     rusage, so the server's share of the 2 cores does not enter. Target: ratio ≥ 0.85.
-(b) Detector quality on synthetic p95 histories, through `tutormax_ops.regression` with the shipped
+(b) Detector quality on synthetic p95 histories, through `tutormax_ops.loadtest.regression` with the shipped
     settings: a +20 % step (40 runs at CV 5 %, then the step) must be detected within 3 runs in
     ≥ 95 % of trials; stationary noise at CV 10 % may raise ≤ 1 false alarm per 100 runs. The
     detection rate at CV 10 % is printed too: there a +20 % step is 2σ, and no detector reaches
@@ -15,6 +15,15 @@
 (d) Does the reference service meet the seed's targets here? The baseline profile (300 users at
     10/s, think time 0.5–1.5 s, 120 s) against a self-started stack with two days of
     production-like data; `--quick` runs a smoke-sized load (20 users, 30 s) instead.
+
+(e) Real runs (`loadtest_real.py`): 8 smoke runs against the unchanged reference service, one with
+    +120 ms on the tutor routes, 2 recovery runs, judged as the DAG judges them with the shipped
+    settings: `real_false_alarms` (findings on unchanged runs, provisional ones included; target 0),
+    `real_detected` (slowed endpoints flagged; target all), `real_wrongly_flagged` (other endpoints
+    flagged in the step run; target 0), `min_detectable_step_pct` (median over endpoints). Then
+    (b') the share of unchanged runs with any finding over all series, from those runs' measured
+    spreads with heavy-tailed noise, at the history lengths the DAG judges from: what
+    `loadtest.regression.alarm_history` rests on (target ≤ 1 %).
 
     .venv/bin/python bench/loadtest.py [--quick]
 
@@ -42,10 +51,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
+from loadtest_real import (  # noqa: E402
+    bench_real_runs,
+    false_alarms_per_run,
+    false_alarms_per_run_sampled,
+    validity_as_the_dag_judges,
+)
 from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import LOCUST_DIR, STATE_DIR  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
-from tutormax_ops.regression import AGGREGATE, Point, analyze_history, analyze_series  # noqa: E402
+from tutormax_ops.loadtest.regression import AGGREGATE, Point, analyze_history, analyze_series  # noqa: E402
 
 SETTINGS = load_settings()
 CAPACITY_USERS, CAPACITY_SECONDS, CAPACITY_REPEATS = 50, 12, 2
@@ -200,7 +215,8 @@ def bench_detector() -> tuple[float, float]:
 
 
 def bench_analysis() -> float:
-    from tutormax_ops.loadtest import build_series
+    from tutormax_ops.collectors.sampling import Interval
+    from tutormax_ops.loadtest.analyze import build_series
 
     rng = np.random.default_rng(7)
     names = [f"GET /api/endpoint_{index}" for index in range(ENDPOINTS)]
@@ -219,13 +235,16 @@ def bench_analysis() -> float:
     ]
     current = {
         AGGREGATE: {
-            "p95_ms": 41.0,
-            "error_rate": 0.0,
-            "rps": 301.0,
-            "cache_hit_rate": 90.0,
-            "query_p95_ms": 5.0,
+            "p95_ms": Interval(41.0, 39.0, 44.0),
+            "error_rate": Interval(0.0, 0.0, 0.1),
+            "rps": Interval(301.0, None, None),
+            "cache_hit_rate": Interval(90.0, None, None),
+            "query_p95_ms": Interval(5.0, None, None),
         },
-        **{name: {"p95_ms": 40.0, "error_rate": 0.0} for name in names},
+        **{
+            name: {"p95_ms": Interval(40.0, 36.0, 47.0), "error_rate": Interval(0.0, 0.0, 3.6)}
+            for name in names
+        },
     }
     started = time.perf_counter()
     verdicts = analyze_history(
@@ -247,7 +266,8 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
 
     from tutormax_ops.collectors.locust import parse_run
     from tutormax_ops.collectors.redis import cache_stats, take_sample
-    from tutormax_ops.loadtest import RunPlan, run_locust
+    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.runner import run_locust
 
     name = "smoke" if quick else "baseline"
     profile = SETTINGS.profile(name)
@@ -275,8 +295,12 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
         )
         cache = cache_stats(client, previous=window.get("redis") or take_sample(client))
         run = parse_run(
-            csv_prefix=folder / "locust", json_path=folder / "locust.json", html_path=folder / "locust.html"
+            csv_prefix=folder / "locust",
+            json_path=folder / "locust.json",
+            html_path=folder / "locust.html",
+            log_text=(folder / "locust.log").read_text(errors="replace"),
         )
+    validity = validity_as_the_dag_judges(SETTINGS, run, outcome, run_time, host_check=True)
     shutil.rmtree(root, ignore_errors=True)
     figures = {
         "p95_ms": run.aggregate.p95_ms,
@@ -286,7 +310,8 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
     }
     targets = SETTINGS.targets_for(name)
     print(
-        f"(d) {name} profile, {plan.users} users for {run_time} s (stopped by {outcome.stopped_by or 'nobody'}): "
+        f"(d) {name} profile, {plan.users} users for {run_time} s (stopped by {outcome.stopped_by or 'nobody'}, "
+        f"{'valid' if validity.valid else 'INVALID: ' + '; '.join(validity.reasons)}): "
         f"p95 {figures['p95_ms']} ms (target < {targets.p95_api_ms:g}), steady {figures['rps']:.1f} req/s "
         f"(target ≥ {targets.throughput_rps:g}), errors {figures['error_rate']:.2f}% (target < "
         f"{targets.error_rate_percent:g}), cache hit rate {figures['cache_hit_rate']:.1f}% "
@@ -307,9 +332,30 @@ def main() -> None:
     detect, false_alarms = bench_detector()
     analysis_s = bench_analysis()
     baseline = bench_baseline(args.quick)
+    real = bench_real_runs(SETTINGS, unchanged=8)
+    rng = np.random.default_rng(11)
+    spreads = real.pop("spreads") or [0.1] * 19
+    lengths = (3, 5, 10, SETTINGS.loadtest.regression.alarm_history, 30)
+    trials = 100 if args.quick else 300
+    per_run = {length: false_alarms_per_run(spreads, length, trials, rng, _regressed) for length in lengths}
+    drift = statistics.median(spreads)
+    sampled = {
+        length: false_alarms_per_run_sampled(drift, length, trials, rng, SETTINGS.loadtest.regression)
+        for length in lengths
+    }
+    for label, shares in (("t3 noise on the values, no sampling guard", per_run),
+                          (f"runs sampled as real ones, drift {drift:.0%}, the DAG's rule", sampled)):  # fmt: skip
+        print(
+            f"(b') unchanged runs with any finding over all series, {label}: "
+            + ", ".join(f"{share:.1%} at {length}" for length, share in shares.items())
+            + f" runs of history (alarm_history {SETTINGS.loadtest.regression.alarm_history}: target ≤ 1%)"
+        )
     print(
         json.dumps(
             {
+                **real,
+                "false_alarms_per_run_pct": {str(k): round(100 * v, 2) for k, v in sampled.items()},
+                "false_alarms_per_run_t3_pct": {str(k): round(100 * v, 2) for k, v in per_run.items()},
                 "capacity_ratio": round(capacity, 3),
                 "detect_rate": round(detect, 3),
                 "false_alarms_per_100": round(false_alarms, 2),

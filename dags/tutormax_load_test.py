@@ -7,9 +7,14 @@ read reviews, check their history and book sessions; tutors open their dashboard
 admins open the overview and analytics), then judges it twice:
 
 1. against the targets (p95 < 200 ms, steady throughput ≥ 200 req/s, errors < 1 %, cache hit rate
-   > 80 %, query p95 < 100 ms), on the aggregate and per endpoint;
+   > 80 %, query p95 < 100 ms), on the aggregate and per endpoint; the p95 by the service's own
+   `X-Response-Time` when it sends one (the seed's definition), Locust's figure beside it;
 2. against this profile's own history: a median/MAD rule for one bad run and e-divisive means
-   change points for confirmed shifts, per metric and per endpoint.
+   change points for confirmed shifts, per metric and per endpoint. A move must clear the run's
+   own sampling interval (binomial, from its requests) as well as the history's spread; an
+   endpoint with fewer requests than a p95 needs is not judged; every report states the smallest
+   step it could have seen. Findings are provisional (reported, failing nothing) until
+   `loadtest.regression.alarm_history` earlier runs exist.
 
 A guard runs first and refuses, before any request, a host off `loadtest.host_allowlist`, more
 users than `loadtest.max_users`, a target whose `/health` is not ok, and a database whose shared
@@ -28,6 +33,11 @@ advisory lock is held (a migration or maintenance is running). The run holds tha
   workers join with `loadtest.remote_workers`, see the README's multi-host layout).
 - `notify`: `always`, `on_problem` (regression, target breach or invalid run) or `never`.
 
+A run flagged as a regression stays in the history and on the charts but out of the baseline,
+until its run id is added to the Airflow Variable `tutormax_loadtest_accepted_runs` (a JSON list:
+"this is the new normal") or a change point confirms its level. The first good run after it says
+"recovered" and is emailed under `on_problem`.
+
 ### Outputs
 Under `storage.artifacts_base/tutormax_load_test/<run_id>/`: `report.html`, Locust's `locust.html`,
 its CSVs and JSON, `summary.json`, `server_metrics.json`, `cpu_samples.csv`, `endpoints.csv`,
@@ -36,7 +46,8 @@ per endpoint in `loadtest_endpoints` (upserted: a rerun replaces them).
 
 ### On failure
 A refusal fails `guard` with the reason, and no load is sent. An invalid run (report missing, cut
-short, saturated generator), a target breach or a regression fails `verdict` after the results
+short by Locust's own log, a stall in completed requests, a saturated generator or machine), a
+target breach or a regression fails `verdict` after the results
 were stored and the email sent. A kill or an execution timeout of `run` stops locust's whole
 process group (SIGINT, then SIGKILL) and records the run as invalid.
 """
@@ -47,10 +58,10 @@ from datetime import timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from tutormax_ops.core.assets import SCHEMA_MIGRATED
+from tutormax_ops.core.assets import CACHE_WARMED
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.dag_policy import START_DATE, default_args
-from tutormax_ops.loadtest_operator import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
+from tutormax_ops.loadtest.operator import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
 
 # YAML and environment only: the Airflow Variable is read by the tasks, never while parsing.
 LOADTEST = load_settings().loadtest
@@ -70,7 +81,7 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
 @dag(
     dag_id="tutormax_load_test",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(LOADTEST.schedule, timezone="UTC"), assets=[SCHEMA_MIGRATED]
+        timetable=CronTriggerTimetable(LOADTEST.schedule, timezone="UTC"), assets=[CACHE_WARMED]
     ),
     start_date=START_DATE,
     catchup=False,
@@ -91,7 +102,13 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
         ),
         "spawn_rate": _profile_override("number", "Users started per second.", exclusiveMinimum=0),
         "run_time": _profile_override(
-            "integer", "Run time in seconds, ramp-up included.", minimum=5, maximum=86_400
+            "integer",
+            "Run time in seconds, ramp-up included. At least 30: the ramp-up, a warm-up of "
+            "`loadtest.warmup_fraction` of the run, and a steady state several times the "
+            "`loadtest.stall_min_s` a stall is told by, in which the busier endpoints reach the 72 "
+            "requests a p95 needs for an upper confidence bound.",
+            minimum=30,
+            maximum=86_400,
         ),
         "host": Param(
             "",
@@ -123,13 +140,13 @@ def tutormax_load_test() -> None:
     def plan() -> dict:
         from airflow.sdk import get_current_context
 
-        from tutormax_ops.loadtest import plan_from_context
+        from tutormax_ops.loadtest.plan import plan_from_context
 
         return plan_from_context(get_current_context())
 
     @task
     def guard(planned: dict) -> list[str]:
-        from tutormax_ops.loadtest import check_guard
+        from tutormax_ops.loadtest.guard import check_guard
 
         return check_guard(planned)
 
@@ -137,19 +154,19 @@ def tutormax_load_test() -> None:
     def analyze(planned: dict, run: dict) -> dict:
         from airflow.sdk import get_current_context
 
-        from tutormax_ops.loadtest import analyze_run
+        from tutormax_ops.loadtest.analyze import analyze_run
 
         return analyze_run(planned, run, get_current_context())
 
     @task
     def notify(result: dict) -> bool:
-        from tutormax_ops.loadtest import notify_run
+        from tutormax_ops.loadtest.report import notify_run
 
         return notify_run(result)
 
     @task(on_failure_callback=notify_failure_unless_verdict)
     def verdict(result: dict) -> str:
-        from tutormax_ops.loadtest import enforce_verdict
+        from tutormax_ops.loadtest.verdict import enforce_verdict
 
         return enforce_verdict(result)
 

@@ -27,6 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import loop_clock  # noqa: F401  (makes -t last what it says)
+import server_time  # noqa: F401  (records X-Response-Time per request)
+
 from locust import FastHttpUser, between, constant, events, task
 
 THINK_TIME_ENV = "TUTORMAX_LOCUST_THINK_TIME"

@@ -4,6 +4,8 @@ Run only by the locust CLI, never imported in-process."""
 
 from __future__ import annotations
 
+import loop_clock  # noqa: F401  (makes -t last what it says)
+
 from locust import HttpUser, constant, task
 
 

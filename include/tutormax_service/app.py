@@ -11,7 +11,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import redis
+import redis.asyncio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
@@ -24,6 +26,7 @@ from tutormax_service.db import make_engine
 from tutormax_service.errors import ServiceError
 from tutormax_service.metrics import QueryStats, instrument_engine
 from tutormax_service.routes import admin, health, ids, performance, sessions, students, tutors
+from tutormax_service.sampling import IdSampler
 from tutormax_service.settings import Settings
 
 
@@ -78,20 +81,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     query_stats = QueryStats(settings.slow_query_ms, settings.query_window)
     instrument_engine(engine, query_stats)
     # Short socket timeouts: with Redis down, reads should fall back to the DB quickly, not hang.
-    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=0.5)
+    timeouts = {"socket_timeout": 1.0, "socket_connect_timeout": 0.5}
+    redis_client = redis.Redis.from_url(settings.redis_url, **timeouts)
+    # The asyncio client connects lazily, on the event loop of its first command. Its pool is
+    # bounded and waits for a free connection: an unbounded one opens a connection per concurrent
+    # request, and under load those connects time out and send cache hits to the database.
+    aredis_client = redis.asyncio.Redis.from_pool(
+        redis.asyncio.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_pool_size, timeout=None, **timeouts
+        )
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # As many database jobs in flight as the pool has connections (see routes.common.run_db).
+        app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size + settings.db_max_overflow)
+        await anyio.to_thread.run_sync(app.state.id_sampler.preload, app.state.session_factory)
         yield
+        await aredis_client.aclose()
         redis_client.close()
         engine.dispose()
 
-    app = FastAPI(title="TutorMax service", lifespan=lifespan, dependencies=[Depends(inject_latency)])
+    # The latency drill's dependency runs on every request, so it is only wired when configured.
+    drills = [Depends(inject_latency)] if settings.injected_latency_ms else []
+    app = FastAPI(title="TutorMax service", lifespan=lifespan, dependencies=drills)
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = sessionmaker(engine, expire_on_commit=False)
-    app.state.cache = Cache(redis_client, settings.cache_ttl_seconds)
+    app.state.cache = Cache(redis_client, aredis_client, settings.cache_ttl_seconds)
     app.state.query_stats = query_stats
+    app.state.id_sampler = IdSampler(settings.id_snapshot_seconds)
     app.add_middleware(ResponseTimeMiddleware)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RedisError, _redis_unavailable)

@@ -1,5 +1,9 @@
 """Redis read-through cache with service-side hit/miss counters.
 
+Request handlers read and invalidate through the asyncio client, on the event loop: a cache hit
+costs one Redis round trip and no thread hop, and the stored JSON bytes go out as they are. The
+synchronous client serves the management endpoints (warm, clear, stats), which run in threads.
+
 Hits and misses are counted by the service itself, in two Redis counters outside the
 cache prefix (so clearing the cache does not reset them, and every uvicorn worker adds
 to the same totals). Redis' own INFO keyspace_hits/misses would also count unrelated
@@ -11,11 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 import redis
+import redis.asyncio
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -64,45 +69,43 @@ def dumps(value: Any) -> bytes:
 
 
 class Cache:
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, aclient: redis.asyncio.Redis, ttl_seconds: int) -> None:
         self.client = client
+        self.aclient = aclient
         self.ttl_seconds = ttl_seconds
-        self._get_and_count = client.register_script(_GET_AND_COUNT)
+        self._get_and_count = aclient.register_script(_GET_AND_COUNT)
 
-    def get_or_load(self, key: str, loader: Callable[[], Any]) -> tuple[bytes, bool]:
-        """Return ``(json_body, was_hit)``; on a miss, load, store with the TTL, and return.
+    async def read_through(self, key: str, load: Callable[[], Awaitable[bytes]]) -> tuple[bytes, bool]:
+        """Return ``(json_body, was_hit)``; on a miss, ``load()`` the body, store it with the TTL.
 
         Redis being down degrades to uncached reads rather than failing requests; /health
         reports the outage.
         """
         try:
-            cached = self._get_and_count(keys=[key, HITS_KEY, MISSES_KEY])
+            cached = await self._get_and_count(keys=[key, HITS_KEY, MISSES_KEY])
         except RedisError:
             logger.warning("cache read failed for %s; serving from the database", key, exc_info=True)
-            return dumps(loader()), False
+            return await load(), False
         if cached is not None:
             return cached, True
-        body = dumps(loader())
-        self._store(key, body)
+        body = await load()
+        try:
+            await self.aclient.set(key, body, ex=self.ttl_seconds)
+        except RedisError:
+            logger.warning("cache write failed for %s", key, exc_info=True)
         return body, False
 
     def put(self, key: str, value: Any) -> None:
         """Store unconditionally (cache warming). Unlike read-through, Redis errors propagate."""
         self.client.set(key, dumps(value), ex=self.ttl_seconds)
 
-    def _store(self, key: str, body: bytes) -> None:
-        try:
-            self.client.set(key, body, ex=self.ttl_seconds)
-        except RedisError:
-            logger.warning("cache write failed for %s", key, exc_info=True)
-
-    def invalidate(self, keys: Iterable[str]) -> int:
+    async def invalidate(self, keys: Iterable[str]) -> int:
         """UNLINK the given keys (non-blocking delete); returns how many existed."""
         keys = list(keys)
         if not keys:
             return 0
         try:
-            return int(self.client.unlink(*keys))
+            return int(await self.aclient.unlink(*keys))
         except RedisError:
             # Entries then live until their TTL: acceptable staleness, not worth failing a write.
             logger.warning("cache invalidation failed for %s", keys, exc_info=True)

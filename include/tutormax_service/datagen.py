@@ -314,10 +314,8 @@ def generate(
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tutormax_service.datagen", description=__doc__.splitlines()[0]
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared by this CLI and ``python -m tutormax_service.seed``."""
     parser.add_argument(
         "--database-url",
         default=os.environ.get("TUTORMAX_SERVICE_DATABASE_URL"),
@@ -333,6 +331,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--feedback-ratio", type=float, default=0.7, help="share of completed sessions reviewed"
     )
+
+
+def generate_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`generate()`'s keyword arguments from the options of `add_arguments`."""
+    return {
+        "days": args.days,
+        "sessions_per_day": args.sessions_per_day,
+        "tutors": args.tutors,
+        "students": args.students,
+        "seed": args.seed,
+        "feedback_ratio": args.feedback_ratio,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tutormax_service.datagen", description=__doc__.splitlines()[0]
+    )
+    add_arguments(parser)
     parser.add_argument("--append", action="store_true", help="add to existing rows instead of truncating")
     parser.add_argument(
         "--skip-migrations", action="store_true", help="do not run `alembic upgrade head` first"
@@ -343,12 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     result = generate(
         args.database_url,
-        days=args.days,
-        sessions_per_day=args.sessions_per_day,
-        tutors=args.tutors,
-        students=args.students,
-        seed=args.seed,
-        feedback_ratio=args.feedback_ratio,
+        **generate_options(args),
         append=args.append,
         run_migrations=not args.skip_migrations,
     )

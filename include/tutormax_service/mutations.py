@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tutormax_service import cache
 from tutormax_service.errors import ConflictError, DomainValidationError
 from tutormax_service.models import Feedback, Student, Tutor, TutoringSession
-from tutormax_service.queries import analytics_window, require
+from tutormax_service.queries import OVERVIEW_UPCOMING, analytics_window, require
 from tutormax_service.schemas import BookingRequest, FeedbackRequest
 
 
@@ -31,6 +31,12 @@ def _session_body(session: TutoringSession) -> dict[str, Any]:
 def _analytics_keys(scheduled_at: dt.datetime, now: dt.datetime) -> list[str]:
     start, end = analytics_window(now)
     return [cache.ADMIN_ANALYTICS_KEY] if start <= scheduled_at < end else []
+
+
+def _overview_keys(scheduled_at: dt.datetime, now: dt.datetime) -> list[str]:
+    # A cached overview counts [its generated_at, +24 h), which ends before now + 24 h: a booking
+    # later than that is in no cached overview's window.
+    return [cache.ADMIN_OVERVIEW_KEY] if scheduled_at < now + OVERVIEW_UPCOMING else []
 
 
 def book_session(db: Session, request: BookingRequest, now: dt.datetime) -> tuple[dict[str, Any], list[str]]:
@@ -54,7 +60,7 @@ def book_session(db: Session, request: BookingRequest, now: dt.datetime) -> tupl
     stale = [
         cache.tutor_dashboard_key(tutor.id),
         cache.student_history_key(request.student_id),
-        cache.ADMIN_OVERVIEW_KEY,
+        *_overview_keys(request.scheduled_at, now),
         *_analytics_keys(request.scheduled_at, now),
     ]
     return _session_body(session), stale

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 from typing import Any, TypeVar
 
 from sqlalchemy import Date, cast, func, select
@@ -19,6 +18,8 @@ _UPCOMING_SESSIONS = 10
 _FEEDBACK_PAGE = 50
 _HISTORY_PAGE = 50
 ANALYTICS_DAYS = 30
+# GET /api/admin/overview counts the sessions of the next 24 hours.
+OVERVIEW_UPCOMING = dt.timedelta(hours=24)
 
 _Entity = TypeVar("_Entity", Tutor, Student, TutoringSession)
 
@@ -200,7 +201,7 @@ def admin_overview(db: Session, now: dt.datetime) -> dict[str, Any]:
             db, s.scheduled_at >= now - dt.timedelta(days=7), s.scheduled_at < now
         ),
         "sessions_next_24_hours": _status_counts(
-            db, s.scheduled_at >= now, s.scheduled_at < now + dt.timedelta(hours=24)
+            db, s.scheduled_at >= now, s.scheduled_at < now + OVERVIEW_UPCOMING
         ),
         "feedback_last_30_days": {"count": feedback_count, "avg_rating": feedback_avg},
     }
@@ -248,36 +249,4 @@ def admin_analytics(db: Session, now: dt.datetime) -> dict[str, Any]:
         "per_subject": sorted(per_subject.values(), key=lambda item: item["sessions"], reverse=True),
         "avg_rating": _average(rating_sum, ratings),
         "ratings": ratings,
-    }
-
-
-def sample_ids(db: Session, limit: int) -> dict[str, Any]:
-    """Random real ids for load generators; session_ids are completed sessions still lacking feedback."""
-    s = TutoringSession
-    tutors = db.execute(
-        select(Tutor.id, Tutor.subjects).where(Tutor.is_active).order_by(func.random()).limit(limit)
-    ).all()
-    student_ids = db.scalars(select(Student.id).order_by(func.random()).limit(limit)).all()
-    # A run of ids from a random start instead of ORDER BY random(): sorting millions of
-    # sessions per call would make this helper the slowest endpoint in a load test.
-    low, high = db.execute(select(func.min(s.id), func.max(s.id)).where(s.status == "completed")).one()
-    session_ids = (
-        db.scalars(
-            select(s.id)
-            .where(
-                s.id >= random.randint(low, high),
-                s.status == "completed",
-                ~select(Feedback.id).where(Feedback.session_id == s.id).exists(),
-            )
-            .order_by(s.id)
-            .limit(limit)
-        ).all()
-        if low is not None
-        else []
-    )
-    return {
-        "tutor_ids": [tutor.id for tutor in tutors],
-        "student_ids": list(student_ids),
-        "session_ids": list(session_ids),
-        "tutor_subjects": {str(tutor.id): tutor.subjects for tutor in tutors},
     }

@@ -1,4 +1,4 @@
-"""Run the service under uvicorn: ``python -m tutormax_service.serve --port 8000 --workers 2``.
+"""Run the service under uvicorn: ``python -m tutormax_service.serve --port 8000 [--workers N]``.
 
 Configuration comes from the TUTORMAX_SERVICE_* environment variables (see settings.py),
 which every worker process reads for itself.
@@ -7,6 +7,7 @@ which every worker process reads for itself.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -19,7 +20,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="uvicorn worker processes (default: one per usable core; each handler is async, so one "
+        "worker keeps a core busy, and more only contend for the same cores)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )

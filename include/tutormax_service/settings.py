@@ -36,8 +36,14 @@ class Settings(BaseModel):
     # Route template -> extra milliseconds; lets tests simulate a latency regression on one route.
     injected_latency_ms: dict[str, float] = Field(default_factory=dict)
     slow_query_ms: float = Field(default=100.0, ge=0)
-    db_pool_size: int = Field(default=10, gt=0)
-    db_max_overflow: int = Field(default=20, ge=0)
+    # Per uvicorn worker; also the number of database jobs a worker runs at once. Two cores of
+    # PostgreSQL gain nothing from more concurrent queries, and N workers hold N times this.
+    db_pool_size: int = Field(default=5, gt=0)
+    db_max_overflow: int = Field(default=5, ge=0)
+    # Redis connections per uvicorn worker for request handlers (a request waits for a free one).
+    redis_pool_size: int = Field(default=16, gt=0)
+    # How old a worker's snapshot of tutor and student ids may get before /api/ids/sample reloads it.
+    id_snapshot_seconds: float = Field(default=300.0, ge=0)
     # Number of most recent SQL timings kept per process for avg/p95.
     query_window: int = Field(default=10_000, gt=0)
 

@@ -24,13 +24,13 @@ from tutormax_ops.collectors.locust import (
     merge_histograms,
     parse_run,
     percentile,
-    validate_run,
 )
 from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.devstack import stack as devstack
+from tutormax_ops.loadtest.validity import validate_run
 
 LOCUST = Path(sys.executable).with_name("locust")
-USERS, SPAWN_RATE, RUN_S = 4, 1, 8
+USERS, SPAWN_RATE, RUN_S = 4, 1, 12  # 3 s of ramp-up, then a steady state a busy machine cannot squeeze out
 LOCUSTFILE = LOCUST_DIR / "two_endpoint_locustfile.py"
 HISTORY_HEADER = ["Timestamp", "User Count", "Type", "Name", "Total Request Count"]
 
@@ -166,6 +166,21 @@ def test_hand_made_run(tmp_path: Path) -> None:
     assert not run.html_report_present
 
 
+def test_the_services_own_times_are_merged_per_endpoint_beside_locusts(tmp_path: Path) -> None:
+    """server_times-<pid>.json, one per process that ran users (include/locust/server_time.py)."""
+    prefix, json_path = write_hand_made_run(tmp_path)
+    (tmp_path / "server_times-11.json").write_text(json.dumps({"GET /a": {"1": 6, "4": 2}}))
+    (tmp_path / "server_times-12.json").write_text(json.dumps({"GET /a": {"20": 2}, "POST /b": {"40": 3}}))
+    run = parse_run(csv_prefix=prefix, json_path=json_path)
+    a, b = run.endpoints
+    assert (a.server_requests, a.server_p95_ms, a.p95_ms) == (10, 20.0, 31)  # Locust's rank rule on 6+2+2
+    assert (b.server_requests, b.server_p95_ms) == (3, 40.0)
+    assert run.aggregate.server_requests == 13 and run.aggregate.server_p95_ms == 40.0
+    for path in tmp_path.glob("server_times-*.json"):
+        path.unlink()
+    assert parse_run(csv_prefix=prefix, json_path=json_path).aggregate.server_p95_ms is None
+
+
 def test_validity_reasons(tmp_path: Path) -> None:
     prefix, json_path = write_hand_made_run(tmp_path)
     (tmp_path / "report.html").write_text("<html></html>")
@@ -299,6 +314,12 @@ def test_real_run_totals_equal_the_json(real_runs: dict[str, RealRun]) -> None:
     assert csv_total <= run.aggregate.requests
 
 
+def locust_bucket(ms: float) -> int:
+    """The bucket Locust files a response time under (see PERCENTILE_ROUNDING): 357.04 ms is 360."""
+    digits = 0 if ms < 100 else -1 if ms < 1000 else -2 if ms < 10_000 else -3
+    return int(round(ms, digits))
+
+
 def test_real_run_percentiles_are_consistent(real_runs: dict[str, RealRun]) -> None:
     real = real_runs["complete"]
     entries = json.loads((real.folder / "run.json").read_text())
@@ -315,7 +336,7 @@ def test_real_run_percentiles_are_consistent(real_runs: dict[str, RealRun]) -> N
         assert figures == [expanded_percentile(histogram, f) for f in (0.5, 0.9, 0.95, 0.99)]
         assert figures == sorted(figures)
         assert metrics.min_ms <= metrics.avg_ms <= metrics.max_ms
-        assert round(metrics.max_ms) >= figures[-1] - 1  # the p99 bucket never lies above the exact max
+        assert figures[-1] <= locust_bucket(metrics.max_ms)  # the p99 bucket never lies above the max's
 
 
 def test_real_run_steady_window_excludes_ramp_up(real_runs: dict[str, RealRun]) -> None:

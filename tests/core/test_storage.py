@@ -38,7 +38,17 @@ def test_schema_creation_is_repeatable(results_conn: psycopg.Connection) -> None
     tables = results_conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (SCHEMA,)
     ).fetchall()
-    assert [name for (name,) in tables] == ["loadtest_endpoints", "loadtest_runs", "runs", "table_metrics"]
+    assert [name for (name,) in tables] == [
+        "cache_warm_runs",
+        "cache_warm_targets",
+        "health_alerts",
+        "health_checklist",
+        "health_snapshots",
+        "loadtest_endpoints",
+        "loadtest_runs",
+        "runs",
+        "table_metrics",
+    ]
 
 
 def test_rerun_upserts_instead_of_duplicating(results_conn: psycopg.Connection) -> None:

@@ -8,9 +8,11 @@ under new run ids), instead of four more 15 s runs.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
-import random
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,17 +24,23 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from support import read_emails, task_states
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.devstack import stack as devstack
 
 DAG_ID = "tutormax_load_test"
-SHORT_SMOKE = {"profile": "smoke", "run_time": 15}  # the profile's 20 users, a quarter of its time
-SLOWED = "/api/tutors/{tutor_id}/dashboard"
+SHORT_SMOKE = {"profile": "smoke", "run_time": 30}  # the profile's 20 users, the form's shortest run
+UNCHANGED_RUNS = 6
+# The busiest endpoint (about 200 requests in a 30 s smoke run), so that it is judged with a narrow
+# interval even slowed; the step is far beyond what a saturated 2-core machine's noise reaches
+# (p95s of 100-400 ms seen here): the test checks the alarm and its specificity, bench/loadtest.py
+# measures how small a step is seen.
+SLOWED = "/api/tutors"
+STEP_MS = 1000
 SCHEMA = load_settings().storage.results_schema
 _smoke: dict[str, Any] = {}  # the one real smoke run, shared by the tests that build on it
+_unchanged: list[dict[str, Any]] = []  # real runs against the unchanged service: the history
 
 
 @pytest.fixture
@@ -53,17 +61,6 @@ def runs(db_url: str, run_id: str) -> tuple[dict | None, list[dict]]:
 
 def _select(table: str) -> sql.Composed:
     return sql.SQL("SELECT * FROM {} WHERE dag_id = %s AND run_id = %s").format(sql.Identifier(SCHEMA, table))
-
-
-def _insert(conn: psycopg.Connection, table: str, row: dict) -> None:
-    conn.execute(
-        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            sql.Identifier(SCHEMA, table),
-            sql.SQL(", ").join(map(sql.Identifier, row)),
-            sql.SQL(", ").join(sql.Placeholder() * len(row)),
-        ),
-        list(row.values()),
-    )
 
 
 def artifacts(run: dict) -> Path:
@@ -97,12 +94,12 @@ def test_schedule_is_nightly_cron_or_the_schema_migrated_asset() -> None:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import AssetOrTimeSchedule
 
-    from tutormax_ops.core.assets import SCHEMA_MIGRATED
+    from tutormax_ops.core.assets import CACHE_WARMED
     from tutormax_ops.core.paths import PROJECT_ROOT
 
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{DAG_ID}.py")).dags[DAG_ID]
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
-    assert list(dag.timetable.asset_condition.objects) == [SCHEMA_MIGRATED]
+    assert list(dag.timetable.asset_condition.objects) == [CACHE_WARMED]
     assert [task.task_id for task in dag.topological_sort()] == [
         "plan",
         "guard",
@@ -136,11 +133,13 @@ def test_a_bad_param_never_creates_a_run(run_dag, airflow_db, bad: dict) -> None
 
 
 def test_smoke_run_meets_the_targets_and_stores_artifacts_and_history(smoke_run, service: str) -> None:
+    run, endpoints = runs(service, smoke_run["run_id"])
+    require_measured(run)
     assert smoke_run["states"] == {
         name: ["success"] for name in ("plan", "guard", "run", "analyze", "notify", "verdict")
     }
-    run, endpoints = runs(service, smoke_run["run_id"])
-    assert run is not None and run["valid"] and run["verdict"] == "pass", run
+    assert set(tries(smoke_run["dag_run"]).values()) == {1}
+    assert run["verdict"] == "pass", run
     assert run["targets_verdict"] == "pass" and run["regression_verdict"] == "insufficient history"
     assert (
         run["p95_ms"] < 200
@@ -174,66 +173,219 @@ def test_smoke_run_meets_the_targets_and_stores_artifacts_and_history(smoke_run,
     assert "10 ms steps from 100 to 999 ms" in (folder / "report.html").read_text()
 
 
-def seed_history(db_url: str, run_id: str, copies: int = 4) -> None:
-    """Earlier runs like the real one: its rows under new ids, days before it, p95s jittered ±5 %."""
-    rng = random.Random(11)
-    run, endpoints = runs(db_url, run_id)
-    with psycopg.connect(db_url) as conn:
-        for copy in range(1, copies + 1):
-            seeded = f"seeded__{uuid.uuid4().hex[:8]}"
-            values = {
-                **run,
-                "run_id": seeded,
-                "started_at": run["started_at"] - timedelta(days=copy),
-                "p95_ms": run["p95_ms"] * rng.uniform(0.95, 1.05),
-                "findings": Jsonb([]),
-            }
-            _insert(conn, "loadtest_runs", values)
-            for row in endpoints:
-                _insert(
-                    conn,
-                    "loadtest_endpoints",
-                    {**row, "run_id": seeded, "p95_ms": row["p95_ms"] * rng.uniform(0.95, 1.05)},
-                )
+SATURATED = "the machine's CPU was above"
+
+
+def require_measured(run: dict | None) -> dict:
+    """The run, which must be valid; a run whose only problem was a machine saturated by other work
+    skips the test, which cannot judge latencies there (the run itself says so, as it should)."""
+    assert run is not None
+    reasons = [reason for reason in (run["invalid_reason"] or "").split("; ") if reason]
+    if reasons and all(reason.startswith(SATURATED) for reason in reasons):
+        pytest.skip(f"this machine was saturated during run {run['run_id']}: {reasons[0]}")
+    assert run["valid"], run["invalid_reason"]
+    return run
+
+
+def tries(dag_run) -> dict[str, int]:
+    """{task_id: try_number}: a task that failed once and passed on its retry shows 2."""
+    return {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+
+
+def endpoint_statuses(run: dict) -> dict[str, str]:
+    summary = json.loads((artifacts(run) / "summary.json").read_text())
+    return {row["endpoint"]: row["status"] for row in summary["endpoints"]}
+
+
+@pytest.fixture
+def judge_on_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector's tests judge the detector, on whatever machine runs them: a machine saturated
+    by other work (CI neighbours, other jobs) slows every request, and that noise is what the
+    verdict must withstand. So they switch off the host check that would make such runs invalid
+    (tested on its own in tests/loadtest/test_validity.py); every other validity check stays."""
+    monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__HOST_SATURATION_PERCENT", "100")
+
+
+@pytest.fixture
+def unchanged_runs(service: str, run_dag, maildir: Path, judge_on_a_busy_machine) -> list[dict[str, Any]]:
+    """Real smoke runs against the unchanged reference service, each with the emails it sent."""
+    while len(_unchanged) < UNCHANGED_RUNS:
+        before = len(read_emails(maildir))
+        dag_run = run_dag(DAG_ID, run_conf=SHORT_SMOKE)
+        _unchanged.append(
+            {"dag_run": dag_run, "run_id": dag_run.run_id, "emails": read_emails(maildir)[before:]}
+        )
+    return _unchanged
+
+
+def test_unchanged_runs_send_no_regression_email(unchanged_runs, service: str) -> None:
+    """Six real runs, nothing changed: every run valid, judged once history allows, no REGRESSION
+    email; the shipped `alarm_history` keeps any finding on so short a history provisional."""
+    measured = 0
+    for unchanged in unchanged_runs:
+        run, _ = runs(service, unchanged["run_id"])
+        assert set(tries(unchanged["dag_run"]).values()) == {1}
+        assert not any("REGRESSION" in message["subject"] for message in unchanged["emails"])
+        if not run["valid"]:
+            assert run["invalid_reason"].startswith(SATURATED), run["invalid_reason"]
+            continue
+        measured += 1
+        assert run["regression_verdict"] != "regression"
+        if measured > load_settings().loadtest.regression.min_history:
+            assert run["regression_verdict"] in ("ok", "provisional")
+            summary = json.loads((artifacts(run) / "summary.json").read_text())
+            assert summary["min_detectable_step"] is not None
+            assert "cannot be told from noise here" in (artifacts(run) / "report.html").read_text()
+    if measured <= load_settings().loadtest.regression.min_history:
+        pytest.skip(f"only {measured} of {len(unchanged_runs)} runs were measured on an unsaturated machine")
 
 
 def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
-    smoke_run, service: str, stack, run_dag, maildir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    unchanged_runs,
+    judge_on_a_busy_machine,
+    service: str,
+    stack,
+    run_dag,
+    maildir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    seed_history(service, smoke_run["run_id"])
+    """A real step on one endpoint over a history of real runs: that endpoint, and no other, is
+    flagged; the next unchanged run says it recovered, and the slowed run stayed out of its baseline."""
+    # Six runs are too few for findings to count by default (they would be provisional): this
+    # test is about the alarm itself, so it lowers the bar to the history it has.
+    monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__REGRESSION__ALARM_HISTORY", str(UNCHANGED_RUNS - 1))
     port = devstack.free_port()
     slowed = devstack.start_reference_service(
         database_url=service,
         redis_url=stack.endpoints.redis_url,
         port=port,
         log_dir=tmp_path,
-        extra_env={"TUTORMAX_SERVICE_INJECTED_LATENCY_MS": f"{SLOWED}=150"},
+        extra_env={"TUTORMAX_SERVICE_INJECTED_LATENCY_MS": f"{SLOWED}={STEP_MS}"},
+    )
+    with monkeypatch.context() as patched:
+        patched.setenv(
+            "AIRFLOW_CONN_TUTORMAX_API", json.dumps(devstack.http_connection(f"http://127.0.0.1:{port}"))
+        )
+        before = len(read_emails(maildir))
+        try:
+            dag_run = run_dag(DAG_ID, run_conf=SHORT_SMOKE)
+        finally:
+            slowed.stop()
+    run = require_measured(runs(service, dag_run.run_id)[0])
+    assert run["regression_verdict"] == "regression", run["findings"]
+    assert task_states(dag_run)["verdict"] == ["failed"] and task_states(dag_run)["notify"] == ["success"]
+    assert set(tries(dag_run).values()) == {1}
+    slowed_findings = [
+        f for f in run["findings"] if f["scope"] == f"GET {SLOWED}" and f["metric"] == "p95_ms"
+    ]
+    # Every request to it now waits STEP_MS, so its p95 is at least that, whatever the baseline was.
+    assert slowed_findings and slowed_findings[0]["current"] >= STEP_MS > slowed_findings[0]["baseline"]
+    assert slowed_findings[0]["since_run_id"] == dag_run.run_id
+    assert not any(f["provisional"] for f in run["findings"])
+    # Specificity: no other endpoint moved.
+    wrongly = {f["scope"] for f in run["findings"]} - {f"GET {SLOWED}", "all endpoints"}
+    assert wrongly == set()
+    statuses = endpoint_statuses(run)
+    assert statuses.pop(f"GET {SLOWED}") == "regression"
+    assert all(status == "ok" or status.startswith("not judged") for status in statuses.values()), statuses
+    new_emails = read_emails(maildir)[before:]
+    assert not any("verdict failed" in message["subject"] for message in new_emails)  # no second email
+    [email] = [message for message in new_emails if "load test smoke" in message["subject"]]
+    # A step this size on a busy endpoint also breaks the aggregate p95 target, which the subject
+    # names first ("TARGET BREACH + REGRESSION: ..."); the body names the endpoint.
+    assert "REGRESSION" in email["subject"]
+    html = next(part.get_content() for part in email.walk() if part.get_content_type() == "text/html")
+    assert f"GET {SLOWED}" in html and 'src="cid:trend.png"' in html and dag_run.run_id in html
+    assert "cannot be told from noise here" in html
+    names = {part.get_filename() for part in email.walk() if part.get_filename()}
+    assert names == {"trend.png", "locust_report.html"}
+
+    # Back to the unchanged service: recovered, named, emailed, and judged against a clean baseline.
+    before = len(read_emails(maildir))
+    recovery = run_dag(DAG_ID, run_conf=SHORT_SMOKE)
+    run = require_measured(runs(service, recovery.run_id)[0])
+    assert run["regression_verdict"] != "regression", run["findings"]
+    summary = json.loads((artifacts(run) / "summary.json").read_text())
+    assert summary["recovered_from"] == dag_run.run_id
+    baseline = next(row for row in summary["endpoints"] if row["endpoint"] == f"GET {SLOWED}")[
+        "baseline_p95_ms"
+    ]
+    assert baseline < STEP_MS  # the slowed run is in the history, not in the baseline
+    [email] = [
+        message for message in read_emails(maildir)[before:] if "load test smoke" in message["subject"]
+    ]
+    assert f"recovered from the regression of run {dag_run.run_id}" in email["subject"]
+
+
+def test_a_stalled_service_makes_the_run_invalid_naming_the_gap(
+    service: str, stack, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, judge_on_a_busy_machine
+) -> None:
+    """The service's processes are stopped (SIGSTOP) for 8 s in the middle of a run."""
+    port = devstack.free_port()
+    target = devstack.start_reference_service(
+        database_url=service, redis_url=stack.endpoints.redis_url, port=port, log_dir=tmp_path
     )
     monkeypatch.setenv(
         "AIRFLOW_CONN_TUTORMAX_API", json.dumps(devstack.http_connection(f"http://127.0.0.1:{port}"))
     )
-    before = len(read_emails(maildir))
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv("TUTORMAX_TEST_RUN_MARKER", marker)
+    stopped: dict[str, float] = {}
+
+    def stall() -> None:
+        devstack.wait_until(lambda: locust_processes(marker), timeout_s=120, what="locust")
+        time.sleep(12)  # users spawned (2 s) and well into the steady state
+        service_processes = [psutil.Process(target.pid), *psutil.Process(target.pid).children(recursive=True)]
+        for process in service_processes:
+            process.suspend()
+        stopped["at"] = time.time()
+        time.sleep(8)
+        for process in service_processes:
+            process.resume()
+
+    staller = threading.Thread(target=stall, daemon=True)
     try:
-        dag_run = run_dag(DAG_ID, run_conf=SHORT_SMOKE)
+        staller.start()
+        dag_run = run_dag(DAG_ID, run_conf={**SHORT_SMOKE, "notify": "never"})
+        staller.join(30)
     finally:
-        slowed.stop()
-    assert task_states(dag_run)["verdict"] == ["failed"] and task_states(dag_run)["notify"] == ["success"]
+        target.stop()
+    assert "at" in stopped
     run, _ = runs(service, dag_run.run_id)
-    assert run["valid"] and run["regression_verdict"] == "regression"
-    slowed_findings = [
-        f for f in run["findings"] if f["scope"] == f"GET {SLOWED}" and f["metric"] == "p95_ms"
-    ]
-    # Every dashboard request now waits 150 ms, so its p95 is at least that, whatever the baseline was.
-    assert slowed_findings and slowed_findings[0]["current"] >= 150 > slowed_findings[0]["baseline"]
-    assert slowed_findings[0]["since_run_id"] == dag_run.run_id
-    new_emails = read_emails(maildir)[before:]
-    assert not any("verdict failed" in message["subject"] for message in new_emails)  # no second email
-    [email] = [message for message in new_emails if "load test smoke" in message["subject"]]
-    assert "REGRESSION" in email["subject"] and SLOWED in email["subject"]
-    html = next(part.get_content() for part in email.walk() if part.get_content_type() == "text/html")
-    assert f"GET {SLOWED}" in html and 'src="cid:trend.png"' in html and dag_run.run_id in html
-    names = {part.get_filename() for part in email.walk() if part.get_filename()}
-    assert names == {"trend.png", "locust_report.html"}
+    assert run is not None and not run["valid"] and run["verdict"] == "invalid"
+    assert "the service stalled at" in run["invalid_reason"], run["invalid_reason"]
+    seconds = int(run["invalid_reason"].split("the service stalled at")[1].split(" for ")[1].split(" s")[0])
+    assert 5 <= seconds <= 10  # 8 s stopped; whole seconds at either edge
+    assert task_states(dag_run)["verdict"] == ["failed"] and set(tries(dag_run).values()) == {1}
+
+
+def test_the_guard_refuses_a_service_whose_health_is_not_ok(service: str, run_dag) -> None:
+    class Degraded(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "degraded", "database": "down"}'
+            self.send_response(503 if self.path == "/health" else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            requested.append(self.path)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    requested: list[str] = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Degraded)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dag_run = run_dag(DAG_ID, run_conf={**SHORT_SMOKE, "host": f"http://127.0.0.1:{server.server_port}"})
+    finally:
+        server.shutdown()
+    states = task_states(dag_run)
+    assert states["guard"] == ["failed"] and states["run"] == ["upstream_failed"]
+    assert requested and set(requested) == {"/health"}  # asked once per try, and nothing else
+    assert tries(dag_run)["guard"] == 1  # a refusal is not retried
+    assert runs(service, dag_run.run_id)[0] is None
 
 
 def test_a_host_off_the_allowlist_is_refused_before_any_request(service: str, run_dag) -> None:
@@ -290,10 +442,11 @@ def locust_processes(marker: str) -> list[int]:
 
 def test_distributed_mode_with_two_workers_gives_one_merged_result(service: str, run_dag) -> None:
     dag_run = run_dag(
-        DAG_ID, run_conf={"profile": "smoke", "run_time": 12, "users": 12, "processes": 2, "notify": "never"}
+        DAG_ID, run_conf={"profile": "smoke", "run_time": 30, "users": 12, "processes": 2, "notify": "never"}
     )
     run, endpoints = runs(service, dag_run.run_id)
-    assert run is not None and run["valid"] and run["processes"] == 2, run
+    require_measured(run)
+    assert run["processes"] == 2, run
     outcome = json.loads((artifacts(run) / "outcome.json").read_text())
     assert outcome["exit_codes"] == {"master": 0, "worker-1": 0, "worker-2": 0}
     entries = json.loads((artifacts(run) / "locust.json").read_text())

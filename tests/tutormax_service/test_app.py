@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterator
 
@@ -283,6 +284,34 @@ def test_ids_sample_returns_real_ids(client: TestClient, database_url: str) -> N
         ) == [("completed", 0)]
 
 
+def test_ids_sample_draws_without_repeats_from_current_rows(settings: Settings, database_url: str) -> None:
+    # A snapshot age of 0 reloads it on every call, so the sample must match the tables right now.
+    with TestClient(create_app(settings.model_copy(update={"id_snapshot_seconds": 0}))) as fresh:
+        body = fresh.get("/api/ids/sample", params={"limit": 1000}).json()
+    active = [row[0] for row in _sql(database_url, "SELECT id FROM tutors WHERE is_active")]
+    students = [row[0] for row in _sql(database_url, "SELECT id FROM students")]
+    assert sorted(body["tutor_ids"]) == sorted(active)
+    assert sorted(body["student_ids"]) == sorted(students)
+    assert len(set(body["session_ids"])) == len(body["session_ids"]) > 0
+
+
+def test_tutors_page_follows_the_cached_list(client: TestClient, rdb: redis.Redis) -> None:
+    first = client.get("/api/tutors", params={"limit": 5})
+    again = client.get("/api/tutors", params={"limit": 5})
+    assert again.headers["X-Cache"] == "HIT"
+    assert again.json() == first.json()
+    # Pages are memoised on the cached bytes: a changed entry must show, never the old page.
+    cached = json.loads(rdb.get(tutors_list_key(None)))
+    cached["tutors"][0]["full_name"] = "Renamed Tutor"
+    rdb.set(tutors_list_key(None), json.dumps(cached))
+    try:
+        changed = client.get("/api/tutors", params={"limit": 5}).json()
+        assert changed["tutors"][0]["full_name"] == "Renamed Tutor"
+        assert changed["tutors"][1:] == first.json()["tutors"][1:]
+    finally:
+        rdb.unlink(tutors_list_key(None))
+
+
 # --- writes and invalidation -----------------------------------------------------------
 
 
@@ -325,6 +354,23 @@ def test_booking_invalidates_exactly_the_affected_entries(
     assert dashboard.json()["upcoming_sessions"][0]["id"] == session["id"]
     history = client.get(f"/api/students/{student_id}/history").json()
     assert session["id"] in {item["id"] for item in history["sessions"]}
+
+
+def test_booking_beyond_the_next_24_hours_keeps_the_overview(
+    client: TestClient, rdb: redis.Redis, database_url: str
+) -> None:
+    tutor_id, subjects = _any_tutor(database_url)
+    for path in ("/api/admin/overview", f"/api/tutors/{tutor_id}/dashboard", "/api/students/8/history"):
+        client.get(path)
+    assert rdb.exists(ADMIN_OVERVIEW_KEY, tutor_dashboard_key(tutor_id), student_history_key(8)) == 3
+    response = client.post(
+        "/api/sessions", json=_booking(tutor_id, subjects[0], 8, minutes_ahead=3 * 24 * 60)
+    )
+    assert response.status_code == 201, response.text
+    # Dashboard and history only: the overview counts the next 24 hours, the analytics up to today.
+    assert response.headers["X-Cache-Invalidated"] == "2"
+    assert rdb.exists(ADMIN_OVERVIEW_KEY) == 1
+    assert client.get("/api/admin/overview").headers["X-Cache"] == "HIT"
 
 
 @pytest.mark.parametrize(

@@ -93,3 +93,81 @@ ALTER TABLE {schema}.loadtest_runs
     ADD COLUMN IF NOT EXISTS artifacts_uri      text;
 CREATE INDEX IF NOT EXISTS loadtest_runs_history
     ON {schema}.loadtest_runs (dag_id, profile, users, started_at) WHERE valid;
+
+-- tutormax_cache_warming: one row per run (hit rate and key counts before/after), one per target.
+CREATE TABLE IF NOT EXISTS {schema}.cache_warm_runs (
+    dag_id          text        NOT NULL,
+    run_id          text        NOT NULL,
+    started_at      timestamptz NOT NULL,
+    triggered_by    text        NOT NULL,
+    invalidated     bigint,
+    hit_rate_before double precision,
+    hit_rate_after  double precision,
+    keys_before     jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
+    keys_after      jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
+    alert           text,
+    PRIMARY KEY (dag_id, run_id)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.cache_warm_targets (
+    dag_id    text             NOT NULL,
+    run_id    text             NOT NULL,
+    target    text             NOT NULL,
+    requested integer          NOT NULL,
+    ok        integer          NOT NULL,
+    failed    integer          NOT NULL,
+    p95_ms    double precision,
+    seconds   double precision,
+    PRIMARY KEY (dag_id, run_id, target),
+    FOREIGN KEY (dag_id, run_id) REFERENCES {schema}.cache_warm_runs ON DELETE CASCADE
+);
+-- The hourly health DAG (tutormax_perf_health): one snapshot per hour, alert state per hour, and the
+-- production checklist per day. A rerun of the same hour (or day) replaces its rows.
+CREATE TABLE IF NOT EXISTS {schema}.health_snapshots (
+    hour             timestamptz      PRIMARY KEY,
+    dag_id           text             NOT NULL,
+    run_id           text             NOT NULL,
+    taken_at         timestamptz      NOT NULL,
+    health_score     double precision,
+    cache_hit_rate   double precision,
+    api_p95_ms       double precision,
+    error_rate       double precision,
+    slow_query_rate  double precision,
+    query_p95_ms     double precision,
+    connections_pct  double precision,
+    sources          jsonb            NOT NULL DEFAULT '{{}}'::jsonb,
+    summary          jsonb            NOT NULL DEFAULT '{{}}'::jsonb,
+    samples          jsonb            NOT NULL DEFAULT '{{}}'::jsonb
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.health_alerts (
+    hour         timestamptz      NOT NULL,
+    alert        text             NOT NULL,
+    state        text             NOT NULL CHECK (state IN ('ok', 'pending', 'firing')),
+    transition   text             NOT NULL CHECK (transition IN ('none', 'raise', 'hold', 'resolve')),
+    breaches     integer          NOT NULL,
+    clears       integer          NOT NULL,
+    value        double precision,
+    threshold    double precision NOT NULL,
+    source       text,
+    message      text             NOT NULL,
+    runbook      jsonb            NOT NULL DEFAULT '[]'::jsonb,
+    emailed_at   timestamptz,
+    PRIMARY KEY (hour, alert)
+);
+CREATE INDEX IF NOT EXISTS health_alerts_latest ON {schema}.health_alerts (alert, hour DESC);
+
+CREATE TABLE IF NOT EXISTS {schema}.health_checklist (
+    checked_on  date        NOT NULL,
+    item        text        NOT NULL,
+    position    integer     NOT NULL,
+    title       text        NOT NULL,
+    status      text        NOT NULL CHECK (status IN ('pass', 'fail', 'cannot tell')),
+    evidence    text        NOT NULL,
+    checked_at  timestamptz NOT NULL,
+    PRIMARY KEY (checked_on, item)
+);
+
+-- The Performance page's trend of bloat per table reads one table across weekly runs.
+CREATE INDEX IF NOT EXISTS table_metrics_table_runs
+    ON {schema}.table_metrics (schema_name, table_name, dag_id, run_id) WHERE phase = 'before';

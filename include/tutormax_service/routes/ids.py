@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from tutormax_service import queries
-from tutormax_service.routes.common import Db
+from tutormax_service.routes.common import run_db
 
 router = APIRouter(prefix="/api/ids", tags=["ids"])
 
 
 @router.get("/sample")
-def sample(db: Db, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    return queries.sample_ids(db, limit)
+async def sample(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    return await run_db(request, lambda db: request.app.state.id_sampler.sample(db, limit))

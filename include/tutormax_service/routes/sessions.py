@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from tutormax_service.cache import dumps
 from tutormax_service.mutations import book_session, submit_feedback
-from tutormax_service.routes.common import CacheDep, Db, EntityId, utcnow
+from tutormax_service.routes.common import EntityId, run_db, utcnow
 from tutormax_service.schemas import BookingRequest, FeedbackRequest
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
 
-def _created(body: dict[str, Any], invalidated: int) -> Response:
+async def _created(request: Request, body: dict[str, Any], stale: list[str]) -> Response:
+    # Invalidation follows the commit, so a read after this response never sees the old entry.
+    invalidated = await request.app.state.cache.invalidate(stale)
     return Response(
         content=dumps(body),
         status_code=status.HTTP_201_CREATED,
@@ -24,12 +26,12 @@ def _created(body: dict[str, Any], invalidated: int) -> Response:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_session(request: BookingRequest, db: Db, cache: CacheDep) -> Response:
-    body, stale = book_session(db, request, utcnow())
-    return _created(body, cache.invalidate(stale))
+async def create_session(booking: BookingRequest, request: Request) -> Response:
+    body, stale = await run_db(request, lambda db: book_session(db, booking, utcnow()))
+    return await _created(request, body, stale)
 
 
 @router.post("/{session_id}/feedback", status_code=status.HTTP_201_CREATED)
-def create_feedback(session_id: EntityId, request: FeedbackRequest, db: Db, cache: CacheDep) -> Response:
-    body, stale = submit_feedback(db, session_id, request, utcnow())
-    return _created(body, cache.invalidate(stale))
+async def create_feedback(session_id: EntityId, feedback: FeedbackRequest, request: Request) -> Response:
+    body, stale = await run_db(request, lambda db: submit_feedback(db, session_id, feedback, utcnow()))
+    return await _created(request, body, stale)

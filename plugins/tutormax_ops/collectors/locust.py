@@ -30,7 +30,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,15 @@ class EndpointMetrics:
     p99_ms: int | None
     max_ms: float | None
     steady_rps: float | None
+    # The p95's and the error rate's bounds at the parse's confidence (`collectors.sampling`); a None
+    # bound is one this sample size cannot give.
+    p95_low_ms: float | None = None
+    p95_high_ms: float | None = None
+    error_rate_low: float | None = None
+    error_rate_high: float | None = None
+    # The service's own p95 (its X-Response-Time header, the seed's definition), where it sends one.
+    server_p95_ms: float | None = None
+    server_requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,12 +104,10 @@ class LocustRun:
     html_report_present: bool
     cpu_warning: bool
     percentile_rounding: str = PERCENTILE_ROUNDING
-
-
-@dataclass(frozen=True)
-class RunValidity:
-    valid: bool
-    reasons: tuple[str, ...]
+    # Requests completed in each whole second of the steady window (JSON `num_reqs_per_sec`, all
+    # endpoints), as (epoch second, count), seconds without any included: what a stall shows in.
+    completed_per_second: tuple[tuple[int, int], ...] = ()
+    duration_source: str = "requests"  # "locust log": its timer's start to its stop line
 
 
 def percentile(histogram: Mapping[int, int], percent: float) -> int | None:
@@ -136,19 +143,32 @@ def parse_run(
     json_path: Path | str,
     html_path: Path | str | None = None,
     log_text: str = "",
+    confidence: float = 0.95,
 ) -> LocustRun:
     """Parse one run: `csv_prefix` as given to `--csv`, `json_path` the file `--json-file` wrote
-    (locust appends `.json`), `html_path` as given to `--html`, `log_text` locust's captured output."""
+    (locust appends `.json`), `html_path` as given to `--html`, `log_text` locust's captured output;
+    the p95 and error-rate bounds at `confidence`."""
     entries = json.loads(Path(json_path).read_text())
     history = _read_history(Path(f"{csv_prefix}{HISTORY_SUFFIX}"))
     window = _steady_window(history)
     steady = _steady_rps(history, window)
     keyed = sorted(((_endpoint(entry), entry) for entry in entries), key=lambda pair: pair[0][::-1])
+    server = _server_times(Path(json_path).parent)
     endpoints = tuple(
-        _metrics(method, name, [entry], steady.get((method, name))) for (method, name), entry in keyed
+        _with_server(
+            _metrics(method, name, [entry], steady.get((method, name)), confidence),
+            server.get(f"{method} {name}", {}),
+        )
+        for (method, name), entry in keyed
     )
-    aggregate = _metrics("", AGGREGATE_NAME, entries, window.rps if window else None)
+    aggregate = _with_server(
+        _metrics("", AGGREGATE_NAME, entries, window.rps if window else None, confidence),
+        merge_histograms(server.values()),
+    )
     started, ended = _run_span(entries, history)
+    duration, source = _log_span(log_text)
+    if duration is None and started and ended:
+        duration, source = (ended - started).total_seconds(), "requests"
     html = Path(html_path) if html_path else None
     return LocustRun(
         endpoints=endpoints,
@@ -156,52 +176,13 @@ def parse_run(
         window=window,
         started_at=started,
         ended_at=ended,
-        duration_s=(ended - started).total_seconds() if started and ended else None,
+        duration_s=duration,
         peak_users=max((row.users for row in history if row.is_aggregate), default=0),
         html_report_present=html is not None and html.is_file() and html.stat().st_size > 0,
         cpu_warning=cpu_warning_raised(log_text),
+        completed_per_second=_completed_per_second(entries, window),
+        duration_source=source,
     )
-
-
-def validate_run(
-    run: LocustRun,
-    *,
-    planned_duration_s: float,
-    duration_tolerance_s: float = 5.0,
-    cpu_samples: Sequence[float] = (),
-    cpu_saturation_percent: float = 90.0,
-    max_saturated_fraction: float = 0.25,
-) -> RunValidity:
-    """Whether the run's measurements can be trusted, with every reason they cannot.
-
-    - No HTML report: locust was killed (SIGTERM) or crashed before writing it.
-    - Shorter than planned minus `duration_tolerance_s`: the run was cut short. The tolerance
-      absorbs locust ending even a complete run early, by about its own start-up time (measured
-      here with `-t 8s`: 7.0 s of requests on an idle 2-vCPU machine, 4.9 s on a busy one).
-    - The CPU warning in the log, or more than `max_saturated_fraction` of the supplied CPU samples
-      of the generator above `cpu_saturation_percent`: a saturated generator measures itself.
-      Locust's own check samples every 10 s and never fires in runs shorter than about 20 s, which
-      is why samples taken by the caller (e.g. psutil on locust's process group) are accepted.
-    - No requests at all.
-    """
-    reasons: list[str] = []
-    if not run.html_report_present:
-        reasons.append("the HTML report is missing: locust was stopped (SIGTERM) or crashed")
-    if run.duration_s is None or run.duration_s < planned_duration_s - duration_tolerance_s:
-        ran = "an unknown time" if run.duration_s is None else f"{run.duration_s:.1f} s"
-        reasons.append(f"the run lasted {ran} of the planned {planned_duration_s:g} s")
-    if run.cpu_warning:
-        reasons.append("locust logged its CPU warning: the load generator was above 90% CPU")
-    if cpu_samples:
-        saturated = sum(1 for sample in cpu_samples if sample > cpu_saturation_percent) / len(cpu_samples)
-        if saturated > max_saturated_fraction:
-            reasons.append(
-                f"the load generator's CPU was above {cpu_saturation_percent:g}% in "
-                f"{saturated:.0%} of {len(cpu_samples)} samples"
-            )
-    if run.aggregate.requests == 0:
-        reasons.append("no requests were recorded")
-    return RunValidity(valid=not reasons, reasons=tuple(reasons))
 
 
 @dataclass(frozen=True)
@@ -282,8 +263,14 @@ def _endpoint(entry: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _metrics(
-    method: str, name: str, entries: Sequence[Mapping[str, Any]], steady_rps: float | None
+    method: str,
+    name: str,
+    entries: Sequence[Mapping[str, Any]],
+    steady_rps: float | None,
+    confidence: float = 0.95,
 ) -> EndpointMetrics:
+    from tutormax_ops.collectors.sampling import quantile_interval, rate_interval
+
     requests = sum(int(entry["num_requests"]) for entry in entries)
     failures = sum(int(entry["num_failures"]) for entry in entries)
     # Requests without a response time (Locust's "none requests") count in totals, not in timings.
@@ -292,6 +279,8 @@ def _metrics(
         {int(bucket): int(count) for bucket, count in entry["response_times"].items()} for entry in entries
     )
     minimums = [entry["min_response_time"] for entry in entries if entry.get("min_response_time") is not None]
+    p95 = quantile_interval(histogram, 0.95, confidence)
+    errors = rate_interval(failures, requests, confidence)
     return EndpointMetrics(
         method=method,
         name=name,
@@ -306,7 +295,73 @@ def _metrics(
         p99_ms=percentile(histogram, 0.99),
         max_ms=float(max(entry["max_response_time"] for entry in entries)) if timed else None,
         steady_rps=steady_rps,
+        p95_low_ms=p95.low,
+        p95_high_ms=p95.high,
+        error_rate_low=errors.low,
+        error_rate_high=errors.high,
     )
+
+
+SERVER_TIMES_GLOB = "server_times-*.json"  # written by include/locust/server_time.py, one per process
+
+
+def _server_times(folder: Path) -> dict[str, dict[int, int]]:
+    """The service's own response times per "METHOD name", merged over the processes that ran users."""
+    merged: dict[str, dict[int, int]] = {}
+    for path in sorted(folder.glob(SERVER_TIMES_GLOB)):
+        for name, histogram in json.loads(path.read_text()).items():
+            merged[name] = merge_histograms(
+                [merged.get(name, {}), {int(k): int(v) for k, v in histogram.items()}]
+            )
+    return merged
+
+
+def _with_server(metrics: EndpointMetrics, histogram: Mapping[int, int]) -> EndpointMetrics:
+    p95 = percentile(histogram, 0.95)
+    return replace(
+        metrics, server_p95_ms=None if p95 is None else float(p95), server_requests=sum(histogram.values())
+    )
+
+
+def _completed_per_second(
+    entries: Sequence[Mapping[str, Any]], window: SteadyWindow | None
+) -> tuple[tuple[int, int], ...]:
+    """Completions per whole second inside the steady window (its edge seconds are partial)."""
+    counts: Counter[int] = Counter()
+    for entry in entries:
+        counts.update(
+            {int(second): int(count) for second, count in entry.get("num_reqs_per_sec", {}).items()}
+        )
+    if not counts:
+        return ()
+    first, last = (
+        (int(window.start.timestamp()), int(window.end.timestamp())) if window else (min(counts), max(counts))
+    )
+    return tuple((second, counts.get(second, 0)) for second in range(first + 1, last))
+
+
+_LOG_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", re.MULTILINE)
+_TIMER_SET = re.compile(r"Run time limit set to|Shape test starting")
+_TIMER_FIRED = re.compile(r"--run-time limit reached|Shape test stopping|Shape test completed")
+
+
+def _log_span(log_text: str) -> tuple[float | None, str]:
+    """Seconds from Locust's timer being set to it firing, by its own log stamps; a run stopped
+    before it fired ends at its last log line."""
+    start = end = last = None
+    for line in log_text.splitlines():
+        stamp = _LOG_STAMP.match(line)
+        if stamp is None:
+            continue
+        at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        last = at
+        if start is None and _TIMER_SET.search(line):
+            start = at
+        elif start is not None and end is None and _TIMER_FIRED.search(line):
+            end = at
+    if start is None:
+        return None, "requests"
+    return ((end or last) - start).total_seconds(), "locust log"
 
 
 def _run_span(

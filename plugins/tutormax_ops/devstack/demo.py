@@ -89,12 +89,9 @@ def prepare(progress: Progress) -> tuple[devstack.Stack, dict[str, str]]:
         if migrated.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
         if stack.pg_admin_url:  # only a database the demo created itself gets demo data
-            progress.step("migrating the TutorMax schema and loading demo data")
-            devstack.migrate_service_schema(stack.endpoints.db_url)
+            progress.step("seeding the TutorMax database: extensions, schema, demo data")
             days = int(os.environ.get("TUTORMAX_DEMO_DAYS", "2"))
-            progress.step(
-                f"  data generator: {devstack.load_service_data(stack.endpoints.db_url, days=days)}"
-            )
+            progress.step(f"  seed: {devstack.load_service_data(stack.endpoints.db_url, days=days)}")
         progress.step("starting the reference TutorMax service (uvicorn, 2 workers)")
         stack.start_service(workers=2)
         env.update(stack.endpoints.airflow_env())

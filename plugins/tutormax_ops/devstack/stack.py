@@ -295,12 +295,13 @@ def migrate_service_schema(database_url: str) -> None:
 
 
 def load_service_data(database_url: str, *, days: int, sessions_per_day: int = 30_000) -> str:
-    """Run the reference service's data generator; return its last output line (a JSON summary)."""
+    """Run the seed step (extensions, migrations, data), the command docker compose's tutormax-init
+    runs too; return its last output line (a JSON summary)."""
     completed = subprocess.run(
         [
             sys.executable,
             "-m",
-            "tutormax_service.datagen",
+            "tutormax_service.seed",
             "--database-url",
             sqlalchemy_url(database_url),
             "--days",
@@ -314,7 +315,7 @@ def load_service_data(database_url: str, *, days: int, sessions_per_day: int = 3
         check=False,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"data generator failed:\n{redact(completed.stderr[-3000:])}")
+        raise RuntimeError(f"seed step failed:\n{redact(completed.stderr[-3000:])}")
     return completed.stdout.strip().splitlines()[-1]
 
 

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, status
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID
 from tutormax_ops.core.notify import redact
+from tutormax_ops.web.page import router as performance_page
 
 if TYPE_CHECKING:
     import psycopg
@@ -199,3 +200,4 @@ def table_index_suggestions(table_name: str, settings: SettingsDep) -> dict[str,
 # No /docs or /openapi.json: FastAPI would serve them outside the router, so without authentication.
 app = FastAPI(title="TutorMax Ops performance API", docs_url=None, redoc_url=None, openapi_url=None)
 app.include_router(router)
+app.include_router(performance_page)

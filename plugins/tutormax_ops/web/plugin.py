@@ -15,6 +15,13 @@ from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/tutormax-ops"
 APP_NAME = "TutorMax Ops performance API"
+# The Performance page (tutormax_ops.web.page), in the UI's navigation; the UI shows it in a frame.
+PERFORMANCE_VIEW = {
+    "name": "Performance",
+    "href": f"{URL_PREFIX}/performance/",
+    "destination": "nav",
+    "url_route": "tutormax-performance",
+}
 
 
 @cache
@@ -34,3 +41,4 @@ class _BuiltOnRead:
 class TutorMaxOpsPlugin(AirflowPlugin):
     name = "tutormax_ops"
     fastapi_apps = _BuiltOnRead()
+    external_views = [PERFORMANCE_VIEW]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tutormax_ops.core.config import Regression
-from tutormax_ops.regression import (
+from tutormax_ops.loadtest.regression import (
     AGGREGATE,
     Point,
     analyze_history,
@@ -144,3 +144,55 @@ def test_every_series_is_judged_on_its_last_point() -> None:
         ("GET /a", "ok"),
         ("GET /b", "regression"),
     ]
+
+
+def test_a_move_inside_the_runs_own_sampling_interval_is_not_a_finding() -> None:
+    history = points([20, 21, 20, 19, 20, 21, 20, 22])
+    wide = Point("now", T0 + timedelta(days=30), 60.0, low=21.0, high=None)  # few requests: 21..∞
+    narrow = Point("now", T0 + timedelta(days=30), 60.0, low=55.0, high=64.0)
+    assert analyze_series("GET /a", "p95_ms", [*history, wide], PARAMS).status == "ok"
+    assert analyze_series("GET /a", "p95_ms", [*history, narrow], PARAMS).status == "regression"
+
+
+def test_findings_on_a_short_history_are_provisional() -> None:
+    short = analyze_series("GET /a", "p95_ms", points([20, 21, 20, 19, 90]), PARAMS)
+    assert short.findings and all(finding.provisional for finding in short.findings)
+    long = analyze_series("GET /a", "p95_ms", points([20, 21, 20, 19, 21] * 4 + [90]), PARAMS)
+    assert long.findings and not any(finding.provisional for finding in long.findings)
+
+
+def test_a_flagged_run_stays_out_of_the_baseline_until_a_change_point_confirms_its_level() -> None:
+    base = points([20, 21, 20, 19, 21, 20, 22, 20])
+    flagged = Point("bad", T0 + timedelta(days=20), 90.0, baseline=False)
+    now = Point("now", T0 + timedelta(days=21), 80.0)
+    verdict = analyze_series("GET /a", "p95_ms", [*base, flagged, now], PARAMS)
+    assert verdict.baseline == 20 and verdict.status == "regression"  # 90 did not move the baseline
+    # Many runs at the new level: the change point is older than confirm_runs, the level is the norm.
+    level = [Point(f"new-{i}", T0 + timedelta(days=30 + i), 90.0 + i % 3, baseline=False) for i in range(8)]
+    settled = analyze_series(
+        "GET /a", "p95_ms", [*base, *level, Point("now", T0 + timedelta(days=60), 91.0)], PARAMS
+    )
+    assert settled.status == "ok" and settled.baseline >= 90
+
+
+def test_the_smallest_detectable_step_grows_with_spread_and_sampling_margin() -> None:
+    calm = analyze_series("GET /a", "p95_ms", points([100, 101, 100, 99, 100, 101, 100]), PARAMS)
+    noisy = analyze_series("GET /a", "p95_ms", points([100, 130, 80, 110, 95, 125, 100]), PARAMS)
+    assert calm.min_step == pytest.approx(0.10)  # min_relative_change decides on a calm history
+    assert noisy.min_step > 0.5
+    margin = Point("now", T0 + timedelta(days=9), 100.0, low=80.0, high=130.0)
+    sampled = analyze_series("GET /a", "p95_ms", [*points([100, 101, 100, 99, 100, 101]), margin], PARAMS)
+    assert sampled.min_step == pytest.approx(0.30)  # plus this run's own 20 ms to its lower bound
+
+
+def test_a_fresh_regression_after_a_confirmed_level_stays_out_of_the_baseline() -> None:
+    base = points([20, 21, 20, 19, 21, 20, 22, 20])
+    # The level's first runs were flagged; once a change point confirmed it, the next were judged ok.
+    level = [Point(f"new-{i}", T0 + timedelta(days=30 + i), 90.0 + i % 3, baseline=i > 3) for i in range(8)]
+    fresh = Point("fresh", T0 + timedelta(days=50), 130.0, baseline=False)
+    verdict = analyze_series(
+        "GET /a", "p95_ms", [*base, *level, fresh, Point("now", T0 + timedelta(days=51), 128.0)], PARAMS
+    )
+    assert (
+        89 <= verdict.baseline <= 93 and verdict.history_runs == 8
+    )  # the confirmed level, without the fresh 130

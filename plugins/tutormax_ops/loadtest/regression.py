@@ -15,6 +15,16 @@ Either fires only when the move is also at least `min_relative_change` of the ba
 the metric's `min_abs_change`: Locust reports 1 ms buckets, so a p95 of 3 ms that becomes 4 ms is
 +33% and means nothing.
 
+Sampling: where a point carries its run's own confidence interval (`collectors.sampling`), both
+rules measure the move from the interval's bound nearest the baseline, so a finding clears this
+run's sampling uncertainty and the history's run-to-run spread at once.
+
+Baseline: a run flagged as a regression (`Point.baseline` False) stays in the series, and so in
+the change-point search, but out of the robust rule's reference, until a person accepts it or a
+change point more than `confirm_runs` runs old confirms its level as the new normal.
+
+Provisional: findings on a reference of fewer than `alarm_history` runs are marked provisional.
+
 Why not a library: PyPI `signal-processing-algorithms` requires numpy<2, which conflicts with pandas 3
 in our lock; `apache-otava` 0.8.0 pins numpy 2.2.* and scipy 1.16.* (our lock has numpy 2.4) and
 pulls in BigQuery, Slack and pg8000 clients. The method itself is a few lines of numpy, below.
@@ -24,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -64,6 +74,9 @@ class Point:
     run_id: str
     started_at: datetime
     value: float | None
+    low: float | None = None  # the run's own confidence interval, where its sample gives one
+    high: float | None = None
+    baseline: bool = True  # False: flagged as a regression, and neither accepted nor confirmed
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class Finding:
     runs_since: int
     z: float | None = None
     p_value: float | None = None
+    provisional: bool = False  # the reference is shorter than `alarm_history`
 
     @property
     def change(self) -> float:
@@ -99,8 +113,8 @@ class Finding:
         if self.relative_change is not None:
             moved += f" ({self.relative_change:+.0%})"
         return (
-            f"{self.scope}: {spec.label} {self.baseline:.1f} → {self.current:.1f} {spec.unit}, {moved}, "
-            f"since run {self.since_run_id}"
+            f"{'provisional: ' if self.provisional else ''}{self.scope}: {spec.label} {self.baseline:.1f} → "
+            f"{self.current:.1f} {spec.unit}, {moved}, since run {self.since_run_id}"
         )
 
 
@@ -113,6 +127,9 @@ class SeriesVerdict:
     current: float | None
     history_runs: int
     findings: tuple[Finding, ...] = ()
+    # The smallest relative step of this run over the baseline that the rules would flag: the
+    # history's spread (robust_z × σ), the minimum change, and this run's own sampling margin.
+    min_step: float | None = None
 
 
 def energy_statistics(values: np.ndarray, *, min_size: int = 2) -> np.ndarray:
@@ -194,24 +211,36 @@ def analyze_series(scope: str, metric: str, points: Sequence[Point], params: Reg
     """Judge the last point of `points` (oldest first) against the points before it."""
     spec = METRICS[metric]
     known = [point for point in points[-(params.window_runs + 1) :] if point.value is not None]
-    current = points[-1].value if points else None
+    current = points[-1] if points and points[-1].value is not None else None
     history = known[:-1] if current is not None else known
-    reference = np.array([point.value for point in history[-params.robust_runs :]], dtype=float)
+    changes = _change_points(scope, metric, known, params)
+    usable = _baseline_points(history, changes, len(known), params)
+    reference = np.array([point.value for point in usable[-params.robust_runs :]], dtype=float)
     baseline = float(np.median(reference)) if reference.size else None
     if current is None:
         return SeriesVerdict(scope, metric, "no data", baseline, None, len(history))
-    if len(history) < params.min_history:
-        return SeriesVerdict(scope, metric, "insufficient history", baseline, current, len(history))
+    if reference.size < params.min_history:
+        return SeriesVerdict(scope, metric, "insufficient history", baseline, current.value, reference.size)
+    provisional = reference.size < params.alarm_history
     findings = [
-        finding
+        replace(finding, provisional=provisional)
         for finding in (
-            _robust_finding(scope, metric, spec, reference, known[-1], params),
-            _change_point_finding(scope, metric, spec, known, params),
+            _robust_finding(scope, metric, spec, reference, current, params),
+            _change_point_finding(scope, metric, known, changes, current, params),
         )
         if finding is not None
     ]
     status: Literal["regression", "ok"] = "regression" if findings else "ok"
-    return SeriesVerdict(scope, metric, status, baseline, current, len(history), tuple(findings))
+    return SeriesVerdict(
+        scope,
+        metric,
+        status,
+        baseline,
+        current.value,
+        reference.size,
+        tuple(findings),
+        min_step=_min_step(spec, reference, current, params),
+    )
 
 
 def analyze_history(
@@ -231,17 +260,63 @@ def _relative(baseline: float, value: float) -> float | None:
     return (value - baseline) / abs(baseline) if baseline else None
 
 
+def _baseline_points(
+    history: Sequence[Point], changes: Sequence[ChangePoint], length: int, params: Regression
+) -> list[Point]:
+    """The runs the robust rule may compare with: all but flagged ones, except that the runs flagged
+    at the start of a level that a change point more than `confirm_runs` runs old confirmed are the
+    norm, and then the level before it is not. Runs flagged after that stay out."""
+    established = [change.index for change in changes if length - change.index > params.confirm_runs]
+    start = established[-1] if established else None
+    end = next((change.index for change in changes if start is not None and change.index > start), length)
+
+    def in_level(index: int) -> bool:
+        # The level's first runs, flagged before it was confirmed; a run flagged later was judged
+        # against the level itself, and stays out.
+        return start is not None and start <= index < min(end, start + params.confirm_runs + 1)
+
+    admitted = [(index, point) for index, point in enumerate(history) if point.baseline or in_level(index)]
+    if any(not point.baseline and in_level(index) for index, point in enumerate(history)):
+        return [point for index, point in admitted if start is not None and index >= start]
+    return [point for _, point in admitted]
+
+
+def _nearest_bound(spec: MetricSpec, point: Point) -> float:
+    """The end of the point's own interval nearest to "no worse": the value when it has none."""
+    assert point.value is not None
+    bound = point.low if spec.higher_is_worse else point.high
+    return point.value if bound is None else bound
+
+
+def _scale(reference: np.ndarray) -> float:
+    return MAD_TO_SIGMA * float(np.median(np.abs(reference - np.median(reference))))
+
+
+def _min_step(spec: MetricSpec, reference: np.ndarray, current: Point, params: Regression) -> float | None:
+    """The smallest relative move the robust rule can flag for this history and this run's sample."""
+    median = float(np.median(reference))
+    if not median:
+        return None
+    needed = max(
+        params.robust_z * _scale(reference), params.min_relative_change * abs(median), spec.min_abs_change
+    )
+    assert current.value is not None
+    margin = abs(current.value - _nearest_bound(spec, current))
+    return (needed + margin) / abs(median)
+
+
 def _robust_finding(
     scope: str, metric: str, spec: MetricSpec, reference: np.ndarray, current: Point, params: Regression
 ) -> Finding | None:
     assert current.value is not None
     median = float(np.median(reference))
-    scale = MAD_TO_SIGMA * float(np.median(np.abs(reference - median)))
-    deviation = current.value - median if spec.higher_is_worse else median - current.value
+    scale = _scale(reference)
+    bound = _nearest_bound(spec, current)
+    deviation = bound - median if spec.higher_is_worse else median - bound
     # Identical history (MAD 0, e.g. an error rate of 0 every night): any move is infinitely far,
     # and only the minimum-change rule decides.
     z = deviation / scale if scale > 0 else math.copysign(math.inf, deviation) if deviation else 0.0
-    if z < params.robust_z or not _worse_by(spec, median, current.value, params):
+    if z < params.robust_z or not _worse_by(spec, median, bound, params):
         return None
     return Finding(
         scope=scope,
@@ -257,17 +332,25 @@ def _robust_finding(
     )
 
 
-def _change_point_finding(
-    scope: str, metric: str, spec: MetricSpec, known: Sequence[Point], params: Regression
-) -> Finding | None:
+def _change_points(scope: str, metric: str, known: Sequence[Point], params: Regression) -> list[ChangePoint]:
     values = np.array([point.value for point in known], dtype=float)
     # A fixed seed per series keeps a rerun's verdict identical.
     seed = sum(map(ord, f"{scope}|{metric}"))
-    changes = latest_change_points(
-        values, p_value=params.p_value, permutations=params.permutations, seed=seed
-    )
+    return latest_change_points(values, p_value=params.p_value, permutations=params.permutations, seed=seed)
+
+
+def _change_point_finding(
+    scope: str,
+    metric: str,
+    known: Sequence[Point],
+    changes: Sequence[ChangePoint],
+    current: Point,
+    params: Regression,
+) -> Finding | None:
+    spec = METRICS[metric]
     if not changes:
         return None
+    values = np.array([point.value for point in known], dtype=float)
     latest = changes[-1]
     runs_since = values.size - latest.index
     if runs_since > params.confirm_runs:
@@ -275,7 +358,10 @@ def _change_point_finding(
     before_start = changes[-2].index if len(changes) > 1 else 0
     baseline = float(np.median(values[before_start : latest.index]))
     now = float(np.median(values[latest.index :]))
-    if not _worse_by(spec, baseline, now, params):
+    # The level moved, and this run itself lies beyond the old level by more than its sampling margin.
+    if not _worse_by(spec, baseline, now, params) or not _worse_by(
+        spec, baseline, _nearest_bound(spec, current), params
+    ):
         return None
     first = known[latest.index]
     return Finding(

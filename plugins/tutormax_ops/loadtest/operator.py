@@ -23,7 +23,7 @@ class LoadTestRunOperator(BaseOperator):
         self.plan = plan
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from tutormax_ops.loadtest import execute_run
+        from tutormax_ops.loadtest.run import execute_run
 
         return execute_run(self.plan, context)
 
@@ -31,7 +31,7 @@ class LoadTestRunOperator(BaseOperator):
         # Called on SIGTERM to the task and after an execution timeout (then a no-op: the timeout
         # already stopped the group on its way out of `run_locust`).
         from tutormax_ops.core.config import load_settings
-        from tutormax_ops.loadtest import stop_active_run
+        from tutormax_ops.loadtest.runner import stop_active_run
 
         stop_active_run("the task was killed", grace_s=load_settings().loadtest.kill_grace_s)
 
@@ -40,7 +40,7 @@ def notify_failure_unless_verdict(context: Mapping[str, Any]) -> None:
     """The usual failure email, except for a verdict: its own email already went out (or `notify`
     said never)."""
     from tutormax_ops.core.notify import notify_task_failure
-    from tutormax_ops.loadtest import LoadTestVerdict
+    from tutormax_ops.loadtest.verdict import LoadTestVerdict
 
     if isinstance(context.get("exception"), LoadTestVerdict):
         return

@@ -1,0 +1,210 @@
+"""Phase (e) of bench/loadtest.py: real smoke runs against an unchanged reference service, a real
+step on the tutor routes, recovery runs, judged as the DAG judges them; and the per-run false-alarm
+share simulated from the real runs' spreads. Imported by bench/loadtest.py, not run on its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from tutormax_ops.core.paths import STATE_DIR
+from tutormax_ops.devstack import stack as devstack
+from tutormax_ops.loadtest.regression import AGGREGATE, analyze_history
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def validity_as_the_dag_judges(
+    settings: Any, run: Any, outcome: Any, run_time: float, *, host_check: bool
+) -> Any:
+    """`validate_run` with the DAG's settings and the runner's CPU samples. (e) judges the detector
+    on whatever machine runs it, so it leaves the host check out, as the detector's tests do."""
+    from tutormax_ops.loadtest.runner import HOST_ROLE
+    from tutormax_ops.loadtest.validity import validate_run
+
+    busiest: dict[float, float] = {}
+    for sample in outcome.cpu_samples:
+        if sample.role != HOST_ROLE:
+            busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
+    host = [sample.cpu_percent for sample in outcome.cpu_samples if sample.role == HOST_ROLE]
+    loadtest = settings.loadtest
+    return validate_run(
+        run,
+        planned_duration_s=run_time,
+        cpu_samples=list(busiest.values()),
+        cpu_saturation_percent=loadtest.cpu_saturation_percent,
+        max_saturated_fraction=loadtest.max_saturated_fraction,
+        host_cpu_samples=host if host_check else (),
+        host_saturation_percent=loadtest.host_saturation_percent,
+        stall_min_s=loadtest.stall_min_s,
+        stall_fraction=loadtest.stall_fraction,
+    )
+
+
+# --- (e) real runs against the unchanged service, a real step, and recovery ------------------------
+
+T3_ROBUST_SIGMA = 1.4826 * 0.7649  # 1.4826 × MAD of Student's t with 3 df: the spread maps onto it
+TUTOR_ROUTES = ("/api/tutors/{tutor_id}/dashboard", "/api/tutors/{tutor_id}/feedback")
+STEP_MS = 120
+
+
+def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[str, Any]:
+    """Smoke runs (the profile's users and think time, 30 s) judged as the DAG judges them, with
+    the shipped settings: `unchanged` runs, one with +120 ms on the tutor routes, `recovery` runs.
+    Also returns each series' run-to-run spread (relative MAD) for the simulation in (b)."""
+    from tutormax_ops.collectors.locust import parse_run
+    from tutormax_ops.collectors.sampling import min_requests
+    from tutormax_ops.loadtest.analyze import _current_values, build_series
+    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.runner import run_locust
+
+    params = settings.loadtest.regression
+    needed = min_requests(confidence=params.confidence)
+    profile = settings.profile("smoke")
+    root = STATE_DIR / "bench" / f"real-{os.getpid()}"
+    history: list[dict[str, Any]] = []
+    rows = []
+    with devstack.running_stack(root / "stack") as stack:
+        db_url = stack.endpoints.db_url
+        devstack.migrate_service_schema(db_url)
+        devstack.load_service_data(db_url, days=2)
+        phases = ["unchanged"] * unchanged + ["step"] + ["recovery"] * recovery
+        for index, phase in enumerate(phases):
+            latency = ",".join(f"{route}={STEP_MS}" for route in TUTOR_ROUTES) if phase == "step" else ""
+            port = devstack.free_port()
+            service = devstack.start_reference_service(
+                database_url=db_url,
+                redis_url=stack.endpoints.redis_url,
+                port=port,
+                log_dir=root,
+                extra_env={"TUTORMAX_SERVICE_INJECTED_LATENCY_MS": latency},
+            )
+            folder = root / f"run-{index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            host = f"http://{devstack.LOOPBACK}:{port}"
+            plan = RunPlan("smoke", host, profile.users, profile.spawn_rate, 30, 0, "never", "manual")
+            try:
+                outcome = run_locust(plan, settings.loadtest, folder, log=lambda _: None)
+            finally:
+                service.stop()
+            run = parse_run(
+                csv_prefix=folder / "locust",
+                json_path=folder / "locust.json",
+                html_path=folder / "locust.html",
+                log_text=(folder / "locust.log").read_text(errors="replace"),
+                confidence=params.confidence,
+            )
+            validity = validity_as_the_dag_judges(settings, run, outcome, 30, host_check=False)
+            run_id, started = f"{phase}-{index}", T0 + timedelta(days=index)
+            current = _current_values(run, {"cache_hit_rate": None, "query_p95_ms": None}, None, needed)
+            verdicts = (
+                analyze_history(build_series(history, current, run_id, started), params)
+                if validity.valid
+                else []
+            )
+            findings = [finding for verdict in verdicts for finding in verdict.findings]
+            steps = [
+                v.min_step for v in verdicts if v.metric == "p95_ms" and v.scope != AGGREGATE and v.min_step
+            ]
+            rows.append({"phase": phase, "valid": validity.valid, "reasons": validity.reasons,
+                         "flagged": sorted({f.scope for f in findings}), "min_steps": steps})  # fmt: skip
+            print(f"    {run_id}: valid {validity.valid} {'; '.join(validity.reasons)} "
+                  f"flagged {sorted({f.scope for f in findings}) or 'nothing'}", flush=True)  # fmt: skip
+            if validity.valid:
+                history.append({
+                    "run_id": run_id, "started_at": started, "p95_ms": run.aggregate.p95_ms,
+                    "error_rate": run.aggregate.error_rate_percent, "rps": run.aggregate.steady_rps,
+                    "regression_verdict": "regression" if any(not f.provisional for f in findings) else "ok",
+                    "endpoints": {f"{e.method} {e.name}": {"p95_ms": e.p95_ms, "error_rate": e.error_rate_percent}
+                                  for e in run.endpoints if e.requests >= needed},
+                })  # fmt: skip
+    shutil.rmtree(root, ignore_errors=True)
+    slowed = {f"GET {route}" for route in TUTOR_ROUTES}
+    step = next(row for row in rows if row["phase"] == "step")
+    last_steps = next((row["min_steps"] for row in reversed(rows) if row["min_steps"]), [])
+    unchanged_history = [run for run in history if run["run_id"].startswith("unchanged")]
+    spreads = _relative_spreads(unchanged_history)
+    result = {
+        "real_runs": len(rows),
+        "real_invalid": sum(not row["valid"] for row in rows),
+        "real_false_alarms": sum(len(row["flagged"]) for row in rows if row["phase"] != "step"),
+        "real_detected": f"{len(slowed & set(step['flagged']))}/{len(slowed)}",
+        "real_wrongly_flagged": len(set(step["flagged"]) - slowed - {AGGREGATE}),
+        "min_detectable_step_pct": round(100 * statistics.median(last_steps), 1) if last_steps else None,
+        "spreads": spreads,
+    }
+    print(f"(e) real runs: {json.dumps({k: v for k, v in result.items() if k != 'spreads'})}")
+    return result
+
+
+def _relative_spreads(history: list[dict[str, Any]]) -> list[float]:
+    """Each series' run-to-run spread over the unchanged runs: 1.4826 × MAD / median."""
+    series: dict[str, list[float]] = {AGGREGATE: [run["p95_ms"] for run in history]}
+    for run in history:
+        for name, figures in run["endpoints"].items():
+            series.setdefault(name, []).append(figures["p95_ms"])
+    spreads = []
+    for values in series.values():
+        if len(values) >= 5 and statistics.median(values) > 0:
+            median = statistics.median(values)
+            spreads.append(1.4826 * statistics.median(abs(v - median) for v in values) / median)
+    return spreads
+
+
+def false_alarms_per_run(
+    spreads: list[float],
+    history_length: int,
+    trials: int,
+    rng: np.random.Generator,
+    regressed: Callable[[np.ndarray], bool],
+) -> float:
+    """The share of unchanged runs with any finding over all series, at one history length: each
+    series a Student-t (3 df, heavy-tailed as small-sample p95s are) noise around 100 with one of the
+    measured spreads, as many series as the real runs had."""
+    runs_with_findings = 0
+    for _ in range(trials):
+        for spread in spreads:
+            values = 100 * (1 + spread * rng.standard_t(3, history_length + 1) / T3_ROBUST_SIGMA)
+            if regressed(np.maximum(values, 1.0)):
+                runs_with_findings += 1
+                break
+    return runs_with_findings / trials
+
+
+SMOKE_COUNTS = (570, 220, 115, 95, 80)  # requests per judged series in a 30 s smoke run, measured here
+
+
+def false_alarms_per_run_sampled(
+    drift: float, history_length: int, trials: int, rng: np.random.Generator, params: Any
+) -> float:
+    """The same share, with each run's p95 drawn the way a run makes it: `n` response times
+    (lognormal, p95/p50 ≈ 2.7, in whole ms) around a run-to-run level that moves by `drift`
+    (relative σ), with its order-statistic interval, judged by the DAG's rule, sampling guard included."""
+    from tutormax_ops.collectors.sampling import quantile_interval
+    from tutormax_ops.loadtest.regression import Point, analyze_series
+
+    def run_p95(n: int) -> Point:
+        level = float(np.exp(rng.normal(0, drift)))
+        times, counts = np.unique(np.rint(level * rng.lognormal(3, 0.6, n)).astype(int), return_counts=True)
+        interval = quantile_interval(dict(zip(times.tolist(), counts.tolist(), strict=True)))
+        return Point("run", T0, interval.value, interval.low, interval.high)
+
+    runs_with_findings = 0
+    for _ in range(trials):
+        for n in SMOKE_COUNTS:
+            points = [run_p95(n) for _ in range(history_length + 1)]
+            points = [
+                Point(f"run-{i}", T0 + timedelta(days=i), p.value, p.low, p.high)
+                for i, p in enumerate(points)
+            ]
+            if analyze_series(AGGREGATE, "p95_ms", points, params).findings:
+                runs_with_findings += 1
+                break
+    return runs_with_findings / trials

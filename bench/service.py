@@ -1,0 +1,327 @@
+"""Reference service benchmark (issue 16): the service at the baseline profile, against the service
+as it was before the issue, measured side by side in the same run.
+
+One self-started stack (PostgreSQL, Redis, two days of production-like data) serves two services:
+- `reference`: the service at REFERENCE_REV (exported with `git archive`), started the way
+  bench/loadtest.py starts it (1 uvicorn worker);
+- `current`: this tree's service, with `--workers` uvicorn workers (default: one per core).
+Each has a Redis database of its own, so neither warms the other's cache. Runs alternate
+(reference, current, reference, current, ...), so drift in the shared 2-core machine hits both alike.
+Every run starts from an empty cache and reset counters, and is headless Locust at the baseline
+profile of include/config/tutormax.yaml (its users, spawn rate and think time) through
+`tutormax_ops.loadtest.run_locust`: the production flags, the generator's process group sampled
+with psutil, and the run validated as the DAG validates it (`validate_run`).
+
+Per run:
+- `p95_ms`: Locust's aggregate p95 over the run;
+- `cpu_ms_per_request`: user+system CPU of the service's process tree (psutil) from launch to end,
+  divided by the requests it served (Locust's requests plus this script's probes);
+- `ids_sample_ms`: p95 of GET /api/ids/sample?limit=200 (the locustfile's sample size), probed
+  once a second by this script while the users are running.
+Figures are medians over the rounds. Finally, unless `--no-profile`, one more short run per service
+under py-spy (`--gil`: only samples holding the GIL, i.e. Python on a CPU) writes a flame graph
+and collapsed stacks to .tutormax/bench/service/, and prints where the CPU goes by layer.
+
+    .venv/bin/python bench/service.py [--run-time 60] [--rounds 2] [--workers 2] [--no-profile]
+
+The last line is one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+
+from tutormax_ops.collectors.locust import parse_run, validate_run  # noqa: E402
+from tutormax_ops.core.config import load_settings  # noqa: E402
+from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
+from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port  # noqa: E402
+from tutormax_ops.devstack import stack as devstack  # noqa: E402
+from tutormax_ops.loadtest import RunPlan, run_locust  # noqa: E402
+
+# The last commit before issue 16 touched the service.
+REFERENCE_REV = "95888b393502cdb75d33fa968072f8956185751d"
+SETTINGS = load_settings()
+OUT = STATE_DIR / "bench" / "service"
+IDS_PATH = "/api/ids/sample?limit=200"
+# (layer, substrings of a frame): a sample is charged to the first layer found walking its stack
+# from the innermost frame outwards.
+LAYERS = (
+    ("SQLAlchemy + psycopg (cache misses, writes)", ("sqlalchemy/", "psycopg/")),
+    ("Redis client", ("redis/",)),
+    ("JSON serialization", ("json/", "render (starlette")),
+    ("validation (pydantic, FastAPI params)", ("pydantic", "request_params_to_args", "_validate_value")),
+    ("thread hand-off (anyio, threadpool)", ("anyio/", "concurrent/", "threading.py", "queue.py")),
+    ("routing, dependencies, middleware (FastAPI/Starlette)", ("starlette/", "fastapi/")),
+    ("service code", ("tutormax_service/",)),
+    ("HTTP server (uvicorn, httptools)", ("uvicorn/", "httptools")),
+    ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop", "selectors.py")),
+)
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    process: ManagedProcess
+
+    def cpu_seconds(self) -> float:
+        root = psutil.Process(self.process.pid)
+        total = 0.0
+        for proc in (root, *root.children(recursive=True)):
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    def post(self, path: str) -> None:
+        request = urllib.request.Request(self.url + path, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
+
+def export_reference(rev: str, into: Path) -> Path:
+    """The service's package at `rev`, as a folder to put first on PYTHONPATH."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "include/tutormax_service"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "include"
+
+
+class Prober(threading.Thread):
+    """GET /api/ids/sample once a second until stopped; keeps the latencies in ms and counts errors."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.latencies_ms, self.errors, self.stopped = url, [], 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url + IDS_PATH, timeout=30) as response:
+                    response.read()
+                self.latencies_ms.append((time.perf_counter() - started) * 1000)
+            except OSError:
+                self.errors += 1
+            self.stopped.wait(max(0.0, 1.0 - (time.perf_counter() - started)))
+
+
+def p95(values: list[float]) -> float | None:
+    """Nearest rank, as the service's own metrics compute it."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(0.95 * len(ordered))) - 1] if ordered else None
+
+
+def host_busy_percent(before: Any, after: Any) -> float:
+    """Busy share of all cores between two `psutil.cpu_times()`: what the whole machine did, this
+    stack and every other process on it."""
+    total = sum(after) - sum(before)
+    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
+    return 100 * (total - idle) / total if total > 0 else 0.0
+
+
+def measure(service: Service, run_time_s: int, folder: Path) -> dict[str, float | None]:
+    profile = SETTINGS.profile("baseline")
+    service.post("/api/performance/cache/clear")
+    service.post("/api/performance/stats/reset")
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = RunPlan(
+        "baseline", service.url, profile.users, profile.spawn_rate, run_time_s, 0, "never", "manual"
+    )
+    prober = Prober(service.url)
+    cpu_before, host_before = service.cpu_seconds(), psutil.cpu_times()
+    outcome = run_locust(plan, SETTINGS.loadtest, folder, on_window_open=prober.start, log=lambda _: None)
+    cpu_s, host_after = service.cpu_seconds() - cpu_before, psutil.cpu_times()
+    prober.stopped.set()
+    if prober.is_alive():
+        prober.join(30)
+    log_text = "".join(path.read_text(errors="replace") for path in folder.glob("*.log"))
+    run = parse_run(
+        csv_prefix=folder / "locust",
+        json_path=folder / "locust.json",
+        html_path=folder / "locust.html",
+        log_text=log_text,
+    )
+    busiest: dict[float, float] = {}
+    for sample in outcome.cpu_samples:
+        busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
+    validity = validate_run(
+        run,
+        planned_duration_s=plan.planned_duration_s,
+        cpu_samples=list(busiest.values()),
+        cpu_saturation_percent=SETTINGS.loadtest.cpu_saturation_percent,
+        max_saturated_fraction=SETTINGS.loadtest.max_saturated_fraction,
+    )
+    requests = run.aggregate.requests + len(prober.latencies_ms)
+    figures = {
+        "p95_ms": run.aggregate.p95_ms,
+        "rps": run.aggregate.steady_rps,
+        "errors_percent": run.aggregate.error_rate_percent,
+        "cpu_ms_per_request": 1000 * cpu_s / requests if requests else None,
+        "ids_sample_ms": p95(prober.latencies_ms),
+        "generator_cpu_max": max(busiest.values(), default=0.0),
+        "host_busy_percent": host_busy_percent(host_before, host_after),
+        "service_cpu_percent": 100 * cpu_s / (outcome.ended_at - outcome.started_at).total_seconds(),
+        "valid": validity.valid and not prober.errors,
+    }
+    reasons = f" INVALID: {'; '.join(validity.reasons)}" if not validity.valid else ""
+    print(
+        f"  {service.name:9}: p95 {figures['p95_ms']} ms, {figures['rps'] or 0:.0f} req/s steady, errors "
+        f"{figures['errors_percent'] or 0:.2f}%, service CPU {figures['cpu_ms_per_request'] or 0:.2f} ms/request "
+        f"({requests} requests), ids/sample p95 {figures['ids_sample_ms'] or 0:.0f} ms over "
+        f"{len(prober.latencies_ms)} probes ({prober.errors} failed), generator CPU max {figures['generator_cpu_max']:.0f}%; "
+        f"host CPU {figures['host_busy_percent']:.0f}% busy of {psutil.cpu_count()} cores, the service "
+        f"{figures['service_cpu_percent']:.0f}% of one{reasons}",
+        flush=True,
+    )
+    return figures
+
+
+def flame(service: Service, run_time_s: int, folder: Path) -> dict[str, float]:
+    """A run under py-spy: `flame_<name>.svg` and `flame_<name>.txt` (collapsed stacks); the share of
+    on-CPU samples per layer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    profile = SETTINGS.profile("baseline")
+    plan = RunPlan(
+        "baseline", service.url, profile.users, profile.spawn_rate, run_time_s, 0, "never", "manual"
+    )
+    spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(service.process.pid), "--subprocesses",
+           "--gil", "--nonblocking", "--rate", "50", "--duration", str(run_time_s // 2)]  # fmt: skip
+    recorders: list[subprocess.Popen[bytes]] = []
+
+    def record() -> None:
+        for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")):
+            argv = [*spy, "--format", fmt, "--output", str(OUT / f"flame_{service.name}.{suffix}")]
+            recorders.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    service.post("/api/performance/cache/clear")
+    run_locust(plan, SETTINGS.loadtest, folder, on_window_open=record, log=lambda _: None)
+    for recorder in recorders:
+        recorder.wait(60)
+    layers: Counter[str] = Counter()
+    for line in (OUT / f"flame_{service.name}.txt").read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")[::-1]
+        layer = next(
+            (name for frame in frames for name, marks in LAYERS if any(mark in frame for mark in marks)),
+            "other",
+        )
+        layers[layer] += int(count)
+    total = sum(layers.values()) or 1
+    return {layer: round(100 * count / total, 1) for layer, count in layers.most_common()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-time", type=int, default=60, help="seconds per run, ramp-up included")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of reference and current")
+    parser.add_argument(
+        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="uvicorn workers of current"
+    )
+    parser.add_argument("--reference-rev", default=REFERENCE_REV)
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
+    args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the stack, the services and locust are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = OUT / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    results: dict[str, list[dict[str, float | None]]] = {"reference": [], "current": []}
+    layers: dict[str, dict[str, float]] = {}
+    with devstack.running_stack(work / "stack") as stack:
+        db_url, redis_base = stack.endpoints.db_url, stack.endpoints.redis_url.rsplit("/", 1)[0]
+        devstack.migrate_service_schema(db_url)
+        devstack.load_service_data(db_url, days=2)
+        reference_path = export_reference(args.reference_rev, work / "reference")
+        services = []
+        for name, workers, redis_db, pythonpath in (
+            ("reference", 1, 1, [str(reference_path), str(ROOT / "plugins")]),
+            ("current", args.workers, 2, [str(ROOT / "include"), str(ROOT / "plugins")]),
+        ):
+            port = free_port()
+            process = devstack.start_reference_service(
+                database_url=db_url,
+                redis_url=f"{redis_base}/{redis_db}",
+                port=port,
+                log_dir=work / "logs" / name,
+                workers=workers,
+                extra_env={"PYTHONPATH": os.pathsep.join(pythonpath)},
+            )
+            stack.processes.append(process)
+            services.append(Service(name, f"http://{LOOPBACK}:{port}", process))
+        print(
+            f"reference = the service at {args.reference_rev[:10]} with 1 worker; current = this tree with "
+            f"{args.workers}; baseline profile, {args.run_time} s per run, {args.rounds} rounds",
+            flush=True,
+        )
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}", flush=True)
+            for service in services:
+                results[service.name].append(
+                    measure(service, args.run_time, work / f"{service.name}-{round_no}")
+                )
+        if not args.no_profile:
+            for service in services:
+                layers[service.name] = flame(service, args.run_time, work / f"{service.name}-profile")
+                print(f"  {service.name} on-CPU samples by layer (py-spy --gil): {layers[service.name]}")
+            print(f"flame graphs: {OUT}/flame_reference.svg, {OUT}/flame_current.svg")
+    shutil.rmtree(work / "stack", ignore_errors=True)
+
+    def median(name: str, key: str) -> float | None:
+        values = [run[key] for run in results[name] if run[key] is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    summary = {
+        "baseline_p95_ms": median("current", "p95_ms"),
+        "service_cpu_ms_per_request": median("current", "cpu_ms_per_request"),
+        "ids_sample_ms": median("current", "ids_sample_ms"),
+        "current_workers": args.workers,
+        "reference": args.reference_rev[:10],
+        "reference_baseline_p95_ms": median("reference", "p95_ms"),
+        "reference_service_cpu_ms_per_request": median("reference", "cpu_ms_per_request"),
+        "reference_ids_sample_ms": median("reference", "ids_sample_ms"),
+        "host_busy_percent": round(
+            statistics.median(run["host_busy_percent"] for runs in results.values() for run in runs), 1
+        ),
+        "all_runs_valid": all(run["valid"] for runs in results.values() for run in runs),
+    }
+    for key in ("baseline_p95_ms", "service_cpu_ms_per_request", "ids_sample_ms"):
+        before, after = summary[f"reference_{key}"], summary[key]
+        summary[f"{key}_ratio"] = round(after / before, 3) if before and after is not None else None
+    print(
+        f"current vs reference (medians of {args.rounds}): p95 {summary['baseline_p95_ms']} vs "
+        f"{summary['reference_baseline_p95_ms']} ms (target ≤ 100), CPU {summary['service_cpu_ms_per_request']} vs "
+        f"{summary['reference_service_cpu_ms_per_request']} ms/request (target ≤ half), ids/sample p95 "
+        f"{summary['ids_sample_ms']} vs {summary['reference_ids_sample_ms']} ms (target ≤ 50)"
+    )
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""
+# tutormax_cache_clear
+
+### Purpose
+Removes the Redis cache keys that match one pattern, safely: the pattern must start with
+`cache_clear.key_prefix` (a bare `*` is refused), keys are found with `SCAN … MATCH` and removed
+with `UNLINK` in batches, page by page. Nothing ever lists or wipes the whole keyspace.
+
+### Schedule
+Manual only.
+
+### Params
+- `pattern`: a Redis glob starting with the configured prefix, e.g. `tutormax:cache:dashboard:*`.
+- `dry_run`: only count the matching keys (default true: clearing is an explicit choice).
+
+### Outputs
+The task's XCom and log: keys matched, keys removed, SCAN calls and seconds.
+
+### On failure
+A refused pattern fails the task naming the `pattern` field before Redis is touched. A Redis error
+fails it; keys already removed stay removed (the service rebuilds them on the next read).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.dag_policy import START_DATE, default_args
+
+# YAML and environment only: the Airflow Variable is read by the task, never while parsing.
+PREFIX = load_settings().cache_clear.key_prefix
+
+
+@dag(
+    dag_id="tutormax_cache_clear",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    tags=["tutormax", "cache"],
+    default_args=default_args(),
+    doc_md=__doc__,
+    params={
+        "pattern": Param(
+            f"{PREFIX}*",
+            type="string",
+            minLength=len(PREFIX) + 1,
+            maxLength=500,
+            title="Key pattern",
+            description_md=f"A Redis glob that starts with `{PREFIX}`.",
+        ),
+        "dry_run": Param(
+            True, type="boolean", title="Dry run", description_md="Only count the matching keys."
+        ),
+    },
+)
+def tutormax_cache_clear() -> None:
+    @task
+    def clear(params: dict | None = None) -> dict:
+        from tutormax_ops.cache.steps import clear_step
+
+        return clear_step(params or {})
+
+    clear()
+
+
+tutormax_cache_clear()

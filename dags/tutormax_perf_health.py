@@ -1,0 +1,97 @@
+"""
+# tutormax_perf_health
+
+### Purpose
+Every hour, snapshots the seed's performance summary (health score, cache, queries, recommendations)
+into the results database and evaluates the seed's Monitoring Alerts (cache hit rate below 70%, p95
+API time above 300 ms, slow-query rate above 15%, error rate above 1%) plus DB connections against
+the maximum and, when configured, queue depth. Each figure names its source: Redis INFO deltas,
+pg_stat_statements deltas since the last snapshot, the service's own `/api/performance/summary`, or
+the newest valid load test. Alerts have hysteresis (`health.raise_after`, `health.resolve_after`,
+`health.resolve_margin`): raise, hold, resolve. Once a day it also checks the seed's Production
+Checklist (pass, fail or cannot tell, with evidence). The Performance page in the UI shows it all.
+
+### Schedule
+Hourly (`health.schedule`), and on demand from the UI.
+
+### Params
+- `notify`: email raises and resolves (default true). Holds are never emailed.
+- `refresh_checklist`: check the Production Checklist now, even if it ran in the last day.
+
+### Outputs
+Rows in `tutormax_results`: `health_snapshots` (one per hour), `health_alerts` (one per alert per
+hour, with its runbook filled with live evidence), `health_checklist` (one per item per day). A rerun
+of the same hour replaces its rows and does not email a transition twice.
+
+### On failure
+The failed task emails `notify.recipients`. A live source that cannot be read is not a failure: the
+snapshot records it as the figure's source, and an unmeasured figure holds its alert's state.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.dag_policy import START_DATE, default_args
+
+
+@dag(
+    dag_id="tutormax_perf_health",
+    schedule=load_settings().health.schedule,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    tags=["tutormax", "health"],
+    default_args=default_args(),
+    doc_md=__doc__,
+    params={
+        "notify": Param(True, type="boolean", description="Email alerts that were raised or resolved."),
+        "refresh_checklist": Param(
+            False, type="boolean", description="Check the Production Checklist now, even if fresh."
+        ),
+    },
+)
+def tutormax_perf_health() -> None:
+    @task
+    def snapshot(dag_run=None, logical_date=None) -> dict:
+        from tutormax_ops.core.config import load_settings
+        from tutormax_ops.health.snapshot import take_snapshot
+
+        settings = load_settings(with_variable=True)
+        return take_snapshot(
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id, logical_date=logical_date, settings=settings
+        )
+
+    @task
+    def evaluate(taken: dict) -> dict:
+        from datetime import datetime
+
+        from tutormax_ops.core.config import load_settings
+        from tutormax_ops.health.evaluate import evaluate_alerts
+
+        return evaluate_alerts(datetime.fromisoformat(taken["hour"]), load_settings(with_variable=True))
+
+    @task
+    def notify(evaluated: dict, params=None) -> list[str]:
+        from datetime import datetime
+
+        from tutormax_ops.core.config import load_settings
+        from tutormax_ops.health.evaluate import email_changes
+
+        hour = datetime.fromisoformat(evaluated["hour"])
+        return email_changes(hour, load_settings(with_variable=True), notify=params["notify"])
+
+    @task
+    def checklist(params=None) -> dict:
+        from tutormax_ops.core.config import load_settings
+        from tutormax_ops.health.checklist import refresh_checklist
+
+        return refresh_checklist(load_settings(with_variable=True), force=params["refresh_checklist"])
+
+    taken = snapshot()
+    notify(evaluate(taken))
+    taken >> checklist()
+
+
+tutormax_perf_health()

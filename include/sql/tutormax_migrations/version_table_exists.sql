@@ -1,0 +1,1 @@
+SELECT to_regclass(%(qualified)s) IS NOT NULL

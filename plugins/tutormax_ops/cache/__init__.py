@@ -1,0 +1,1 @@
+"""Redis cache operations: pattern clearing (SCAN + UNLINK) and warming (the cache DAGs)."""

@@ -1,0 +1,269 @@
+"""The task bodies of `tutormax_cache_clear` and `tutormax_cache_warming`: each DAG task calls one
+function here. Redis through the `tutormax_redis` connection, the service through `tutormax_api`,
+ids through `tutormax_db`, history through `tutormax_results`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from psycopg.types.json import Jsonb
+
+from tutormax_ops.cache.keys import clear, validate_pattern
+from tutormax_ops.cache.warm import Pacing, Request, TargetResult, run_requests
+from tutormax_ops.collectors.redis import cache_stats
+from tutormax_ops.core.config import Settings, WarmTarget, load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID
+from tutormax_ops.core.db import collector_session, load_sql
+from tutormax_ops.core.notify import send_email
+from tutormax_ops.core.reports import render
+from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, upsert_rows
+from tutormax_ops.loadtest import api_base_url
+
+log = logging.getLogger(__name__)
+WARM_DAG_ID = "tutormax_cache_warming"
+
+
+@contextlib.contextmanager
+def _redis() -> Iterator[Any]:
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    client = RedisHook(redis_conn_id=REDIS_CONN_ID).get_conn()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# --- tutormax_cache_clear ---------------------------------------------------------------------
+
+
+def clear_step(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the pattern (before Redis is touched), then SCAN + UNLINK, or only count on a dry run."""
+    settings = load_settings(with_variable=True)
+    pattern = validate_pattern(str(params.get("pattern") or ""), settings.cache_clear.key_prefix)
+    with _redis() as client:
+        result = clear(
+            client,
+            pattern,
+            dry_run=bool(params.get("dry_run", True)),
+            scan_count=settings.cache_clear.scan_count,
+            unlink_batch=settings.cache_clear.unlink_batch,
+        )
+    verb = "would remove (dry run)" if result.dry_run else "removed"
+    count = result.matched if result.dry_run else result.removed
+    log.info(
+        "%s %d keys matching %r in %.2f s (%d SCAN calls)",
+        verb,
+        count,
+        pattern,
+        result.seconds,
+        result.scan_calls,
+    )
+    return asdict(result)
+
+
+# --- tutormax_cache_warming -------------------------------------------------------------------
+
+
+def _stat_patterns(settings: Settings) -> list[str]:
+    return list(
+        dict.fromkeys([*settings.collectors.redis_key_patterns, *settings.cache_warm.invalidate_patterns])
+    )
+
+
+def snapshot(settings: Settings | None = None) -> dict[str, Any]:
+    """Hit rate (INFO counters since start) and SCAN-bounded key counts per pattern."""
+    settings = settings or load_settings(with_variable=True)
+    with _redis() as client:
+        stats = cache_stats(
+            client, patterns=_stat_patterns(settings), scan_limit=settings.collectors.redis_scan_limit
+        )
+    if not stats.connected:
+        raise ConnectionError(f"tutormax_redis: {stats.error}")
+    return {
+        "hit_rate_percent": stats.hit_rate_percent,
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "keys": {k.pattern: k.keys for k in stats.key_counts},
+        "keys_truncated": [k.pattern for k in stats.key_counts if k.truncated],
+    }
+
+
+def should_invalidate(params: Mapping[str, Any], run_type: str) -> bool:
+    """`invalidate` param, or by default only when a migration's Asset event triggered the run."""
+    chosen = params.get("invalidate")
+    return run_type == "asset_triggered" if chosen is None else bool(chosen)
+
+
+def invalidate_step(params: Mapping[str, Any], run_type: str) -> dict[str, int]:
+    settings = load_settings(with_variable=True)
+    if not should_invalidate(params, run_type):
+        log.info("no invalidation: run type %s, invalidate=%s", run_type, params.get("invalidate"))
+        return {}
+    removed = {}
+    with _redis() as client:
+        for pattern in settings.cache_warm.invalidate_patterns:
+            validate_pattern(pattern, settings.cache_clear.key_prefix)
+            result = clear(
+                client,
+                pattern,
+                dry_run=False,
+                scan_count=settings.cache_clear.scan_count,
+                unlink_batch=settings.cache_clear.unlink_batch,
+            )
+            removed[pattern] = result.removed
+            log.info("invalidated %d keys matching %r", result.removed, pattern)
+    return removed
+
+
+def _checked_base_url(settings: Settings) -> str:
+    base = api_base_url()
+    host = (urlsplit(base).hostname or "").lower()
+    allowed = sorted({h.lower() for h in settings.loadtest.host_allowlist})
+    if host not in allowed:
+        raise PermissionError(
+            f"warm host {host!r} (tutormax_api) is not on loadtest.host_allowlist {allowed}"
+        )
+    return base
+
+
+def _ids(target: WarmTarget, settings: Settings) -> list[Any]:
+    with collector_session(DB_CONN_ID, settings) as conn:
+        return [row[0] for row in conn.execute(load_sql(target.sql_file), target.sql_params).fetchall()]
+
+
+def build_requests(target: WarmTarget, base: str, settings: Settings) -> list[Request]:
+    if target.kind == "warm_endpoint":
+        return [Request("POST", base + target.path, dict(target.query))]
+    return [
+        Request("GET", base + target.url_template.replace("{id}", str(i))) for i in _ids(target, settings)
+    ]
+
+
+def pacing(settings: Settings) -> Pacing:
+    warm = settings.cache_warm
+    return Pacing(warm.concurrency, warm.rate_per_s, warm.retries, warm.backoff_s, warm.request_timeout_s)
+
+
+def warm_step(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    settings = load_settings(with_variable=True)
+    wanted = list(params.get("targets") or [])
+    targets = [t for t in settings.cache_warm.targets if not wanted or t.name in wanted]
+    unknown = sorted(set(wanted) - {t.name for t in settings.cache_warm.targets})
+    if unknown:
+        raise ValueError(f"params.targets: {unknown} are not in cache_warm.targets")
+    base = _checked_base_url(settings)  # before any request
+    results: list[TargetResult] = []
+    for target in targets:
+        result = asyncio.run(
+            run_requests(target.name, build_requests(target, base, settings), pacing(settings))
+        )
+        log.info(
+            "%s: %d requested, %d ok, %d failed, p95 %s ms in %.1f s",
+            result.target,
+            result.requested,
+            result.ok,
+            result.failed,
+            result.p95_ms,
+            result.seconds,
+        )
+        for error in result.errors:
+            log.warning("%s: %s", result.target, error)
+        results.append(result)
+    return [asdict(result) for result in results]
+
+
+def record_step(
+    before: Mapping[str, Any],
+    invalidated: Mapping[str, int],
+    warmed: Sequence[Mapping[str, Any]],
+    *,
+    run_id: str,
+    run_type: str,
+    started_at: datetime,
+) -> dict[str, Any]:
+    """Take the after-snapshot, store the history rows, then email when the hit rate is below the alert
+    level or a target failed; a target with no successful request fails the task (no Asset event)."""
+    settings = load_settings(with_variable=True)
+    after = snapshot(settings)
+    level = settings.alerts.cache_hit_rate_percent
+    rate = before.get("hit_rate_percent")
+    alerts = []
+    if rate is not None and rate < level:
+        alerts.append(f"hit rate {rate:.1f}% is below the alert level {level:g}%")
+    alerts += [
+        f"{w['target']}: {w['failed']} of {w['requested']} requests failed" for w in warmed if w["failed"]
+    ]
+    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
+        schema = settings.storage.results_schema
+        ensure_results_schema(conn, schema)
+        upsert_rows(
+            conn,
+            schema,
+            "cache_warm_runs",
+            [_run_row(before, after, invalidated, alerts, run_id, run_type, started_at)],
+            key=("dag_id", "run_id"),
+        )
+        replace_run_rows(
+            conn,
+            schema,
+            "cache_warm_targets",
+            [_target_row(w, run_id) for w in warmed],
+            dag_id=WARM_DAG_ID,
+            run_id=run_id,
+            key=("dag_id", "run_id", "target"),
+        )
+    summary = {
+        "before": dict(before),
+        "after": after,
+        "invalidated": dict(invalidated),
+        "targets": list(warmed),
+        "alerts": alerts,
+    }
+    if alerts:
+        send_email(
+            subject=f"cache warming: {alerts[0]} ({run_id})",
+            html=render("cache_warm_email.html", run_id=run_id, **summary),
+        )
+    dead = [w["target"] for w in warmed if w["requested"] and not w["ok"]]
+    if dead:
+        raise RuntimeError(f"no request of {dead} succeeded (see the warm task's log); results were stored")
+    return summary
+
+
+def _run_row(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    invalidated: Mapping[str, int],
+    alerts: list[str],
+    run_id: str,
+    run_type: str,
+    started_at: datetime,
+) -> dict[str, Any]:
+    return {
+        "dag_id": WARM_DAG_ID,
+        "run_id": run_id,
+        "started_at": started_at,
+        "triggered_by": run_type,
+        "invalidated": sum(invalidated.values()) if invalidated else None,
+        "hit_rate_before": before.get("hit_rate_percent"),
+        "hit_rate_after": after.get("hit_rate_percent"),
+        "keys_before": Jsonb(before.get("keys", {})),
+        "keys_after": Jsonb(after.get("keys", {})),
+        "alert": "; ".join(alerts) or None,
+    }
+
+
+def _target_row(warmed: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "dag_id": WARM_DAG_ID,
+        "run_id": run_id,
+        **{k: warmed[k] for k in ("target", "requested", "ok", "failed", "p95_ms", "seconds")},
+    }

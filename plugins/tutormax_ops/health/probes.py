@@ -1,0 +1,105 @@
+"""Live probes the runbooks and the checklist share. Each returns plain text evidence (or a
+`Verdict`) and never raises: a probe that cannot reach its server says so, credentials redacted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID
+from tutormax_ops.core.notify import redact
+from tutormax_ops.core.paths import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from tutormax_ops.core.config import Settings
+
+Status = Literal["pass", "fail", "cannot tell"]
+TTL_SAMPLE = 10
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    evidence: str
+
+
+def guarded(probe: Callable[[], Verdict]) -> Verdict:
+    """Run a probe; an exception is a "cannot tell" with the error as evidence."""
+    try:
+        return probe()
+    except Exception as error:  # every probe failure is evidence, never a crash of the step
+        return Verdict("cannot tell", redact(f"{type(error).__name__}: {error}")[:500])
+
+
+def with_redis(use: Callable[[Redis], Verdict]) -> Verdict:
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    def probe() -> Verdict:
+        client = RedisHook(redis_conn_id=REDIS_CONN_ID).get_conn()
+        try:
+            return use(client)
+        finally:
+            client.close()
+
+    return guarded(probe)
+
+
+def with_database(settings: Settings, use: Callable[[Any], Verdict]) -> Verdict:
+    from tutormax_ops.core.db import collector_session
+
+    def probe() -> Verdict:
+        with collector_session(DB_CONN_ID, settings) as conn:
+            return use(conn)
+
+    return guarded(probe)
+
+
+def alembic_status(settings: Settings) -> Verdict:
+    """`alembic current` (the version table) against the project's heads (its scripts)."""
+    if not settings.health.alembic_ini:
+        return Verdict("cannot tell", "no Alembic project is configured (health.alembic_ini)")
+
+    def compare(conn: Any) -> Verdict:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        ini = Path(settings.health.alembic_ini)
+        ini = ini if ini.is_absolute() else PROJECT_ROOT / ini
+        config = Config(str(ini))
+        script = ScriptDirectory.from_config(config)
+        heads = set(script.get_heads())
+        from tutormax_ops.core.db import load_sql
+        from tutormax_ops.health.results import SQL_FOLDER
+
+        exists = conn.execute(load_sql(f"{SQL_FOLDER}/alembic_table.sql")).fetchone()[0]
+        current = (
+            {row[0] for row in conn.execute(load_sql(f"{SQL_FOLDER}/alembic_current.sql")).fetchall()}
+            if exists
+            else set()
+        )
+        latest = script.get_revision(next(iter(heads))) if len(heads) == 1 else None
+        change = f"; newest migration {latest.revision}: {latest.doc}" if latest else ""
+        evidence = f"database at {sorted(current) or 'no revision'}, project head {sorted(heads)}{change}"
+        return Verdict("pass" if current == heads else "fail", evidence)
+
+    return with_database(settings, compare)
+
+
+def sampled_ttls(client: Redis, patterns: tuple[str, ...]) -> str:
+    """The TTLs of up to TTL_SAMPLE keys per pattern (one SCAN call each, never KEYS)."""
+    parts = []
+    for pattern in patterns:
+        _, keys = client.scan(cursor=0, match=pattern, count=1000)
+        ttls = [client.ttl(key) for key in keys[:TTL_SAMPLE]]
+        if not ttls:
+            parts.append(f"{pattern}: no key in the first SCAN page")
+            continue
+        no_expiry = sum(1 for ttl in ttls if ttl < 0)
+        live = sorted(ttl for ttl in ttls if ttl >= 0)
+        spread = f"TTL {live[0]}–{live[-1]} s" if live else "no TTL"
+        parts.append(f"{pattern}: {len(ttls)} sampled, {spread}, {no_expiry} without expiry")
+    return "; ".join(parts)

@@ -1,0 +1,374 @@
+"""Step 4, `analyze`: validity, both verdicts, the history rows and the report of one stored run."""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from tutormax_ops.collectors.sampling import Interval, min_requests
+from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
+from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.report import write_reports
+from tutormax_ops.loadtest.runner import HOST_ROLE, LOCUST_OUTPUTS, PREFIX
+from tutormax_ops.loadtest.verdict import (
+    LoadStep,
+    TargetCheck,
+    check_targets,
+    endpoint_name,
+    knee,
+    load_steps,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from tutormax_ops.collectors.locust import EndpointMetrics, LocustRun
+    from tutormax_ops.loadtest.regression import Finding, Point, SeriesVerdict
+
+
+Verdict = Literal["pass", "fail", "regression", "invalid"]
+ACCEPTED_VARIABLE = "tutormax_loadtest_accepted_runs"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the report, the email and the history rows are made of."""
+
+    plan: RunPlan
+    run_id: str
+    started_at: datetime
+    valid: bool
+    invalid_reasons: tuple[str, ...]
+    run: LocustRun | None
+    checks: tuple[TargetCheck, ...]
+    steps: tuple[LoadStep, ...]
+    knee: LoadStep | None
+    regression: tuple[SeriesVerdict, ...]
+    history: tuple[dict[str, Any], ...]  # earlier runs, oldest first, with their endpoint figures
+    server: dict[str, Any]
+    outcome: dict[str, Any]
+    min_requests: int = 1  # the fewest requests whose p95 has an upper bound (collectors.sampling)
+    accepted: tuple[str, ...] = ()  # flagged runs a person accepted as the new normal
+
+    @property
+    def recovered_from(self) -> dict[str, Any] | None:
+        """The regression this run ends: the latest earlier run, if it was flagged and not accepted,
+        when this run is valid and raises no alarm."""
+        last = self.history[-1] if self.history else None
+        if not self.valid or self.alarms or last is None:
+            return None
+        flagged = last.get("regression_verdict") == "regression" and last["run_id"] not in self.accepted
+        return last if flagged else None
+
+    @property
+    def targets_verdict(self) -> Literal["pass", "fail"]:
+        return "fail" if any(check.status == "fail" for check in self.checks) else "pass"
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Largest move first, counted in steps of each metric's `min_abs_change`, so the email's subject
+        names what moved most. Relative change would rank a query p95 going from 1.6 to 3.9 ms
+        (+149%) above an endpoint slowed by 150 ms from a 100 ms baseline (+150% or less)."""
+        from tutormax_ops.loadtest.regression import METRICS
+
+        found = [finding for verdict in self.regression for finding in verdict.findings]
+        return sorted(
+            found, key=lambda finding: -abs(finding.change) / METRICS[finding.metric].min_abs_change
+        )
+
+    @property
+    def alarms(self) -> list[Finding]:
+        """The findings that fail the run: those judged on a history long enough (`alarm_history`)."""
+        return [finding for finding in self.findings if not finding.provisional]
+
+    @property
+    def regression_verdict(
+        self,
+    ) -> Literal["regression", "provisional", "ok", "insufficient history", "not judged"]:
+        if not self.valid:
+            return "not judged"
+        if self.alarms:
+            return "regression"
+        if self.findings:
+            return "provisional"
+        if any(verdict.status == "insufficient history" for verdict in self.regression):
+            return "insufficient history"
+        return "ok"
+
+    @property
+    def verdict(self) -> Verdict:
+        if not self.valid:
+            return "invalid"
+        if self.targets_verdict == "fail":
+            return "fail"
+        return "regression" if self.alarms else "pass"
+
+    def headline(self) -> str:
+        """One line for the email subject: the verdict and its first reason."""
+        problems = [
+            *(f"invalid: {reason}" for reason in self.invalid_reasons),
+            *(
+                f"{check.scope} {check.metric} {check.value:.1f} {check.unit} misses {check.comparison} {check.target:g}"
+                for check in self.checks
+                if check.status == "fail" and check.value is not None
+            ),
+            *(finding.describe() for finding in self.alarms),
+        ]
+        if self.recovered_from is not None:
+            problems.append(f"recovered from the regression of run {self.recovered_from['run_id']}")
+        problems += [finding.describe() for finding in self.findings if finding.provisional]
+        label = {"pass": "PASS", "fail": "TARGET BREACH", "regression": "REGRESSION", "invalid": "INVALID"}
+        words = [label[self.verdict]]
+        if self.valid and self.alarms and self.verdict == "fail":
+            words.append("+ REGRESSION")
+        return " ".join(words) + (f": {problems[0]}" if problems else "")
+
+
+def analyze_run(
+    plan_values: Mapping[str, Any], run_info: Mapping[str, Any], context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Judge the stored run, upsert its history rows, then write report.html and email.html."""
+    from airflow.sdk import ObjectStoragePath
+
+    settings = load_settings(with_variable=True)
+    plan = RunPlan(**plan_values)
+    ti = context["ti"]
+    artifacts = ObjectStoragePath(run_info["artifacts_uri"])
+    with tempfile.TemporaryDirectory(prefix="tutormax-analysis-") as tmp:
+        analysis = judge(plan, ti.run_id, run_info, artifacts, Path(tmp), settings, dag_id=ti.dag_id)
+    row = run_row(
+        plan,
+        ti.dag_id,
+        ti.run_id,
+        analysis.started_at,
+        artifacts,
+        valid=analysis.valid,
+        invalid_reason="; ".join(analysis.invalid_reasons) or None,
+        verdict=analysis.verdict,
+        analysis=analysis,
+    )
+    store_run_rows(settings, row, endpoint_rows(analysis, ti.dag_id))
+    write_reports(analysis, artifacts, settings)
+    print(f"verdict {analysis.verdict}: {analysis.headline()}")
+    return {
+        "verdict": analysis.verdict,
+        "headline": analysis.headline(),
+        "notify": plan.notify,
+        "recovered": analysis.recovered_from is not None,
+        "profile": plan.profile,
+        "artifacts_uri": str(artifacts),
+    }
+
+
+def judge(
+    plan: RunPlan,
+    run_id: str,
+    run_info: Mapping[str, Any],
+    artifacts: ObjectStoragePath,
+    scratch: Path,
+    settings: Settings,
+    *,
+    dag_id: str,
+) -> Analysis:
+    from tutormax_ops.collectors.locust import SERVER_TIMES_GLOB, parse_run
+    from tutormax_ops.loadtest.regression import analyze_history
+    from tutormax_ops.loadtest.validity import validate_run
+
+    for name in (*LOCUST_OUTPUTS, *(f"{role}.log" for role in ("locust", "master"))):
+        source = artifacts / name
+        if source.exists():
+            (scratch / name).write_bytes(source.read_bytes())
+    for source in artifacts.iterdir():
+        if fnmatch.fnmatch(source.name, SERVER_TIMES_GLOB):
+            (scratch / source.name).write_bytes(source.read_bytes())
+    outcome = run_info["outcome"]
+    cpu, host_cpu = _busiest_cpu(artifacts / "cpu_samples.csv")
+    targets = settings.targets_for(plan.profile)
+    log_text = "".join(path.read_text(errors="replace") for path in scratch.glob("*.log"))
+    params = settings.loadtest.regression
+    reasons: list[str] = []
+    run = None
+    if (scratch / f"{PREFIX}.json").exists():
+        run = parse_run(
+            csv_prefix=scratch / PREFIX,
+            json_path=scratch / f"{PREFIX}.json",
+            html_path=scratch / f"{PREFIX}.html",
+            log_text=log_text,
+            confidence=params.confidence,
+        )
+        validity = validate_run(
+            run,
+            planned_duration_s=plan.planned_duration_s,
+            cpu_samples=cpu,
+            # A stress run saturates a shared machine on purpose: its knee is where the targets break.
+            host_cpu_samples=() if plan.stress else host_cpu,
+            host_saturation_percent=settings.loadtest.host_saturation_percent,
+            cpu_saturation_percent=settings.loadtest.cpu_saturation_percent,
+            max_saturated_fraction=settings.loadtest.max_saturated_fraction,
+            stall_min_s=settings.loadtest.stall_min_s,
+            stall_fraction=settings.loadtest.stall_fraction,
+        )
+        reasons += validity.reasons
+    else:
+        reasons.append("locust wrote no JSON results: it did not start or was killed")
+    if outcome["stopped_by"]:
+        reasons.append(f"the runner stopped locust: {outcome['stopped_by']}")
+    failed_exits = {role: code for role, code in outcome["exit_codes"].items() if code not in (0, None)}
+    if failed_exits:
+        reasons.append(f"locust exited with {failed_exits} (see the locust log)")
+    steps = load_steps(scratch / f"{PREFIX}_stats_history.csv", targets) if plan.stress and run else []
+    stress_knee = knee(steps)
+    server = run_info["server"]
+    server_details = json.loads((artifacts / "server_metrics.json").read_text())
+    checks = check_targets(
+        aggregate=run.aggregate if run else None,
+        endpoints=run.endpoints if run else (),
+        cache_hit_rate=server["cache_hit_rate"],
+        query_p95_ms=server["query_p95_ms"],
+        targets=targets,
+        min_endpoint_requests=min_requests(confidence=params.confidence),
+        stress_knee=stress_knee,
+        stress=plan.stress,
+        unmeasured=_unmeasured(server_details),
+    )
+    started_at = datetime.fromisoformat(outcome["started_at"])
+    history = load_history(settings, plan, dag_id, run_id)
+    valid = not reasons
+    regression = ()
+    accepted = _accepted_runs()
+    if valid and run is not None:
+        current = _current_values(run, server, stress_knee, min_requests(confidence=params.confidence))
+        series = build_series(history, current, run_id, started_at, accepted=accepted)
+        regression = tuple(analyze_history(series, params))
+    return Analysis(
+        plan=plan,
+        run_id=run_id,
+        started_at=started_at,
+        valid=valid,
+        invalid_reasons=tuple(reasons),
+        run=run,
+        checks=tuple(checks),
+        steps=tuple(steps),
+        knee=stress_knee,
+        regression=regression,
+        history=tuple(history),
+        server=server_details,
+        outcome=outcome,
+        min_requests=min_requests(confidence=params.confidence),
+        accepted=accepted,
+    )
+
+
+def _accepted_runs() -> tuple[str, ...]:
+    """Run ids of flagged runs a person accepted as the new normal: the Airflow Variable
+    `tutormax_loadtest_accepted_runs`, a JSON list."""
+    from airflow.sdk import Variable
+
+    return tuple(Variable.get(ACCEPTED_VARIABLE, default=[], deserialize_json=True))
+
+
+def _unmeasured(server: Mapping[str, Any]) -> dict[str, str]:
+    """Why a server-side figure is missing, in the words of its collector."""
+    reasons = {}
+    cache, queries = server.get("cache"), server.get("queries")
+    if server.get("cache_hit_rate") is None:
+        reasons["cache_hit_rate"] = (
+            (cache or {}).get("error")
+            or (cache or {}).get("window_note")
+            or "; ".join(server["errors"])
+            or "no lookups"
+        )
+    if server.get("query_p95_ms") is None:
+        reasons["query_p95_ms"] = (
+            f"{queries['reason']}: {queries['fix']}"
+            if queries and queries.get("reason")
+            else "; ".join(server["errors"])
+        ) or "no queries"
+    return reasons
+
+
+def _busiest_cpu(samples_csv: ObjectStoragePath) -> tuple[list[float], list[float]]:
+    """Per sample: the busiest locust process's CPU, and the whole machine's."""
+    if not samples_csv.exists():
+        return [], []
+    busiest: dict[str, float] = {}
+    host: list[float] = []
+    for row in csv.DictReader(samples_csv.read_text().splitlines()):
+        if row["role"] == HOST_ROLE:
+            host.append(float(row["cpu_percent"]))
+        else:
+            busiest[row["elapsed_s"]] = max(busiest.get(row["elapsed_s"], 0.0), float(row["cpu_percent"]))
+    return list(busiest.values()), host
+
+
+def _current_values(
+    run: LocustRun, server: Mapping[str, Any], stress_knee: LoadStep | None, min_requests: int
+) -> dict[str, dict[str, Interval]]:
+    """This run's values per scope and metric, as the history stores them, with their sampling
+    intervals where the run's histograms give them."""
+    from tutormax_ops.loadtest.regression import AGGREGATE
+
+    def plain(value: float | None) -> Interval:
+        return Interval(value, None, None)
+
+    values: dict[str, dict[str, Interval]] = {
+        AGGREGATE: {
+            "p95_ms": _p95(run.aggregate),
+            "error_rate": _error_rate(run.aggregate),
+            "rps": plain(run.aggregate.steady_rps),
+            "cache_hit_rate": plain(server["cache_hit_rate"]),
+            "query_p95_ms": plain(server["query_p95_ms"]),
+            "knee_rps": plain(stress_knee.rps if stress_knee else None),
+        }
+    }
+    for endpoint in run.endpoints:
+        if endpoint.requests >= min_requests:  # fewer: the p95 has no upper bound, so it is not judged
+            values[endpoint_name(endpoint)] = {"p95_ms": _p95(endpoint), "error_rate": _error_rate(endpoint)}
+    return values
+
+
+def _p95(metrics: EndpointMetrics) -> Interval:
+    return Interval(metrics.p95_ms, metrics.p95_low_ms, metrics.p95_high_ms)
+
+
+def _error_rate(metrics: EndpointMetrics) -> Interval:
+    return Interval(metrics.error_rate_percent, metrics.error_rate_low, metrics.error_rate_high)
+
+
+def build_series(
+    history: Sequence[Mapping[str, Any]],
+    current: Mapping[str, Mapping[str, Interval]],
+    run_id: str,
+    started_at: datetime,
+    *,
+    accepted: Sequence[str] = (),
+) -> dict[tuple[str, str], list[Point]]:
+    """One series per (scope, metric) the current run has a value for: history oldest first, this
+    run last. A run flagged as a regression and not in `accepted` is marked out of the baseline."""
+    from tutormax_ops.loadtest.regression import AGGREGATE, Point
+
+    series: dict[tuple[str, str], list[Point]] = {}
+    for scope, metrics in current.items():
+        for metric, measured in metrics.items():
+            if measured.value is None:
+                continue
+            points = [
+                Point(
+                    past["run_id"],
+                    past["started_at"],
+                    past.get(metric) if scope == AGGREGATE else past["endpoints"].get(scope, {}).get(metric),
+                    baseline=past.get("regression_verdict") != "regression" or past["run_id"] in accepted,
+                )
+                for past in history
+            ]
+            here = Point(run_id, started_at, measured.value, measured.low, measured.high)
+            series[(scope, metric)] = [*points, here]
+    return series

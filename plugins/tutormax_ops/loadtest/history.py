@@ -1,0 +1,153 @@
+"""The history rows: one per run and one per endpoint in `tutormax_results`, upserted, and the comparable runs read back."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tutormax_ops.core.config import Settings
+from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
+from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.verdict import endpoint_name
+
+if TYPE_CHECKING:
+    import psycopg
+    from airflow.sdk import ObjectStoragePath
+
+    from tutormax_ops.loadtest.analyze import Analysis
+    from tutormax_ops.loadtest.regression import Finding
+
+
+@contextlib.contextmanager
+def _results_db(settings: Settings) -> Iterator[psycopg.Connection]:
+    from tutormax_ops.core.db import collector_session
+    from tutormax_ops.core.storage import ensure_results_schema
+
+    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
+        ensure_results_schema(conn, settings.storage.results_schema)
+        yield conn
+
+
+def load_history(settings: Settings, plan: RunPlan, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Earlier valid runs comparable with this one (same DAG, profile and user count), oldest first,
+    each with its endpoints' figures under "endpoints"."""
+    from psycopg.rows import dict_row
+
+    from tutormax_ops.core.db import load_sql
+
+    schema = settings.storage.results_schema
+    with _results_db(settings) as conn, conn.cursor(row_factory=dict_row) as cursor:
+        params = {"dag_id": dag_id, "profile": plan.profile, "users": plan.users, "run_id": run_id}
+        cursor.execute(
+            load_sql("tutormax_load_test/history_runs.sql", schema=schema),
+            {**params, "limit": settings.loadtest.regression.window_runs},
+        )
+        runs = list(reversed(cursor.fetchall()))
+        cursor.execute(
+            load_sql("tutormax_load_test/history_endpoints.sql", schema=schema),
+            {"dag_id": dag_id, "run_ids": [run["run_id"] for run in runs]},
+        )
+        endpoints: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in cursor.fetchall():
+            endpoints.setdefault(row["run_id"], {})[row["endpoint"]] = row
+    return [{**run, "endpoints": endpoints.get(run["run_id"], {})} for run in runs]
+
+
+def run_row(
+    plan: RunPlan,
+    dag_id: str,
+    run_id: str,
+    started_at: datetime,
+    artifacts: ObjectStoragePath,
+    *,
+    valid: bool,
+    invalid_reason: str | None,
+    verdict: str,
+    analysis: Analysis | None = None,
+) -> dict[str, Any]:
+    from psycopg.types.json import Jsonb
+
+    from tutormax_ops.core.notify import redact
+
+    aggregate = analysis.run.aggregate if analysis and analysis.run else None
+    server = analysis.server if analysis else {}
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "profile": plan.profile,
+        "started_at": started_at,
+        "duration_s": analysis.run.duration_s if analysis and analysis.run else None,
+        "host": redact(plan.host),
+        "users": plan.users,
+        "spawn_rate": plan.spawn_rate,
+        "planned_duration_s": plan.planned_duration_s,
+        "processes": plan.processes,
+        "valid": valid,
+        "invalid_reason": invalid_reason,
+        "requests": aggregate.requests if aggregate else None,
+        "failures": aggregate.failures if aggregate else None,
+        "error_rate": aggregate.error_rate_percent if aggregate else None,
+        "rps": aggregate.steady_rps if aggregate else None,
+        "p50_ms": aggregate.p50_ms if aggregate else None,
+        "p95_ms": aggregate.p95_ms if aggregate else None,
+        "p99_ms": aggregate.p99_ms if aggregate else None,
+        "cache_hit_rate": server.get("cache_hit_rate"),
+        "query_p95_ms": server.get("query_p95_ms"),
+        "slow_query_rate": server.get("slow_query_rate"),
+        "knee_rps": analysis.knee.rps if analysis and analysis.knee else None,
+        "knee_users": analysis.knee.users if analysis and analysis.knee else None,
+        "verdict": verdict,
+        "targets_verdict": analysis.targets_verdict if analysis else None,
+        "regression_verdict": analysis.regression_verdict if analysis else None,
+        "findings": Jsonb([finding_values(finding) for finding in analysis.findings] if analysis else []),
+        "artifacts_uri": str(artifacts),
+    }
+
+
+def finding_values(finding: Finding) -> dict[str, Any]:
+    values = asdict(finding)
+    values["since_started_at"] = finding.since_started_at.isoformat()
+    values["z"] = None if finding.z is None or math.isinf(finding.z) else finding.z
+    return values
+
+
+def endpoint_rows(analysis: Analysis, dag_id: str) -> list[dict[str, Any]]:
+    if analysis.run is None:
+        return []
+    return [
+        {
+            "dag_id": dag_id,
+            "run_id": analysis.run_id,
+            "endpoint": endpoint_name(endpoint),
+            "requests": endpoint.requests,
+            "failures": endpoint.failures,
+            "error_rate": endpoint.error_rate_percent,
+            "rps": endpoint.steady_rps,
+            "p50_ms": endpoint.p50_ms,
+            "p95_ms": endpoint.p95_ms,
+            "p99_ms": endpoint.p99_ms,
+        }
+        for endpoint in analysis.run.endpoints
+    ]
+
+
+def store_run_rows(settings: Settings, run: dict[str, Any], endpoints: list[dict[str, Any]]) -> None:
+    """One row per run and one per endpoint, upserted: a rerun of the DAG run replaces them."""
+    from tutormax_ops.core.storage import replace_run_rows, upsert_rows
+
+    schema = settings.storage.results_schema
+    with _results_db(settings) as conn:
+        upsert_rows(conn, schema, "loadtest_runs", [run], key=("dag_id", "run_id"))
+        replace_run_rows(
+            conn,
+            schema,
+            "loadtest_endpoints",
+            endpoints,
+            dag_id=run["dag_id"],
+            run_id=run["run_id"],
+            key=("dag_id", "run_id", "endpoint"),
+        )

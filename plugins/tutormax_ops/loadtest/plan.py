@@ -1,0 +1,92 @@
+"""Step 1, `plan`: the run's plan, from the form's params over the chosen profile."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.conn_ids import API_CONN_ID
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    profile: str
+    host: str  # base URL without a trailing slash, e.g. http://127.0.0.1:8000
+    users: int
+    spawn_rate: float
+    run_time_s: int
+    processes: int  # 0: one locust process; N: a master and N worker processes
+    notify: str
+    trigger: Literal["schedule", "asset", "manual"]
+    step_users: int | None = None
+    step_seconds: int | None = None
+
+    @property
+    def stress(self) -> bool:
+        return self.step_users is not None and self.step_seconds is not None
+
+    @property
+    def planned_duration_s(self) -> float:
+        """The shape decides a stress run's length: whole steps up to `users`."""
+        if self.step_users is not None and self.step_seconds is not None:
+            return float(math.ceil(self.users / self.step_users) * self.step_seconds)
+        return float(self.run_time_s)
+
+    def measure_after_s(self, warmup_fraction: float) -> float:
+        """When the server-side window opens, counted from the first user: all users spawned, plus a
+        warm-up, but never later than half-way."""
+        spawn_s = 0.0 if self.stress else self.users / self.spawn_rate
+        return min(spawn_s + warmup_fraction * self.planned_duration_s, self.planned_duration_s / 2)
+
+
+def resolve_plan(
+    settings: Settings, params: Mapping[str, Any], *, default_host: str, trigger: str
+) -> RunPlan:
+    """Params over the profile's values. An Asset event carries no form: the post-migration check is
+    always the plain `smoke` profile against the default host."""
+    chosen = (
+        {} if trigger == "asset" else {key: value for key, value in params.items() if value not in (None, "")}
+    )
+    name = "smoke" if trigger == "asset" else chosen.get("profile", settings.loadtest.default_profile)
+    profile = settings.profile(name)
+    return RunPlan(
+        profile=name,
+        host=str(chosen.get("host") or default_host).rstrip("/"),
+        users=int(chosen.get("users", profile.users)),
+        spawn_rate=float(chosen.get("spawn_rate", profile.spawn_rate)),
+        run_time_s=int(chosen.get("run_time", profile.run_time_s)),
+        processes=int(chosen.get("processes", 0)),
+        notify=str(params.get("notify") or "on_problem"),
+        trigger=trigger if trigger in ("schedule", "asset") else "manual",  # type: ignore[arg-type]
+        step_users=profile.step_users,
+        step_seconds=profile.step_seconds,
+    )
+
+
+def api_base_url(conn_id: str = API_CONN_ID) -> str:
+    """The `tutormax_api` connection as a base URL (no credentials: load needs none)."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    host = conn.host or ""
+    if "://" in host:
+        return host.rstrip("/")
+    netloc = f"[{host}]" if ":" in host else host  # IPv6 literal
+    return f"{conn.schema or 'http'}://{netloc}{f':{conn.port}' if conn.port else ''}"
+
+
+def plan_from_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    run_type = context["dag_run"].run_type
+    run_type = getattr(run_type, "value", run_type)
+    trigger = {"asset_triggered": "asset", "scheduled": "schedule"}.get(str(run_type), "manual")
+    params = context["params"]
+    default_host = "" if (params.get("host") and trigger != "asset") else api_base_url()
+    plan = resolve_plan(load_settings(with_variable=True), params, default_host=default_host, trigger=trigger)
+    print(f"plan: {plan}")
+    return asdict(plan)

@@ -1,0 +1,253 @@
+"""Step 5, `notify`: the trend and CPU charts, report.html, email.html, summary.json, and the email."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tutormax_ops.core.config import Settings
+from tutormax_ops.loadtest.history import finding_values
+from tutormax_ops.loadtest.runner import PREFIX
+from tutormax_ops.loadtest.verdict import endpoint_name
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from tutormax_ops.loadtest.analyze import Analysis
+
+
+REPORT_FILES = ("report.html", "email.html", "summary.json", "endpoints.csv", "trend.png")
+
+
+@dataclass(frozen=True)
+class EndpointComparison:
+    endpoint: str
+    requests: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p95_low_ms: float | None  # this run's own confidence interval of its p95
+    server_p95_ms: float | None  # the service's own p95 (X-Response-Time), where it sends one
+    p95_high_ms: float | None
+    baseline_p95_ms: float | None
+    p95_change: float | None  # relative
+    min_step: float | None  # the smallest relative p95 step this history and sample could flag
+    error_rate: float | None
+    baseline_error_rate: float | None
+    rps: float | None
+    status: str
+
+
+def endpoint_comparisons(analysis: Analysis, baseline_runs: int) -> list[EndpointComparison]:
+    """Each endpoint against its baseline: the robust rule's reference where it was judged (flagged
+    runs left out), else the median of its last `baseline_runs` history values."""
+    import statistics
+
+    if analysis.run is None:
+        return []
+    judged = {(verdict.scope, verdict.metric): verdict for verdict in analysis.regression}
+
+    def baseline(name: str, metric: str) -> float | None:
+        if (verdict := judged.get((name, metric))) is not None:
+            return verdict.baseline
+        values = [run["endpoints"][name][metric] for run in analysis.history if name in run["endpoints"]]
+        values = [value for value in values if value is not None][-baseline_runs:]
+        return statistics.median(values) if values else None
+
+    rows = []
+    for endpoint in analysis.run.endpoints:
+        name = endpoint_name(endpoint)
+        base_p95 = baseline(name, "p95_ms")
+        p95_verdict = judged.get((name, "p95_ms"))
+        rows.append(
+            EndpointComparison(
+                endpoint=name,
+                requests=endpoint.requests,
+                p50_ms=endpoint.p50_ms,
+                p95_ms=endpoint.p95_ms,
+                p95_low_ms=endpoint.p95_low_ms,
+                server_p95_ms=endpoint.server_p95_ms,
+                p95_high_ms=endpoint.p95_high_ms,
+                baseline_p95_ms=base_p95,
+                p95_change=(endpoint.p95_ms - base_p95) / base_p95
+                if base_p95 and endpoint.p95_ms is not None
+                else None,
+                min_step=p95_verdict.min_step if p95_verdict else None,
+                error_rate=endpoint.error_rate_percent,
+                baseline_error_rate=baseline(name, "error_rate"),
+                rps=endpoint.steady_rps,
+                status=_status(analysis, name, endpoint.requests),
+            )
+        )
+    return rows
+
+
+def _status(analysis: Analysis, name: str, requests: int) -> str:
+    """The worst that applies: a regression, a missed target, a provisional finding, then what the
+    history said; an endpoint with too few requests is not judged, and says why."""
+    findings = [finding for finding in analysis.findings if finding.scope == name]
+    if any(not finding.provisional for finding in findings):
+        return "regression"
+    if any(check.scope == name and check.status == "fail" for check in analysis.checks):
+        return "target missed"
+    if findings:
+        return "provisional regression"
+    statuses = {verdict.status for verdict in analysis.regression if verdict.scope == name}
+    for status in ("ok", "insufficient history"):
+        if status in statuses:
+            return status
+    if requests < analysis.min_requests:
+        return f"not judged: {requests} requests, a p95 needs at least {analysis.min_requests}"
+    return "not judged"
+
+
+def min_detectable_step(comparisons: list[EndpointComparison]) -> float | None:
+    """The median over judged endpoints of the smallest p95 step their history and sample can flag."""
+    import statistics
+
+    steps = [row.min_step for row in comparisons if row.min_step is not None]
+    return statistics.median(steps) if steps else None
+
+
+def trend_chart(analysis: Analysis) -> bytes:
+    """p95 per run: the aggregate, and every endpoint that regressed (else the three busiest)."""
+    from tutormax_ops.core import reports
+    from tutormax_ops.loadtest.regression import AGGREGATE
+
+    runs = [
+        *analysis.history,
+        {"run_id": analysis.run_id, "started_at": analysis.started_at, **_current_row(analysis)},
+    ]
+    scopes = list(dict.fromkeys(finding.scope for finding in analysis.findings if finding.scope != AGGREGATE))
+    if not scopes and analysis.run:
+        scopes = [endpoint_name(e) for e in sorted(analysis.run.endpoints, key=lambda e: -e.requests)[:3]]
+    series = {
+        f"{scope} p95": [(run["started_at"], run["endpoints"].get(scope, {}).get("p95_ms")) for run in runs]
+        for scope in scopes
+    }
+    series = {AGGREGATE + " p95": [(run["started_at"], run.get("p95_ms")) for run in runs], **series}
+    return reports.line_chart_png(
+        series,
+        title=f"p95 per run: profile {analysis.plan.profile}, {analysis.plan.users} users",
+        ylabel="ms",
+    )
+
+
+def _current_row(analysis: Analysis) -> dict[str, Any]:
+    if analysis.run is None:
+        return {"p95_ms": None, "endpoints": {}}
+    return {
+        "p95_ms": analysis.run.aggregate.p95_ms,
+        "endpoints": {endpoint_name(e): {"p95_ms": e.p95_ms} for e in analysis.run.endpoints},
+    }
+
+
+def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | None:
+    from tutormax_ops.core import reports
+
+    if not samples_csv.exists():
+        return None
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in csv.DictReader(samples_csv.read_text().splitlines()):
+        series.setdefault(row["role"], []).append((float(row["elapsed_s"]), float(row["cpu_percent"])))
+    return (
+        reports.line_chart_png(series, title="Load generator CPU (% of one core)", ylabel="%")
+        if series
+        else None
+    )
+
+
+def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Settings) -> None:
+    from tutormax_ops.collectors.locust import PERCENTILE_ROUNDING
+    from tutormax_ops.core import reports
+    from tutormax_ops.loadtest.regression import METRICS
+
+    trend = trend_chart(analysis)
+    cpu = cpu_chart(analysis, artifacts / "cpu_samples.csv")
+    comparisons = endpoint_comparisons(analysis, settings.loadtest.regression.robust_runs)
+    context = {
+        "analysis": analysis,
+        "plan": analysis.plan,
+        "targets": settings.targets_for(analysis.plan.profile),
+        "comparisons": comparisons,
+        "min_step": min_detectable_step(comparisons),
+        "alarm_history": settings.loadtest.regression.alarm_history,
+        "rounding_note": PERCENTILE_ROUNDING,
+        "labels": {name: spec.label for name, spec in METRICS.items()},
+        "cpu_saturation": settings.loadtest.cpu_saturation_percent,
+        "artifacts_uri": str(artifacts),
+        "files": sorted({path.name for path in artifacts.iterdir()} | set(REPORT_FILES)),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (artifacts / "trend.png").write_bytes(trend)
+    (artifacts / "report.html").write_text(
+        reports.render(
+            "loadtest_report.html",
+            **context,
+            trend_src=reports.data_uri_png(trend),
+            cpu_src=reports.data_uri_png(cpu) if cpu else None,
+        )
+    )
+    (artifacts / "email.html").write_text(
+        reports.render("loadtest_email.html", **context, trend_src="cid:trend.png")
+    )
+    summary = {
+        "verdict": analysis.verdict,
+        "headline": analysis.headline(),
+        "plan": asdict(analysis.plan),
+        "valid": analysis.valid,
+        "invalid_reasons": list(analysis.invalid_reasons),
+        "targets_verdict": analysis.targets_verdict,
+        "regression_verdict": analysis.regression_verdict,
+        "checks": [asdict(check) for check in analysis.checks],
+        "findings": [finding_values(finding) for finding in analysis.findings],
+        "recovered_from": analysis.recovered_from["run_id"] if analysis.recovered_from else None,
+        "min_detectable_step": min_detectable_step(comparisons),
+        "min_requests": analysis.min_requests,
+        "aggregate": asdict(analysis.run.aggregate) if analysis.run else None,
+        "endpoints": [asdict(row) for row in comparisons],
+        "steps": [asdict(step) for step in analysis.steps],
+        "knee": asdict(analysis.knee) if analysis.knee else None,
+        "server": {
+            key: analysis.server.get(key)
+            for key in ("window", "cache_hit_rate", "query_p95_ms", "slow_query_rate")
+        },
+        "percentile_rounding": PERCENTILE_ROUNDING,
+    }
+    (artifacts / "summary.json").write_text(reports.to_json(summary))
+    (artifacts / "endpoints.csv").write_text(reports.to_csv([asdict(row) for row in comparisons]))
+
+
+def should_notify(notify: str, verdict: str, *, recovered: bool = False) -> bool:
+    """`on_problem` covers the all-clear too: the first good run after a regression says so."""
+    return notify == "always" or (notify == "on_problem" and (verdict != "pass" or recovered))
+
+
+def notify_run(result: Mapping[str, Any]) -> bool:
+    """Email the stored email.html, the trend chart inline and Locust's report attached, if the
+    `notify` param asks for it. The history rows were stored by the task before this one."""
+    from airflow.sdk import ObjectStoragePath
+
+    from tutormax_ops.core.notify import send_email
+
+    if not should_notify(result["notify"], result["verdict"], recovered=result.get("recovered", False)):
+        print(f"no email: notify={result['notify']}, verdict {result['verdict']}")
+        return False
+    artifacts = ObjectStoragePath(result["artifacts_uri"])
+    with tempfile.TemporaryDirectory(prefix="tutormax-email-") as tmp:
+        attachments = []
+        for source, name in (("trend.png", "trend.png"), (f"{PREFIX}.html", "locust_report.html")):
+            if (artifacts / source).exists():
+                (Path(tmp) / name).write_bytes((artifacts / source).read_bytes())
+                attachments.append(Path(tmp) / name)
+        send_email(
+            subject=f"load test {result['profile']}: {result['headline']}"[:250],
+            html=(artifacts / "email.html").read_text(),
+            attachments=attachments,
+        )
+    print(f"emailed: {result['headline']}")
+    return True

@@ -1,0 +1,146 @@
+"""The Performance page inside the Airflow UI, served by the plugin's FastAPI app under
+`/tutormax-ops/performance/`, behind the Airflow login (`get_user`: the UI's cookie or a Bearer JWT).
+
+- `/`: the page (a static template; it fetches `data` and draws the charts with Plotly);
+- `/data`: the health score, open alerts with runbooks, the checklist, and the trend series, each
+  aggregated by one SQL statement into JSON text (`include/sql/tutormax_perf_health/page_*.sql`);
+- `/plotly.min.js`: Plotly's bundle from the installed `plotly` package, so no internet is needed;
+- `/reports/{path}`: a file of the artifacts store, for the report links. A path with an empty,
+  `.` or `..` segment, a backslash, a `%` (an encoded variant left after decoding), a NUL, or one
+  that resolves outside the store is a 404, like a missing file.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from airflow.api_fastapi.core_api.security import get_user
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.responses import FileResponse, HTMLResponse
+from psycopg import sql
+
+from tutormax_ops.core.config import Settings, load_settings
+
+HISTORY_DAYS = 366
+PARTS = ("now", "alerts", "checklist", "loadtests", "rates", "bloat")  # include/sql/…/page_<part>.sql
+TOP_TABLES = 10
+PAGE_PATH = "/performance"
+# Stored reports run in a sandbox: their scripts (Locust's report has some) get an opaque origin and
+# cannot read the Airflow session or call its API.
+REPORT_CSP = "sandbox allow-scripts"
+FORBIDDEN_IN_PATH = ("\\", "%", "\x00")
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+router = APIRouter(prefix=PAGE_PATH, dependencies=[Depends(get_user)])
+
+
+@router.get("/", response_class=HTMLResponse)
+def performance_page() -> HTMLResponse:
+    from tutormax_ops.core.reports import render
+
+    return HTMLResponse(render("performance_page.html", history_days=HISTORY_DAYS))
+
+
+@router.get("/plotly.min.js")
+def plotly_bundle() -> FileResponse:
+    from importlib.resources import files
+
+    bundle = files("plotly") / "package_data" / "plotly.min.js"
+    return FileResponse(
+        str(bundle), media_type="text/javascript", headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+@router.get("/data")
+def performance_data(settings: SettingsDep) -> Response:
+    """One JSON document. Each part is one statement's JSON text; they run as scalar subqueries of a
+    single SELECT (one round trip), and are joined without being parsed again."""
+    import json
+
+    import psycopg
+
+    from tutormax_ops.health.results import results_db, rows
+
+    schema = settings.storage.results_schema
+    params = {"since": datetime.now(UTC) - timedelta(days=HISTORY_DAYS), "top": TOP_TABLES}
+    try:
+        with results_db(settings, read_only=True) as conn:
+            values = conn.execute(_parts_statement(schema), params).fetchone()
+            reports = rows(conn, "page_reports", schema)
+    except psycopg.errors.UndefinedTable:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no history yet: run tutormax_perf_health") from None
+    parts = dict(zip(PARTS, values, strict=True))
+    parts["reports"] = json.dumps(_report_links(settings, reports))
+    body = "{" + ",".join(f"{json.dumps(key)}:{value}" for key, value in parts.items()) + "}"
+    return Response(body, media_type="application/json")
+
+
+def _parts_statement(schema: str) -> sql.Composed:
+    """SELECT (<page_now.sql>) AS now, (<page_alerts.sql>) AS alerts, …"""
+    from tutormax_ops.core.db import load_sql
+    from tutormax_ops.health.results import SQL_FOLDER
+
+    columns = [
+        sql.SQL("(\n{}\n) AS {}").format(
+            load_sql(f"{SQL_FOLDER}/page_{name}.sql", schema=schema), sql.Identifier(name)
+        )
+        for name in PARTS
+    ]
+    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(columns))
+
+
+def _report_links(settings: Settings, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each newest report folder's files, as paths relative to the artifacts store."""
+    from airflow.sdk import ObjectStoragePath
+
+    base = str(ObjectStoragePath(settings.storage.artifacts_uri().rstrip("/"))).rstrip("/") + "/"
+    links = []
+    for report in reports:
+        folder = ObjectStoragePath(report["artifacts_uri"])
+        if not str(folder).startswith(base) or not folder.exists():
+            continue
+        files = sorted(path.name for path in folder.iterdir() if path.is_file())
+        relative = str(folder)[len(base) :]
+        links.append(
+            {
+                "kind": report["kind"],
+                "run_id": report["run_id"],
+                "started_at": report["started_at"].isoformat(),
+                "files": [{"name": name, "href": f"reports/{relative}/{name}"} for name in files],
+            }
+        )
+    return links
+
+
+@router.get("/reports/{path:path}")
+def report_file(path: str, settings: SettingsDep) -> Response:
+    from airflow.sdk import ObjectStoragePath
+
+    segments = path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments) or any(
+        bad in path for bad in FORBIDDEN_IN_PATH
+    ):
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    base = ObjectStoragePath(settings.storage.artifacts_uri().rstrip("/"))
+    target = base.joinpath(*segments)
+    if base.protocol == "file":
+        from pathlib import Path
+
+        root = Path(base.path).resolve()
+        if not Path(target.path).resolve().is_relative_to(root):
+            raise HTTPException(status.HTTP_404_NOT_FOUND)
+    if not target.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return Response(
+        target.read_bytes(),
+        media_type=media_type,
+        headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+    )

@@ -1,0 +1,71 @@
+"""End to end: tutormax_cache_clear with dag.test() against the test Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from support import task_states
+from tutormax_ops.cache.keys import clear
+
+DAG_ID = "tutormax_cache_clear"
+
+
+@pytest.fixture
+def cache(airflow_connections) -> redis.Redis:
+    client = redis.Redis.from_url(airflow_connections.redis_url)
+    yield client
+    clear(client, "tutormax:cache:test_clear:*", dry_run=False, scan_count=1000, unlink_batch=500)
+    clear(client, "tutormax:other_test_clear:*", dry_run=False, scan_count=1000, unlink_batch=500)
+    client.close()
+
+
+def _fill(client: redis.Redis, template: str, count: int) -> None:
+    with client.pipeline(transaction=False) as pipe:
+        for number in range(count):
+            pipe.set(template.format(number), b"x", ex=600)
+        pipe.execute()
+
+
+def xcom(dag_run, task_id: str):
+    """The return value a task of a finished run pushed."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(
+            XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id)
+        ).first()
+        return XComModel.deserialize_value(row)
+
+
+def _count(client: redis.Redis, pattern: str) -> int:
+    return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+
+
+def test_a_bare_star_is_refused_by_the_form(run_dag, airflow_db) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        run_dag(DAG_ID, run_conf={"pattern": "*", "dry_run": False})
+
+
+def test_a_pattern_outside_the_prefix_fails_before_touching_redis(cache: redis.Redis, run_dag) -> None:
+    _fill(cache, "tutormax:other_test_clear:{}", 50)
+    dag_run = run_dag(DAG_ID, run_conf={"pattern": "tutormax:other_test_clear:*", "dry_run": False})
+    assert task_states(dag_run) == {"clear": ["failed"]}
+    assert _count(cache, "tutormax:other_test_clear:*") == 50
+
+
+def test_dry_run_counts_and_a_real_run_removes_only_the_matching_keys(cache: redis.Redis, run_dag) -> None:
+    _fill(cache, "tutormax:cache:test_clear:a:{}", 300)
+    _fill(cache, "tutormax:cache:test_clear:b:{}", 40)
+    dry = run_dag(DAG_ID, run_conf={"pattern": "tutormax:cache:test_clear:a:*"})
+    assert str(dry.state) == "success"
+    assert _count(cache, "tutormax:cache:test_clear:a:*") == 300
+    real = run_dag(DAG_ID, run_conf={"pattern": "tutormax:cache:test_clear:a:*", "dry_run": False})
+    assert str(real.state) == "success"
+    removed = xcom(real, "clear")
+    assert removed["removed"] == 300 and removed["dry_run"] is False
+    assert _count(cache, "tutormax:cache:test_clear:a:*") == 0
+    assert _count(cache, "tutormax:cache:test_clear:b:*") == 40

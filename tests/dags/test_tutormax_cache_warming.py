@@ -1,0 +1,171 @@
+"""End to end: tutormax_cache_warming with dag.test() against the reference service, its Redis and
+PostgreSQL; and the post-migration chain migrations → cache warming → smoke load test, each DAG run
+with dag.test() and linked by the Asset events they record."""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+
+from support import task_states
+from tutormax_ops.cache.keys import clear
+from tutormax_ops.core.assets import CACHE_WARMED, SCHEMA_MIGRATED
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.db import load_sql
+
+DAG_ID = "tutormax_cache_warming"
+SCHEMA = load_settings().storage.results_schema
+DASHBOARD_KEY = "tutormax:cache:dashboard:tutor:{}"
+
+
+@pytest.fixture
+def cache(airflow_connections) -> redis.Redis:
+    client = redis.Redis.from_url(airflow_connections.redis_url)
+    _clear(client)
+    yield client
+    client.close()
+
+
+def _clear(client: redis.Redis) -> None:
+    clear(client, "tutormax:cache:*", dry_run=False, scan_count=1000, unlink_batch=500)
+
+
+def active_tutors(db_url: str) -> list[int]:
+    target = next(t for t in load_settings().cache_warm.targets if t.name == "tutor_dashboards")
+    with psycopg.connect(db_url) as conn:
+        return [row[0] for row in conn.execute(load_sql(target.sql_file), target.sql_params)]
+
+
+def mix_hit_rate(api: str, tutor_ids: list[int]) -> float:
+    """Each dashboard read once; the service's own hit/miss counters give the mix's hit rate."""
+    with httpx.Client(base_url=api, timeout=30) as client:
+        before = client.get("/api/performance/cache/stats").json()
+        for tutor_id in tutor_ids:
+            client.get(f"/api/tutors/{tutor_id}/dashboard").raise_for_status()
+        after = client.get("/api/performance/cache/stats").json()
+    hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
+    assert hits + misses == len(tutor_ids)
+    return 100 * hits / (hits + misses)
+
+
+def history(db_url: str, run_id: str) -> tuple[dict, dict[str, tuple]]:
+    with psycopg.connect(db_url) as conn:
+        run = conn.execute(
+            sql.SQL(
+                "SELECT invalidated, hit_rate_before, hit_rate_after, keys_after, alert FROM {} WHERE run_id = %s"
+            ).format(sql.Identifier(SCHEMA, "cache_warm_runs")),
+            (run_id,),
+        ).fetchone()
+        targets = conn.execute(
+            sql.SQL("SELECT target, requested, ok, failed, p95_ms FROM {} WHERE run_id = %s").format(
+                sql.Identifier(SCHEMA, "cache_warm_targets")
+            ),
+            (run_id,),
+        ).fetchall()
+    keys = ("invalidated", "hit_rate_before", "hit_rate_after", "keys_after", "alert")
+    return dict(zip(keys, run, strict=True)), {row[0]: row[1:] for row in targets}
+
+
+def test_warming_fills_the_keys_and_raises_the_hit_rate_of_a_mix(
+    cache, airflow_connections, service_db_url, run_dag
+) -> None:
+    tutor_ids = active_tutors(service_db_url)
+    assert len(tutor_ids) >= 50
+    mix = tutor_ids[:50]
+    cold = mix_hit_rate(airflow_connections.api_url, mix)
+    _clear(cache)
+
+    dag_run = run_dag(DAG_ID)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    assert all(cache.exists(DASHBOARD_KEY.format(tutor_id)) for tutor_id in tutor_ids)
+    assert cache.exists("tutormax:cache:admin:overview")  # from POST /api/performance/cache/warm
+    warm = mix_hit_rate(airflow_connections.api_url, mix)
+    assert cold == 0 and warm == 100
+
+    run, targets = history(service_db_url, dag_run.run_id)
+    assert targets["tutor_dashboards"][:3] == (len(tutor_ids), len(tutor_ids), 0)
+    assert targets["tutor_dashboards"][3] > 0
+    assert targets["service_warm"][:3] == (1, 1, 0)
+    assert run["invalidated"] is None  # a manual run does not invalidate unless asked
+    assert run["keys_after"]["tutormax:cache:*"] >= len(tutor_ids)
+    below = (
+        run["hit_rate_before"] is not None
+        and run["hit_rate_before"] < load_settings().alerts.cache_hit_rate_percent
+    )
+    assert (run["alert"] is not None and "below the alert level" in run["alert"]) == below
+
+    rerun = run_dag(DAG_ID)  # a second run: history rows of its own, nothing duplicated
+    assert str(rerun.state) == "success"
+    assert len(history(service_db_url, rerun.run_id)[1]) == 2
+
+
+def test_a_host_off_the_allowlist_is_refused_before_any_request(cache, run_dag, monkeypatch) -> None:
+    monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__HOST_ALLOWLIST", '["api.internal"]')
+    dag_run = run_dag(DAG_ID)
+    assert task_states(dag_run)["warm"] == ["failed"]
+    assert cache.dbsize() == 0 or not any(cache.scan_iter(match="tutormax:cache:*", count=1000))
+
+
+def asset_events(name: str) -> list:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.timestamp, AssetEvent.source_dag_id, AssetEvent.source_run_id)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == name)
+            .order_by(AssetEvent.timestamp)
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def _dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tutormax_ops.core.paths import PROJECT_ROOT
+
+    return DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]
+
+
+def test_schedules_chain_migration_warming_and_load_test() -> None:
+    warming, load_test = _dag(DAG_ID), _dag("tutormax_load_test")
+    assert list(warming.timetable.asset_condition.objects) == [SCHEMA_MIGRATED]
+    assert list(load_test.timetable.asset_condition.objects) == [CACHE_WARMED]
+    assert _dag("tutormax_migrations").get_task("verify").outlets == [SCHEMA_MIGRATED]
+    assert warming.get_task("record").outlets == [CACHE_WARMED]
+
+
+def test_a_migration_leads_to_clear_warm_then_the_smoke_load_test(
+    cache, airflow_connections, run_dag
+) -> None:
+    with psycopg.connect(airflow_connections.db_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    cache.set("tutormax:cache:dashboard:tutor:stale", b"old schema", ex=600)
+
+    migration = run_dag("tutormax_migrations")
+    assert str(migration.state) == "success", task_states(migration)
+    migrated = [e for e in asset_events(SCHEMA_MIGRATED.name) if e[2] == migration.run_id]
+    assert len(migrated) == 1, (asset_events(SCHEMA_MIGRATED.name), migration.run_id)
+
+    # The scheduler would now create an asset-triggered run, which invalidates by default;
+    # dag.test() makes a manual run, so the param says what the trigger would have.
+    warming = run_dag(DAG_ID, run_conf={"invalidate": True})
+    assert str(warming.state) == "success", task_states(warming)
+    instances = {ti.task_id: ti for ti in warming.get_task_instances()}
+    assert instances["invalidate"].end_date <= instances["warm"].start_date
+    assert not cache.exists("tutormax:cache:dashboard:tutor:stale")
+    warmed = [e for e in asset_events(CACHE_WARMED.name) if e[2] == warming.run_id]
+    assert len(warmed) == 1
+    assert migrated[0][0] < instances["invalidate"].start_date
+    assert warmed[0][0] >= instances["warm"].end_date
+
+    load = run_dag("tutormax_load_test", run_conf={"profile": "smoke", "run_time": 15, "notify": "never"})
+    states = task_states(load)
+    assert (states["guard"], states["run"]) == (["success"], ["success"]), states
+    load_instances = {ti.task_id: ti for ti in load.get_task_instances()}
+    assert warmed[0][0] < load_instances["run"].start_date

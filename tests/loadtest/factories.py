@@ -1,0 +1,42 @@
+"""Plans and endpoint figures for the load-test unit tests."""
+
+from __future__ import annotations
+
+from tutormax_ops.collectors.locust import EndpointMetrics
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.loadtest.plan import RunPlan
+
+SETTINGS = load_settings()
+HOST = "http://127.0.0.1:8000"
+
+
+def plan(**overrides) -> RunPlan:
+    values = {
+        "profile": "smoke",
+        "host": HOST,
+        "users": 20,
+        "spawn_rate": 10.0,
+        "run_time_s": 60,
+        "processes": 0,
+        "notify": "on_problem",
+        "trigger": "manual",
+    }
+    return RunPlan(**{**values, **overrides})
+
+
+def endpoint(name: str, *, requests: int = 100, failures: int = 0, p95: int | None = 40) -> EndpointMetrics:
+    return EndpointMetrics(
+        method="GET",
+        name=name,
+        requests=requests,
+        failures=failures,
+        error_rate_percent=100 * failures / requests,
+        avg_ms=10.0,
+        min_ms=1.0,
+        p50_ms=10,
+        p90_ms=30,
+        p95_ms=p95,
+        p99_ms=60,
+        max_ms=90.0,
+        steady_rps=250.0,
+    )
