@@ -1,12 +1,16 @@
 """The maintenance DAG's vacuum step against `vacuumdb --analyze --jobs=N`, on two identical databases.
 
 Each database holds `--tables` tables of `--rows` rows (with a primary key, autovacuum off) of which
-30% are deleted before every round. One database is vacuumed by `tutormax_ops.maintenance.execute_plan`,
+30% are deleted before every round. One database is vacuumed by `tutormax_ops.maintenance.vacuum.execute_plan`,
 the very function the DAG's `vacuum` task calls (through an Airflow connection taken from the
 environment, the advisory lock included), the other by vacuumdb limited to the same schema. The
 order alternates between rounds; the dead tuples are rebuilt in both databases between rounds. The
 figures are medians over the rounds: on a shared 2-core machine one round can be off by 30%.
 Target (issue 4): ours / vacuumdb <= 1.2.
+
+Then the whole DAG runs once over the same tables (`airflow dags test`, its own SQLite metadata
+database, an SMTP sink): the largest XCom value it stored (read from the metadata database) and the
+size of the email it sent are printed beside the ratio (issue 10: < 64 KB and < 300 KB).
 
     .venv/bin/python bench/vacuum.py [--tables 500] [--rows 20000] [--jobs 2] [--rounds 4]
 """
@@ -17,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,7 +37,10 @@ import psycopg  # noqa: E402
 from tutormax_ops.core.config import Maintenance, load_settings  # noqa: E402
 from tutormax_ops.core.db import connect  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
-from tutormax_ops.maintenance import build_plan, execute_plan, request_from_params, take_snapshot  # noqa: E402
+from tutormax_ops.maintenance.common import request_from_params  # noqa: E402
+from tutormax_ops.maintenance.plan import build_plan  # noqa: E402
+from tutormax_ops.maintenance.snapshot import take_snapshot  # noqa: E402
+from tutormax_ops.maintenance.vacuum import execute_plan  # noqa: E402
 
 DATA_DIR = ROOT / ".tutormax" / "bench" / "vacuum"
 SCHEMA = "bench"
@@ -158,6 +166,55 @@ def time_vacuumdb(port: int, database: str, jobs: int) -> tuple[float, str]:
     return time.perf_counter() - started, " ".join(argv[1:4])
 
 
+def run_whole_dag(urls: dict[str, str], jobs: int) -> dict[str, float]:
+    """`airflow dags test` of the maintenance DAG over the bench schema, in a subprocess with its own
+    AIRFLOW_HOME; returns the largest XCom value and the email's size, in KB."""
+    home = DATA_DIR / "airflow_home"
+    maildir = DATA_DIR / "mail"
+    smtp_port = devstack.free_port()
+    sink = devstack.start_smtp_sink(maildir, smtp_port, log_dir=DATA_DIR / "logs")
+    try:
+        endpoints = devstack.Endpoints(
+            db_url=urls["ours"],
+            results_url=urls["results"],
+            redis_url="redis://127.0.0.1:1",  # unused by this DAG
+            smtp_url=f"smtp://{devstack.LOOPBACK}:{smtp_port}",
+        )
+        env = {
+            **devstack.airflow_environment(home),
+            **endpoints.airflow_env(),
+            "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (DATA_DIR / "artifacts").resolve().as_uri(),
+        }
+        completed = devstack.airflow_cli("db", "migrate", env=env)
+        if completed.returncode:
+            raise RuntimeError(f"airflow db migrate failed: {completed.stderr[-2000:]}")
+        conf = {"schemas": [SCHEMA], "min_dead_tuple_ratio": 0, "parallel_jobs": jobs, "notify": "always"}
+        started = time.perf_counter()
+        completed = devstack.airflow_cli(
+            "dags", "test", "tutormax_db_maintenance", "--conf", json.dumps(conf), env=env
+        )
+        elapsed = time.perf_counter() - started
+        with sqlite3.connect(home / "airflow.db") as metadata:
+            run_id, state = metadata.execute(
+                "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1",
+                ("tutormax_db_maintenance",),
+            ).fetchone()
+            largest = metadata.execute(
+                "SELECT max(length(CAST(value AS BLOB))) FROM xcom WHERE dag_id = ? AND run_id = ?",
+                ("tutormax_db_maintenance", run_id),
+            ).fetchone()[0]
+        if state != "success":
+            raise RuntimeError(f"the DAG run ended {state}: {completed.stdout[-3000:]}")
+        emails = sorted(maildir.glob("*.eml"))
+        print(f"whole DAG (airflow dags test): {state} in {elapsed:.0f} s, {len(emails)} email(s)")
+        return {
+            "max_xcom_kb": round(largest / 1024, 2),
+            "email_kb": round(emails[-1].stat().st_size / 1024, 1),
+        }
+    finally:
+        sink.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,10 +230,12 @@ def main() -> None:
     server = devstack.start_postgres(DATA_DIR, port, log_dir=DATA_DIR / "logs")
     try:
         admin = f"postgresql://postgres@{devstack.LOOPBACK}:{port}/postgres"
-        urls = {name: devstack.create_database(admin, f"bench_{name}") for name in ("ours", "vacuumdb")}
+        urls = {
+            name: devstack.create_database(admin, f"bench_{name}") for name in ("ours", "vacuumdb", "results")
+        }
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(devstack.postgres_connection(urls["ours"]))
         started = time.perf_counter()
-        build(list(urls.values()), args.tables, args.rows)
+        build([urls["ours"], urls["vacuumdb"]], args.tables, args.rows)
         print(
             f"built 2 databases × {args.tables} tables × {args.rows:,} rows in {time.perf_counter() - started:.0f} s"
         )
@@ -185,7 +244,7 @@ def main() -> None:
         ours: list[float] = []
         theirs: list[float] = []
         for round_number in range(1, args.rounds + 1):
-            make_dead(list(urls.values()), args.tables, args.rows, round_number=round_number)
+            make_dead([urls["ours"], urls["vacuumdb"]], args.tables, args.rows, round_number=round_number)
             runners = [
                 ("ours", lambda: time_ours(urls["ours"], args.jobs), ours),
                 ("vacuumdb", lambda: time_vacuumdb(port, "bench_vacuumdb", args.jobs), theirs),
@@ -195,6 +254,8 @@ def main() -> None:
                 times.append(elapsed)
                 print(f"round {round_number}: {name:<8} {elapsed:6.2f} s  ({detail})")
         ours_s, vacuumdb_s = statistics.median(ours), statistics.median(theirs)
+        make_dead([urls["ours"]], args.tables, args.rows, round_number=args.rounds + 1)
+        whole_dag = run_whole_dag(urls, args.jobs)
         print(
             f"median over {args.rounds} rounds: ours {ours_s:.2f} s, vacuumdb {vacuumdb_s:.2f} s, "
             f"ratio {ours_s / vacuumdb_s:.3f} (target <= 1.2)"
@@ -205,6 +266,7 @@ def main() -> None:
                     "ours_s": round(ours_s, 3),
                     "vacuumdb_s": round(vacuumdb_s, 3),
                     "ratio_vs_vacuumdb": round(ours_s / vacuumdb_s, 3),
+                    **whole_dag,
                     "tables": args.tables,
                     "jobs": args.jobs,
                 }

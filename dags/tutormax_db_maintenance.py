@@ -13,15 +13,22 @@ The step holds the advisory lock shared with the migrations DAG and load tests
 (`coordination.advisory_lock_key`): it waits up to `coordination.lock_wait_seconds` for it, then
 skips the vacuum with the holder named in the report, which is still sent.
 
-Flow: `snapshot_before` → `plan` → `vacuum` → `snapshot_after` → `report` → `store` → `notify`.
+Flow: `snapshot_before` → `plan` → `vacuum` → `snapshot_after` → `report` → `store` → `notify` →
+`outcome`. Each step saves its result in the run's artifacts folder and hands the next one its path
+(XCom carries paths and a few figures, never the catalog). A partitioned table is never vacuumed
+itself: each partition is vacuumed once, then `ANALYZE ONLY` (PostgreSQL 18+) refreshes the parent's
+statistics, which autovacuum never does.
 
 ### Schedule
 `maintenance.schedule` from the config (default Sunday 03:00 UTC), and on demand from the UI.
-The window starts when the run starts.
+A scheduled run's window opens at its scheduled time (`run_after`, the cron time): a run that
+starts after its window closed (unpaused late, scheduler down) vacuums nothing and reports
+"skipped: started N h after its window". A manual run's window opens when it starts.
 
 ### Params
 - `tables`: SQL-style names (`orders`, `public.orders`, `"Mixed Case"."we""ird name"`); empty means
-  every user table of `schemas`. An unknown name fails the run in `plan`, before any VACUUM.
+  every user table of `schemas`. A named table is maintained whatever its dead-tuple ratio (a named
+  partitioned table: all its partitions). An unknown name fails the run in `plan`, before any VACUUM.
 - `schemas`: empty means `maintenance.schemas`.
 - `mode`: `vacuum_analyze`, `analyze_only` or `vacuum_freeze_analyze`.
 - `min_dead_tuple_ratio`, `parallel_jobs`, `window_minutes`: empty means the configured value.
@@ -30,21 +37,25 @@ The window starts when the run starts.
 
 ### Outputs
 - Under `storage.artifacts_base`/tutormax_db_maintenance/<run_id>/: `report.html`, `report.json`,
-  `tables.csv`, `recommendations.csv`, `bloat.png`, `dead_tuples.png` (a rerun replaces them).
+  `tables.csv`, `recommendations.csv`, `bloat.png`, `dead_tuples.png`, and `steps/` with each step's
+  result as JSON (a rerun replaces them all).
 - In `tutormax_results`, schema `storage.results_schema`: one `table_metrics` row per table and
   phase, and one `runs` row (upserted, so a rerun never duplicates).
-- An HTML email to `notify.recipients` with the key tables inline and the report attached, sent only
-  after the report is stored.
+- An HTML email to `notify.recipients` with the summary, the key tables and the top recommendations
+  inline, the charts attached and the stored report's location, sent only after the report is stored.
 
 ### On failure
 Each failed task emails `notify.recipients`. A bad param never creates a run (the form's schema
-rejects it); an unknown table or schema fails `plan` without retry and names the field. A table that
-is locked, times out or fails is recorded with its outcome and does not fail the run.
+rejects it); an unknown table or schema fails `plan` without retry and names the field. A locked,
+timed-out or deferred table is a warning in the report. When planned tables fail (e.g. the role does
+not own them), or a step after the vacuum fails, the report is still built from what was saved
+(marked incomplete), stored and sent; then `outcome` fails the run, naming the cause and the fix
+("run as the owner, or grant `pg_maintain` on PostgreSQL 17+").
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.dag_policy import START_DATE, default_args
@@ -69,7 +80,8 @@ DAG_ID = "tutormax_db_maintenance"
             items={"type": "string", "minLength": 1, "maxLength": 300},
             title="Tables",
             description_md='SQL-style names, e.g. `orders` or `"Mixed Case"."we""ird name"`. '
-            "Empty: every user table of the schemas.",
+            "A named table is maintained whatever its dead-tuple ratio; a partitioned table means its "
+            "partitions. Empty: every user table of the schemas.",
             section="Scope",
         ),
         "schemas": Param(
@@ -134,57 +146,75 @@ DAG_ID = "tutormax_db_maintenance"
     },
 )
 def tutormax_db_maintenance() -> None:
-    @task(show_return_value_in_logs=False)  # large JSON; the step logs its own summary
-    def snapshot_before(params: dict | None = None) -> dict:
-        from tutormax_ops.maintenance import snapshot_before_step
+    # Every task hands the next one a path in the run's artifacts folder and a few figures, never
+    # the data itself; multiple_outputs=False keeps a dict from being stored a second time per key.
+    @task(multiple_outputs=False)
+    def snapshot_before(params: dict | None = None, dag_run=None) -> dict:
+        from tutormax_ops.maintenance.snapshot import snapshot_before
 
-        return snapshot_before_step(params or {})
+        return snapshot_before(params or {}, dag_id=DAG_ID, run_id=dag_run.run_id)
 
-    @task(show_return_value_in_logs=False)
+    @task(multiple_outputs=False)
     def plan(before: dict, params: dict | None = None) -> dict:
-        from tutormax_ops.maintenance import plan_step
+        from tutormax_ops.maintenance.plan import plan
 
-        return plan_step(params or {}, before)
+        return plan(params or {}, before)
 
-    @task(show_return_value_in_logs=False)
-    def vacuum(plan: dict, dag_run=None) -> dict:
-        from tutormax_ops.maintenance import vacuum_step
+    @task(multiple_outputs=False)
+    def vacuum(planned: dict, dag_run=None) -> dict:
+        from tutormax_ops.core.windows import run_window
+        from tutormax_ops.maintenance.vacuum import vacuum
 
-        return vacuum_step(plan, window_started_at=dag_run.start_date)
+        window = run_window(
+            run_type=dag_run.run_type,
+            run_after=dag_run.run_after,
+            started_at=dag_run.start_date,
+            minutes=planned["request"]["window_minutes"],
+        )
+        return vacuum(planned, window=window, started_at=dag_run.start_date)
 
-    @task(show_return_value_in_logs=False)
-    def snapshot_after(plan: dict) -> dict | None:
-        from tutormax_ops.maintenance import snapshot_after_step
+    @task(multiple_outputs=False)
+    def snapshot_after(planned: dict) -> dict:
+        from tutormax_ops.maintenance.snapshot import snapshot_after
 
-        return snapshot_after_step(plan)
+        return snapshot_after(planned)
 
-    @task(show_return_value_in_logs=False)
-    def report(
-        plan: dict, before: dict, vacuumed: dict, after: dict | None, run_id: str | None = None
-    ) -> dict:
-        from tutormax_ops.maintenance_report import report_step
+    # Runs whatever happened upstream: once a VACUUM ran, it is reported (marked incomplete if a step
+    # failed); with no plan, it skips.
+    @task(multiple_outputs=False, trigger_rule=TriggerRule.ALL_DONE)
+    def report(dag_run=None) -> dict:
+        from tutormax_ops.maintenance.report import report
 
-        return report_step(plan, before, vacuumed, after, dag_id=DAG_ID, run_id=run_id)
+        return report(dag_id=DAG_ID, run_id=dag_run.run_id)
+
+    @task(multiple_outputs=False)
+    def store(summary: dict, dag_run=None) -> dict:
+        from tutormax_ops.maintenance.store import store
+
+        return store(summary, started_at=dag_run.start_date)
 
     @task
-    def store(report: dict, before: dict, after: dict | None, dag_run=None) -> str:
-        from tutormax_ops.maintenance_report import store_step
+    def notify(summary: dict, stored: dict) -> list[str]:
+        from tutormax_ops.maintenance.notify import notify
 
-        return store_step(report, before, after, started_at=dag_run.start_date)
+        return notify(summary, stored)
 
-    @task
-    def notify(report: dict, artifacts_uri: str) -> list[str]:
-        from tutormax_ops.maintenance_report import notify_step
+    # Last, after the report is stored and sent: fails the run when planned tables failed or the
+    # report is incomplete, naming the cause and the fix.
+    @task(trigger_rule=TriggerRule.ALL_DONE)  # AirflowFailException: no retry
+    def outcome(dag_run=None) -> str:
+        from tutormax_ops.maintenance.outcome import outcome
 
-        return notify_step(report, artifacts_uri)
+        return outcome(dag_id=DAG_ID, run_id=dag_run.run_id)
 
-    before = snapshot_before()
-    planned = plan(before)
+    planned = plan(snapshot_before())
     vacuumed = vacuum(planned)
     after = snapshot_after(planned)
     vacuumed >> after
-    summary = report(planned, before, vacuumed, after)
-    notify(summary, store(summary, before, after))
+    summary = report()
+    [vacuumed, after] >> summary
+    sent = notify(summary, store(summary))
+    sent >> outcome()
 
 
 tutormax_db_maintenance()

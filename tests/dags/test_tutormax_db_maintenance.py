@@ -2,63 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from maintenance.catalog import WEIRD, dead_tuples, make_partitioned, make_table
+from maintenance.targets import ALL_SUCCESS, BLOATED, DAG_ID, LOCKED, Target, new_target, point_at
 from support import read_emails, task_states
-from test_maintenance import WEIRD, dead_tuples, make_table
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.paths import PROJECT_ROOT
-from tutormax_ops.core.storage import path_segment
-from tutormax_ops.maintenance import TableRef
-
-DAG_ID = "tutormax_db_maintenance"
-BLOATED = TableRef("public", "bloated")
-LOCKED = TableRef("public", "locked")
-ALL_SUCCESS = {
-    task: ["success"]
-    for task in ("snapshot_before", "plan", "vacuum", "snapshot_after", "report", "store", "notify")
-}
-
-
-@dataclass(frozen=True)
-class Target:
-    db_url: str
-    results_url: str
-    artifacts: Path
-
-    def report(self, dag_run) -> dict:
-        return json.loads(self.folder(dag_run).joinpath("report.json").read_text())
-
-    def folder(self, dag_run) -> Path:
-        return self.artifacts / DAG_ID / path_segment(dag_run.run_id)
-
-    def results(self, query: str, run_id: str) -> list[tuple]:
-        with psycopg.connect(self.results_url) as conn:
-            return conn.execute(query, (run_id,)).fetchall()
-
-
-def new_target(fresh_database, artifacts: Path) -> Target:
-    """A new service database with one bloated table, and a new results database."""
-    target = Target(fresh_database("maintenance_dag"), fresh_database("maintenance_results"), artifacts)
-    make_table(target.db_url, BLOATED, rows=20_000, deleted_percent=50)
-    return target
-
-
-def point_at(patch: pytest.MonkeyPatch, stack, target: Target) -> Target:
-    """AIRFLOW_CONN_* (tutormax_db, tutormax_results, smtp_default) and the artifacts folder for `target`."""
-    endpoints = replace(stack.endpoints, db_url=target.db_url, results_url=target.results_url)
-    for name, value in endpoints.airflow_env().items():
-        patch.setenv(name, value)
-    patch.setenv("TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE", target.artifacts.as_uri())
-    return target
+from tutormax_ops.maintenance.common import TableRef
 
 
 def rerun(dag_run, conf: dict):
@@ -84,6 +43,8 @@ def full_run(stack, fresh_database, run_dag, maildir, tmp_path_factory) -> Itera
         target = point_at(patch, stack, new_target(fresh_database, tmp_path_factory.mktemp("artifacts")))
         make_table(target.db_url, WEIRD, rows=4000, deleted_percent=40)
         make_table(target.db_url, TableRef("public", "clean"), rows=1000, deleted_percent=0)
+        with psycopg.connect(target.db_url, autocommit=True) as conn:  # like a migration's new index
+            conn.execute("CREATE INDEX clean_payload ON public.clean (payload)")
         make_table(target.db_url, LOCKED, rows=4000, deleted_percent=50)
         sent_before = len(read_emails(maildir))
         conf = {"schemas": ["public", "Mixed Case"], "parallel_jobs": 2}
@@ -118,13 +79,22 @@ def test_known_bloat_falls_and_the_report_shows_before_and_after(full_run: FullR
     )
     html = full_run.target.folder(full_run.dag_run).joinpath("report.html").read_text()
     assert "public.bloated" in html and "→ 0" in html
-    assert sorted(p.name for p in full_run.target.folder(full_run.dag_run).iterdir()) == [
+    folder = full_run.target.folder(full_run.dag_run)
+    assert sorted(p.name for p in folder.iterdir()) == [
         "bloat.png",
         "dead_tuples.png",
         "recommendations.csv",
         "report.html",
         "report.json",
+        "steps",
         "tables.csv",
+    ]
+    assert sorted(p.name for p in (folder / "steps").iterdir()) == [
+        "plan.json",
+        "report.json",
+        "snapshot_after.json",
+        "snapshot_before.json",
+        "vacuum.json",
     ]
 
 
@@ -142,32 +112,61 @@ def test_a_locked_table_is_skipped_not_waited_on(full_run: FullRun) -> None:
     assert dead_tuples(full_run.target.db_url, LOCKED) >= 1500
 
 
-def test_the_email_lands_after_the_store_with_the_report_attached(full_run: FullRun) -> None:
+def test_a_locked_table_is_named_wherever_it_was_not_inspected(full_run: FullRun) -> None:
+    assert full_run.report["not_inspected"] == [
+        "public.locked (locked by another session while the snapshot was taken)"
+    ]
+    html = full_run.target.folder(full_run.dag_run).joinpath("report.html").read_text()
+    sections = html.split("<h2>")[1:]
+    for title in ("Unused indexes", "Duplicate indexes", "Invalid indexes", "Most bloated indexes"):
+        (section,) = [s for s in sections if s.startswith(title)]
+        assert "Not inspected here: public.locked" in section, title
+        assert '<td colspan="4">None.</td>' not in section and '<td colspan="6">None.</td>' not in section
+    assert ">None<" not in html and "<code>None</code>" not in html
+
+
+def test_a_young_database_gets_no_drop_and_is_called_too_young(full_run: FullRun) -> None:
+    unused = [index["index"] for index in full_run.report["unused_indexes"]]
+    assert "clean_payload" in unused  # an index no query has used, on a database minutes old
+    assert [r for r in full_run.report["recommendations"] if r["kind"] == "drop_index"] == []
+    html = full_run.target.folder(full_run.dag_run).joinpath("report.html").read_text()
+    assert "too young to judge" in html and "unknown (never reset, first run)" in html
+
+
+def test_the_email_lands_after_the_store_small_with_the_report_location(full_run: FullRun) -> None:
     (message,) = [m for m in full_run.emails if DAG_ID in m["subject"]]
     assert "partial" in message["subject"]  # the locked table was not done
     attachments = {
         part.get_filename(): part.get_payload(decode=True) for part in message.walk() if part.get_filename()
     }
-    assert sorted(attachments) == ["bloat.png", "dead_tuples.png", "report.html", "tables.csv"]
+    assert sorted(attachments) == ["bloat.png", "dead_tuples.png"]
     stored = full_run.target.folder(full_run.dag_run)
-    assert attachments["report.html"] == stored.joinpath("report.html").read_bytes()
+    assert attachments["bloat.png"] == stored.joinpath("bloat.png").read_bytes()
     body = message.get_body(("html",)).get_content()
     assert "Key tables" in body and "public.bloated" in body and 'src="cid:bloat.png"' in body
+    assert f"{stored.as_uri()}/report.html" in body
     instances = {ti.task_id: ti for ti in full_run.dag_run.get_task_instances()}
     assert instances["notify"].start_date >= instances["store"].end_date
 
 
-def test_history_is_upserted_and_a_rerun_does_not_duplicate(full_run: FullRun, stack) -> None:
-    target, run_id = full_run.target, full_run.dag_run.run_id
+def test_history_is_upserted_and_a_rerun_does_not_duplicate(
+    stack, fresh_database, run_dag, monkeypatch, tmp_path
+) -> None:
+    # Its own target: rerunning on the shared one would change what the other tests read.
+    target = point_at(monkeypatch, stack, new_target(fresh_database, tmp_path))
+    make_table(target.db_url, LOCKED, rows=2000, deleted_percent=50)
+    with psycopg.connect(target.db_url) as holder:
+        holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(LOCKED.identifier))
+        dag_run = run_dag(DAG_ID, run_conf={"notify": "never"})
+        holder.rollback()
+    run_id = dag_run.run_id
     metrics = "SELECT phase, count(*) FROM tutormax_ops.table_metrics WHERE run_id = %s GROUP BY 1 ORDER BY 1"
     runs = "SELECT status FROM tutormax_ops.runs WHERE run_id = %s"
-    assert target.results(metrics, run_id) == [("after", 4), ("before", 4)]
+    assert target.results(metrics, run_id) == [("after", 2), ("before", 2)]
     assert target.results(runs, run_id) == [("partial",)]
-    with pytest.MonkeyPatch.context() as patch:
-        point_at(patch, stack, target)
-        again = rerun(full_run.dag_run, {"schemas": ["public", "Mixed Case"]})
+    again = rerun(dag_run, {"notify": "never"})
     assert again.run_id == run_id
-    assert target.results(metrics, run_id) == [("after", 4), ("before", 4)]
+    assert target.results(metrics, run_id) == [("after", 2), ("before", 2)]
     assert target.results(runs, run_id) == [("completed",)]  # nothing is locked any more
     assert target.results("SELECT count(*) FROM tutormax_ops.runs WHERE run_id <> %s", run_id) == [(0,)]
 
@@ -254,6 +253,7 @@ def test_an_unknown_table_fails_the_plan_naming_the_field(
         ["failed"],
         ["upstream_failed"],
     )
+    assert (states["report"], states["outcome"]) == (["skipped"], ["failed"])
     plan = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "plan")
     assert plan.try_number == 1  # an AirflowFailException: a retry cannot make the table exist
     bodies = [
@@ -266,3 +266,82 @@ def test_an_unknown_table_fails_the_plan_naming_the_field(
         "tables: no table &#39;no_such_table&#39;" in body or "tables: no table 'no_such_table'" in body
         for body in bodies
     ), bodies
+
+
+def maintenance_counts(url: str) -> dict[str, tuple[int, bool]]:
+    """{table: (vacuum_count, analyzed)} from pg_stat_user_tables."""
+    query = "SELECT relname, vacuum_count, last_analyze IS NOT NULL FROM pg_stat_user_tables"
+    with psycopg.connect(url) as conn:
+        return {name: (count, analyzed) for name, count, analyzed in conn.execute(query).fetchall()}
+
+
+def test_named_tables_are_vacuumed_below_the_threshold_and_each_partition_once(
+    stack, fresh_database, run_dag, monkeypatch, tmp_path
+) -> None:
+    target = point_at(monkeypatch, stack, new_target(fresh_database, tmp_path))
+    make_table(target.db_url, TableRef("public", "clean"), rows=1000, deleted_percent=1)  # 1% < 5%
+    leaves = make_partitioned(target.db_url, TableRef("public", "events"))
+    dag_run = run_dag(DAG_ID, run_conf={"tables": ["clean", "events"], "notify": "never"})
+    assert task_states(dag_run) == {**ALL_SUCCESS, "notify": ["skipped"]}
+    counts = maintenance_counts(target.db_url)
+    assert counts["clean"] == (1, True)
+    assert [counts[leaf.table][0] for leaf in leaves] == [1, 1, 1]  # each partition vacuumed once
+    with psycopg.connect(target.db_url) as conn:
+        partitioned_stats = conn.execute(
+            "SELECT last_analyze IS NOT NULL, vacuum_count FROM pg_stat_user_tables WHERE relname = 'events'"
+        ).fetchall()
+    if partitioned_stats:  # PG14+ lists partitioned tables there
+        assert partitioned_stats == [(True, 0)]  # analyzed, never vacuumed itself
+    assert counts["bloated"][0] == 0  # not named: left alone
+    report = target.report(dag_run)
+    assert {row["name"] for row in report["tables"]} == {
+        "public.clean",
+        "public.events",
+        *(leaf.display for leaf in leaves),
+    }
+    by_name = rows_by_name(report)
+    assert by_name["public.clean"]["reason"] == "named in the run's tables (below the thresholds)"
+    assert by_name["public.events"]["outcome"] == "done"
+
+
+def test_a_role_that_owns_nothing_gets_its_report_then_a_failed_run_with_the_fix(
+    stack, fresh_database, run_dag, maildir, monkeypatch, tmp_path, pg_admin_url
+) -> None:
+    target = new_target(fresh_database, tmp_path)
+    name = f"maint_guest_{os.getpid()}"
+    role = sql.Identifier(name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE pg_monitor").format(role))
+    url = urlsplit(target.db_url)
+    guest_url = urlunsplit(url._replace(netloc=f"{name}@{url.hostname}:{url.port}"))
+    point_at(monkeypatch, stack, replace(target, db_url=guest_url))
+    sent_before = len(read_emails(maildir))
+    try:
+        dag_run = run_dag(DAG_ID)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(role))
+    states = task_states(dag_run)
+    assert str(dag_run.state) == "failed"
+    assert {task: states[task] for task in ("vacuum", "report", "store", "notify", "outcome")} == {
+        "vacuum": ["success"],
+        "report": ["success"],
+        "store": ["success"],
+        "notify": ["success"],
+        "outcome": ["failed"],
+    }
+    report = target.report(dag_run)
+    assert [row["outcome"] for row in report["tables"] if row["planned"]] == ["error"]
+    fix = "run as the owner, or grant pg_maintain on PostgreSQL 17+"
+    assert fix in report["failure"]
+    assert dead_tuples(target.db_url, BLOATED) >= 9000
+    assert target.results("SELECT status FROM tutormax_ops.runs WHERE run_id = %s", dag_run.run_id) == [
+        ("partial",)
+    ]
+    messages = read_emails(maildir)[sent_before:]
+    assert DAG_ID in messages[0]["subject"] and "partial" in messages[0]["subject"]  # the report, first
+    failure_bodies = [m.get_body(("html", "plain")).get_content() for m in messages[1:]]
+    assert any(fix in body and "outcome" in body for body in failure_bodies), failure_bodies
+    instances = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert instances["outcome"].start_date >= instances["notify"].end_date

@@ -101,6 +101,10 @@ class Maintenance(_Section):
     # Tables whose age(relfrozenxid) reaches this are planned whatever their dead tuples (vacuumdb's
     # --min-xid-age): freezing them in the window beats an anti-wraparound autovacuum at peak time.
     min_xid_age: Annotated[int, Field(ge=0, le=2_000_000_000)] = 100_000_000
+    # Advice needs evidence: no DROP of an unused index before its scan counters have covered this
+    # many days of traffic, and no REINDEX of an index smaller than this (PgHero's default: 100 MB).
+    min_stats_age_days: Annotated[float, Field(ge=0, le=3650)] = 14
+    reindex_min_bytes: Annotated[int, Field(ge=0)] = 100 * 1024 * 1024
 
 
 class LoadProfile(_Section):

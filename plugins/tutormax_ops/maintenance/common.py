@@ -1,0 +1,216 @@
+"""What every maintenance step shares: the run's request (params over the config), table names,
+error lines, and the JSON form results take between tasks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import psycopg
+from airflow.sdk.exceptions import AirflowFailException
+from psycopg import sql
+
+from tutormax_ops.core.config import Maintenance, Settings
+from tutormax_ops.core.db import load_sql
+from tutormax_ops.core.notify import redact
+from tutormax_ops.core.reports import to_json
+from tutormax_ops.core.storage import run_artifacts_dir
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+Mode = Literal["vacuum_analyze", "analyze_only", "vacuum_freeze_analyze"]
+NotifyMode = Literal["always", "on_findings", "never"]
+T = TypeVar("T")
+
+_PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+class MaintenanceParamError(AirflowFailException):
+    """A param names something the database does not have; the message starts with the field.
+
+    An AirflowFailException, so the task fails at once: a retry cannot make a table exist.
+    """
+
+
+@dataclass(frozen=True)
+class TableRef:
+    schema: str
+    table: str
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.table)
+
+    @property
+    def display(self) -> str:
+        return display_name(self.schema, self.table)
+
+
+def display_name(schema: str, table: str) -> str:
+    """`public.orders`, or `"Mixed Case"."we""ird name"`: quoted only where SQL needs it."""
+    return ".".join(
+        part if _PLAIN_IDENTIFIER.fullmatch(part) else '"' + part.replace('"', '""') + '"'
+        for part in (schema, table)
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    """The run's params over the configured defaults: everything the plan and the runner obey."""
+
+    schemas: tuple[str, ...]
+    tables: tuple[str, ...]
+    exclude_tables: tuple[str, ...]
+    mode: Mode
+    min_dead_tuple_ratio: float
+    min_xid_age: int
+    parallel_jobs: int
+    window_minutes: int
+    lock_timeout_ms: int
+    truncate: bool
+    dry_run: bool
+    notify: NotifyMode
+
+
+def request_from_params(params: Mapping[str, Any], maintenance: Maintenance) -> Request:
+    """Params already passed the DAG's schema; an empty or null one means "the configured value"."""
+
+    def pick(name: str, configured: Any) -> Any:
+        value = params.get(name)
+        return configured if value is None or value == [] else value
+
+    return Request(
+        schemas=tuple(pick("schemas", maintenance.schemas)),
+        tables=tuple(params.get("tables") or ()),
+        exclude_tables=maintenance.exclude_tables,
+        mode=params.get("mode") or "vacuum_analyze",
+        min_dead_tuple_ratio=float(pick("min_dead_tuple_ratio", maintenance.min_dead_tuple_ratio)),
+        min_xid_age=maintenance.min_xid_age,
+        parallel_jobs=int(pick("parallel_jobs", maintenance.parallel_jobs)),
+        window_minutes=int(pick("window_minutes", maintenance.window_minutes)),
+        lock_timeout_ms=maintenance.lock_timeout_ms,
+        truncate=maintenance.truncate,
+        dry_run=bool(params.get("dry_run", False)),
+        notify=params.get("notify") or "always",
+    )
+
+
+def resolve_tables(
+    conn: psycopg.Connection, names: Sequence[str], schemas: Sequence[str], *, field: str, strict: bool
+) -> tuple[list[TableRef], list[str]]:
+    """Resolve SQL-style names (unqualified ones through `schemas`); return (tables, unknown names).
+
+    With `strict`, an unknown name, a relation that is not a table or a table outside `schemas`
+    raises `MaintenanceParamError` naming `field` instead.
+    """
+    search_path = sql.SQL(", ").join(map(sql.Identifier, schemas)).as_string(conn)
+    resolved: list[TableRef] = []
+    unknown: list[str] = []
+    for name in names:
+        try:
+            with conn.transaction():
+                # Local to this transaction: the session's own search_path is left as it was.
+                conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (search_path,))
+                rows = conn.execute(load_sql("maintenance/resolve_table.sql"), {"name": name}).fetchall()
+        except (psycopg.errors.SyntaxError, psycopg.errors.InvalidName, psycopg.DataError) as error:
+            raise MaintenanceParamError(f"{field}: {name!r} is not a valid table name ({error})") from None
+        problem = _name_problem(name, rows, schemas)
+        if problem is None:
+            resolved.append(TableRef(rows[0][0], rows[0][1]))
+        elif strict:
+            raise MaintenanceParamError(f"{field}: {problem}")
+        else:
+            unknown.append(name)
+    return resolved, unknown
+
+
+def _name_problem(name: str, rows: Sequence[tuple[str, str, str]], schemas: Sequence[str]) -> str | None:
+    if not rows:
+        return f"no table {name!r} in this database (searched schemas {list(schemas)})"
+    schema, table, kind = rows[0]
+    if kind not in ("r", "m", "p"):
+        return f"{display_name(schema, table)} is not a table (relkind {kind!r})"
+    if schema not in schemas:
+        return f"{display_name(schema, table)} is outside schemas {list(schemas)}: add {schema!r} to schemas"
+    return None
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of an error, credentials redacted: what reports and logs may show."""
+    return redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+
+
+def _fetch_scalars(conn: psycopg.Connection, path: str, params: Mapping[str, Any]) -> list[Any]:
+    return [row[0] for row in conn.execute(load_sql(path), dict(params)).fetchall()]
+
+
+def to_jsonable(value: Any) -> Any:
+    """A dataclass as plain JSON types (datetimes as ISO strings), the form XCom stores."""
+    return json.loads(to_json(dataclasses.asdict(value)))
+
+
+def from_jsonable(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Rebuild a (nested) frozen dataclass from `to_jsonable` output, using its type hints."""
+    hints = typing.get_type_hints(cls)
+    return cls(
+        **{field.name: _convert(hints[field.name], data[field.name]) for field in dataclasses.fields(cls)}
+    )
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _convert(options[0], value) if len(options) == 1 else value
+    if origin in (tuple, list):
+        item = typing.get_args(hint)[0]
+        items = [_convert(item, element) for element in value]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(hint):
+        return from_jsonable(hint, value)
+    if hint is datetime:
+        return datetime.fromisoformat(value)
+    return value
+
+
+# --- The run's files: what steps hand each other, by reference ------------------------------------
+
+STEPS_FOLDER = "steps"  # inside the run's artifacts folder; XCom carries only these paths
+
+
+def run_folder(settings: Settings, dag_id: str, run_id: str, *, reset: bool = False) -> ObjectStoragePath:
+    """The run's artifacts folder; `reset` (first step only) empties what an earlier attempt left."""
+    return run_artifacts_dir(settings.storage.artifacts_uri(), dag_id, run_id, reset=reset)
+
+
+def save_step(folder: ObjectStoragePath, step: str, value: Any) -> str:
+    """Write one step's result (a dataclass) as JSON under `steps/`; returns its location."""
+    path = folder / STEPS_FOLDER / f"{step}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(dataclasses.asdict(value)))
+    return str(path)
+
+
+def load_step(cls: type[T], folder: ObjectStoragePath, step: str) -> T | None:
+    """A step's result, or None when that step left none (it failed, or has not run)."""
+    path = folder / STEPS_FOLDER / f"{step}.json"
+    if not path.exists():
+        return None
+    return from_jsonable(cls, json.loads(path.read_text()))
+
+
+def folder_of(reference: Mapping[str, Any]) -> ObjectStoragePath:
+    """The run folder named in a step's XCom summary."""
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(reference["folder"])

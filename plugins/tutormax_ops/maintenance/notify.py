@@ -1,0 +1,69 @@
+"""Step 7: email the stored report, unless the run's `notify` param says not to."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tutormax_ops.core.notify import redact, send_email
+from tutormax_ops.core.reports import render
+from tutormax_ops.maintenance.common import display_name, folder_of, load_step
+from tutormax_ops.maintenance.report import MaintenanceReport
+from tutormax_ops.maintenance.store import CHARTS
+
+
+def email_subject(report: MaintenanceReport) -> str:
+    totals = report.totals
+    return (
+        f"{report.dag_id} on {report.database}: {report.status} — {totals.done} of {totals.planned} tables "
+        f"done, {totals.dead_tuples_removed:,} dead tuples removed, {len(report.recommendations)} recommendations"
+    )
+
+
+EMAIL_TABLES = 15
+EMAIL_RECOMMENDATIONS = 10
+# What the email carries: the charts it shows inline (cid:). The full report stays in storage (at
+# 3,000 tables it is megabytes); the email gives its location.
+EMAIL_ATTACHMENTS = tuple(CHARTS.values())
+
+
+def email_report(report: MaintenanceReport, artifacts_uri: str) -> list[str]:
+    """Send the summary and the top findings, with the charts read back from storage, and the stored
+    report's location. Returns the attached file names."""
+    from airflow.sdk import ObjectStoragePath
+
+    folder = ObjectStoragePath(artifacts_uri)
+    with tempfile.TemporaryDirectory(prefix="tutormax_maintenance_") as scratch:
+        attachments = []
+        for name in EMAIL_ATTACHMENTS:
+            local = Path(scratch) / name
+            local.write_bytes((folder / name).read_bytes())
+            attachments.append(local)
+        send_email(
+            subject=email_subject(report),
+            html=render(
+                "maintenance_email.html",
+                report=report,
+                name=display_name,
+                artifacts_uri=redact(artifacts_uri),
+                charts={name: f"cid:{file}" for name, file in CHARTS.items()},
+                email_tables=EMAIL_TABLES,
+                email_recommendations=EMAIL_RECOMMENDATIONS,
+            ),
+            attachments=attachments,
+        )
+    return list(EMAIL_ATTACHMENTS)
+
+
+def notify(report: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """Email the stored report, unless `notify` says not to (the task is then skipped, with the reason)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    loaded = load_step(MaintenanceReport, folder_of(report), "report")
+    if loaded.request.notify == "never":
+        raise AirflowSkipException("notify is 'never'")
+    if loaded.request.notify == "on_findings" and not loaded.has_findings:
+        raise AirflowSkipException("notify is 'on_findings' and this run found nothing to act on")
+    return email_report(loaded, stored["folder"])

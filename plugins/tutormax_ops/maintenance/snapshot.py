@@ -1,0 +1,198 @@
+"""Steps 1 and 4: a snapshot of the tables in scope (size, tuples, bloat estimate, maintenance times),
+with the database-wide figures, written to the run's folder.
+
+A run that names tables snapshots only those (a named partitioned table: its partitions too), so a
+two-table run over a 30,000-table catalog stays small.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+
+from tutormax_ops.collectors.postgres.bloat import table_bloat
+from tutormax_ops.collectors.postgres.tables import table_stats
+from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID
+from tutormax_ops.core.db import collector_session, load_sql
+from tutormax_ops.maintenance.common import (
+    MaintenanceParamError,
+    Request,
+    TableRef,
+    folder_of,
+    from_jsonable,
+    load_step,
+    request_from_params,
+    resolve_tables,
+    run_folder,
+    save_step,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """One table's size, tuples, bloat estimate and maintenance history at one moment."""
+
+    schema: str
+    table: str
+    locked: bool  # another session held or queued ACCESS EXCLUSIVE: sizes and bloat were not read
+    total_bytes: int | None  # sizes are None while another session holds ACCESS EXCLUSIVE on the table
+    table_bytes: int | None  # pg_table_size: heap, TOAST and the free-space and visibility maps
+    heap_bytes: int | None
+    index_bytes: int | None
+    toast_bytes: int | None
+    live_tuples: int
+    dead_tuples: int
+    dead_ratio: float | None
+    mods_since_analyze: int
+    bloat_bytes: int | None
+    bloat_ratio: float | None
+    xid_age: int | None
+    last_vacuum: datetime | None
+    last_autovacuum: datetime | None
+    last_analyze: datetime | None
+    last_autoanalyze: datetime | None
+
+    @property
+    def ref(self) -> TableRef:
+        return TableRef(self.schema, self.table)
+
+
+@dataclass(frozen=True)
+class PartitionLeaf:
+    parent_schema: str
+    parent_table: str
+    schema: str
+    table: str
+
+    @property
+    def parent(self) -> TableRef:
+        return TableRef(self.parent_schema, self.parent_table)
+
+    @property
+    def ref(self) -> TableRef:
+        return TableRef(self.schema, self.table)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    phase: Literal["before", "after"]
+    collected_at: datetime
+    tables: tuple[TableSnapshot, ...]
+    partitions: tuple[PartitionLeaf, ...]  # leaves under the partitioned tables in `tables`
+    database_bytes: int | None
+    database_xid_age: int | None
+    tables_in_scope: int  # every table of the schemas, also those a run naming tables left out
+
+    @property
+    def partitioned(self) -> frozenset[TableRef]:
+        return frozenset(leaf.parent for leaf in self.partitions)
+
+
+def take_snapshot(
+    conn: psycopg.Connection,
+    schemas: Sequence[str],
+    phase: Literal["before", "after"],
+    *,
+    only: frozenset[TableRef] | None = None,
+) -> Snapshot:
+    """Table statistics joined with the catalog bloat estimate, for every user table of `schemas`
+    (or only the tables in `only`, with the leaves of any partitioned table among them)."""
+    collected_at = datetime.now(UTC)
+    leaves = [
+        PartitionLeaf(*row)
+        for row in conn.execute(load_sql("maintenance/partitions.sql"), {"schemas": list(schemas)}).fetchall()
+    ]
+    if only is not None:
+        only = only | {leaf.ref for leaf in leaves if leaf.parent in only}
+        leaves = [leaf for leaf in leaves if leaf.parent in only]
+    database_bytes, database_xid_age = conn.execute(load_sql("maintenance/database_figures.sql")).fetchone()
+    bloat = {(row.schema, row.table): row for row in table_bloat(conn, schemas=schemas)}
+    every = table_stats(conn, schemas=schemas)
+    tables = []
+    for stats in every:
+        if only is not None and TableRef(stats.schema, stats.table) not in only:
+            continue
+        estimate = bloat.get((stats.schema, stats.table))
+        estimable = estimate is not None and estimate.estimable
+        tables.append(
+            TableSnapshot(
+                schema=stats.schema,
+                table=stats.table,
+                locked=stats.locked,
+                total_bytes=stats.total_bytes,
+                table_bytes=stats.table_bytes,
+                heap_bytes=stats.heap_bytes,
+                index_bytes=stats.index_bytes,
+                toast_bytes=stats.toast_bytes,
+                live_tuples=stats.live_tuples,
+                dead_tuples=stats.dead_tuples,
+                dead_ratio=stats.dead_ratio,
+                mods_since_analyze=stats.mods_since_analyze,
+                bloat_bytes=estimate.bloat_bytes if estimable else None,
+                bloat_ratio=estimate.bloat_percent / 100 if estimable else None,
+                xid_age=stats.xid_age,
+                last_vacuum=stats.last_vacuum,
+                last_autovacuum=stats.last_autovacuum,
+                last_analyze=stats.last_analyze,
+                last_autoanalyze=stats.last_autoanalyze,
+            )
+        )
+    return Snapshot(
+        phase, collected_at, tuple(tables), tuple(leaves), database_bytes, database_xid_age, len(every)
+    )
+
+
+def _named_tables(conn: psycopg.Connection, request: Request) -> frozenset[TableRef] | None:
+    """The tables the run names, as far as they resolve; the plan step refuses the others by name."""
+    if not request.tables:
+        return None
+    try:
+        named, _ = resolve_tables(conn, request.tables, request.schemas, field="tables", strict=False)
+    except MaintenanceParamError:
+        return None  # a malformed name: the plan fails on it, naming the field
+    return frozenset(named)
+
+
+def summary(snapshot: Snapshot, path: str, folder: str) -> dict[str, Any]:
+    """What travels through XCom: where the snapshot is, and a few figures."""
+    return {
+        "folder": folder,
+        "path": path,
+        "phase": snapshot.phase,
+        "tables": len(snapshot.tables),
+        "tables_in_scope": snapshot.tables_in_scope,
+        "database_bytes": snapshot.database_bytes,
+    }
+
+
+def snapshot_before(params: Mapping[str, Any], *, dag_id: str, run_id: str) -> dict[str, Any]:
+    """Empty the run's folder (a rerun starts clean), snapshot the scope, and save it there."""
+    settings = load_settings(with_variable=True)
+    request = request_from_params(params, settings.maintenance)
+    folder = run_folder(settings, dag_id, run_id, reset=True)
+    with collector_session(DB_CONN_ID, settings) as conn:
+        snapshot = take_snapshot(conn, request.schemas, "before", only=_named_tables(conn, request))
+    log.info("snapshot before: %d of %d tables in scope", len(snapshot.tables), snapshot.tables_in_scope)
+    return summary(snapshot, save_step(folder, "snapshot_before", snapshot), str(folder))
+
+
+def snapshot_after(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The same scope again after maintenance; nothing on a dry run (nothing changed)."""
+    folder = folder_of(plan)
+    if plan["dry_run"]:
+        return {"folder": str(folder), "path": None, "reason": "dry run: nothing changed"}
+    settings = load_settings(with_variable=True)
+    request = from_jsonable(Request, plan["request"])
+    before = load_step(Snapshot, folder, "snapshot_before")
+    only = frozenset(table.ref for table in before.tables) if request.tables and before else None
+    with collector_session(DB_CONN_ID, settings) as conn:
+        snapshot = take_snapshot(conn, request.schemas, "after", only=only)
+    return summary(snapshot, save_step(folder, "snapshot_after", snapshot), str(folder))
