@@ -58,7 +58,8 @@ from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
 from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
-from tutormax_ops.loadtest import RunPlan, run_locust  # noqa: E402
+from tutormax_ops.loadtest.plan import RunPlan  # noqa: E402
+from tutormax_ops.loadtest.runner import run_locust  # noqa: E402
 
 # The last commit before issue 16 touched the service.
 REFERENCE_REV = "95888b393502cdb75d33fa968072f8956185751d"
