@@ -164,7 +164,7 @@ def test_a_migration_leads_to_clear_warm_then_the_smoke_load_test(
     assert migrated[0][0] < instances["invalidate"].start_date
     assert warmed[0][0] >= instances["warm"].end_date
 
-    load = run_dag("tutormax_load_test", run_conf={"profile": "smoke", "run_time": 15, "notify": "never"})
+    load = run_dag("tutormax_load_test", run_conf={"profile": "smoke", "run_time": 30, "notify": "never"})
     states = task_states(load)
     assert (states["guard"], states["run"]) == (["success"], ["success"]), states
     load_instances = {ti.task_id: ti for ti in load.get_task_instances()}
