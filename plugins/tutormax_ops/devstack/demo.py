@@ -35,6 +35,8 @@ DEMO_STATE = Path(os.environ.get("TUTORMAX_DEMO_STATE") or STATE_DIR / "demo")
 DEMO_SETTINGS = {
     "TUTORMAX_OPS__MAINTENANCE__WINDOW_MINUTES": "10",
     "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (DEMO_STATE / "artifacts").as_uri(),
+    # The demo's service runs on the database the demo created, so the checklist may book through it.
+    "TUTORMAX_OPS__HEALTH__INVALIDATION_PROBE__ENABLED": "true",
 }
 # The demo emails every report, so a newcomer sees what the weekly and nightly emails look like.
 DEMO_CONF: dict[str, dict[str, object]] = {
