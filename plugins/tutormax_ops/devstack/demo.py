@@ -106,8 +106,8 @@ def prepare(progress: Progress, *, airflow: bool = True) -> tuple[devstack.Stack
         per_day = int(os.environ.get("TUTORMAX_DEMO_SESSIONS_PER_DAY", "30000"))
         loaded = devstack.load_service_data(stack.endpoints.db_url, days=days, sessions_per_day=per_day)
         progress.step(f"  seed: {loaded}")
-        progress.step("starting the reference TutorMax service (uvicorn, 2 workers)")
-        stack.start_service(workers=2)
+        progress.step("starting the reference TutorMax service (uvicorn, one worker per core)")
+        stack.start_service()
         env.update(stack.endpoints.airflow_env())
         return stack, env
     except BaseException:
