@@ -141,8 +141,12 @@ def tutormax_load_test() -> None:
         from airflow.sdk import get_current_context
 
         from tutormax_ops.loadtest.plan import plan_from_context
+        from tutormax_ops.loadtest.window import skip_outside_window
 
-        return plan_from_context(get_current_context())
+        context = get_current_context()
+        planned = plan_from_context(context)
+        skip_outside_window(planned, context)
+        return planned
 
     @task
     def guard(planned: dict) -> list[str]:
