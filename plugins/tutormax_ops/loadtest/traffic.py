@@ -92,7 +92,11 @@ def check_locustfile(profile_name: str, loadtest: LoadTest) -> list[str]:
     classes = lines[lines.index("Available Users:") + 1 :] if "Available Users:" in lines else []
     classes = [name for name in classes if name]
     if listed.returncode != 0 or not classes:
-        error = (listed.stderr.strip().splitlines() or ["no user class found"])[-1]
+        error = (
+            (listed.stderr.strip().splitlines() or ["no output"])[-1]
+            if listed.returncode != 0
+            else "it defines no User class"
+        )
         raise LocustfileError(f"{field}: {path} could not be loaded by Locust: {error} (no request was sent)")
     missing = sorted(set(profile.user_classes) - set(classes))
     if missing:
