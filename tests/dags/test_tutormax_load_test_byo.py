@@ -104,10 +104,20 @@ def write_config(folder: Path, locustfile: str, **overrides: Any) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class Configured:
+    locustfile: Path
+    results_url: str
+
+
 @pytest.fixture
-def configured(byo: Byo, stack, airflow_db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Connections to the byo service and its database, the team's config folder and locustfile."""
-    endpoints = replace(stack.endpoints, db_url=byo.db_url, results_url=byo.db_url, api_url=byo.url)
+def configured(
+    byo: Byo, stack, fresh_database, airflow_db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Configured:
+    """Connections to the byo service and its database, the team's config folder and locustfile.
+    Each test gets an empty results history, so no test's verdict depends on another's runs."""
+    results_url = fresh_database("byo_results")
+    endpoints = replace(stack.endpoints, db_url=byo.db_url, results_url=results_url, api_url=byo.url)
     for name, value in endpoints.airflow_env().items():
         monkeypatch.setenv(name, value)
     locustfile = tmp_path / "team_repo" / "locustfile.py"
@@ -117,11 +127,15 @@ def configured(byo: Byo, stack, airflow_db, monkeypatch: pytest.MonkeyPatch, tmp
     # The run proves the plumbing, not this machine's spare CPU (other jobs share it): the host check
     # is tested on its own in tests/loadtest/test_validity.py; every other validity check stays.
     monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__HOST_SATURATION_PERCENT", "100")
-    return locustfile
+    return Configured(locustfile, results_url)
 
 
 def history(db_url: str, run_id: str) -> tuple[dict | None, list[dict]]:
+    """The run's history rows; none where nothing was ever stored (no history schema yet)."""
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        stored = conn.execute("SELECT to_regclass(%s) AS t", (f"{SCHEMA}.loadtest_runs",)).fetchone()
+        if stored["t"] is None:
+            return None, []
         query = "SELECT * FROM {} WHERE dag_id = %s AND run_id = %s"
         run = conn.execute(
             sql.SQL(query).format(sql.Identifier(SCHEMA, "loadtest_runs")), (DAG_ID, run_id)
@@ -133,14 +147,14 @@ def history(db_url: str, run_id: str) -> tuple[dict | None, list[dict]]:
 
 
 def test_the_load_test_runs_end_to_end_against_another_service_through_config_alone(
-    byo: Byo, configured: Path, run_dag, maildir: Path
+    byo: Byo, configured: Configured, run_dag, maildir: Path
 ) -> None:
     seen_before, sent_before = len(byo.requests()), len(read_emails(maildir))
     dag_run = run_dag(DAG_ID, run_conf={"notify": "always"})
     assert task_states(dag_run) == {
         name: ["success"] for name in ("plan", "guard", "run", "analyze", "notify", "verdict")
     }
-    run, endpoints = history(byo.db_url, dag_run.run_id)
+    run, endpoints = history(configured.results_url, dag_run.run_id)
     assert run is not None and run["valid"], run
     assert (run["profile"], run["verdict"], run["targets_verdict"]) == (PROFILE, "pass", "pass")
     assert run["regression_verdict"] == "insufficient history"
@@ -164,7 +178,7 @@ def test_the_load_test_runs_end_to_end_against_another_service_through_config_al
     assert dag_run.run_id in html and "GET /api/v1/items/{id}" in html
 
 
-def test_the_smoke_dag_checks_the_configured_health_path(byo: Byo, configured: Path, run_dag) -> None:
+def test_the_smoke_dag_checks_the_configured_health_path(byo: Byo, configured: Configured, run_dag) -> None:
     seen_before = len(byo.requests())
     dag_run = run_dag("tutormax_smoke_connectivity")
     assert task_states(dag_run) == {"check": ["success"] * 5, "summarize": ["success"]}
@@ -172,7 +186,7 @@ def test_the_smoke_dag_checks_the_configured_health_path(byo: Byo, configured: P
 
 
 def test_a_missing_locustfile_fails_plan_and_no_request_reaches_the_service(
-    byo: Byo, configured: Path, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    byo: Byo, configured: Configured, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     missing = tmp_path / "team_repo" / "renamed_locustfile.py"
     monkeypatch.setenv("TUTORMAX_OPS_CONFIG_DIR", str(write_config(tmp_path / "missing", str(missing))))
@@ -182,14 +196,14 @@ def test_a_missing_locustfile_fails_plan_and_no_request_reaches_the_service(
     assert states["plan"] == ["failed"] and states["guard"] == ["upstream_failed"]
     assert {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}["plan"] == 1  # config: no retry
     assert byo.requests()[seen_before:] == []
-    assert history(byo.db_url, dag_run.run_id)[0] is None
+    assert history(configured.results_url, dag_run.run_id)[0] is None
 
 
 def test_a_json_field_health_check_refuses_a_200_with_the_wrong_value(
-    byo: Byo, configured: Path, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    byo: Byo, configured: Configured, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     check = {"path": "/api/v1/utils/status", "status": 200, "json_field": "status", "json_value": "ok"}
-    config = write_config(tmp_path / "status", str(configured), service={"health_check": check})
+    config = write_config(tmp_path / "status", str(configured.locustfile), service={"health_check": check})
     monkeypatch.setenv("TUTORMAX_OPS_CONFIG_DIR", str(config))
     seen_before = len(byo.requests())
     dag_run = run_dag(DAG_ID)
@@ -219,7 +233,7 @@ def scheduled_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_scheduled_run_that_starts_hours_late_sends_no_load_and_stores_the_skip(
-    byo: Byo, configured: Path, scheduled_runs: None, airflow_db
+    byo: Byo, configured: Configured, scheduled_runs: None, airflow_db
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -235,7 +249,7 @@ def test_a_scheduled_run_that_starts_hours_late_sends_no_load_and_stores_the_ski
         name: ["skipped"] for name in ("plan", "guard", "run", "analyze", "notify", "verdict")
     }
     assert byo.requests()[seen_before:] == []
-    run, endpoints = history(byo.db_url, dag_run.run_id)
+    run, endpoints = history(configured.results_url, dag_run.run_id)
     assert run is not None and run["verdict"] == "skipped" and not run["valid"] and endpoints == []
     late_h = 5 - window_minutes / 60
     assert run["invalid_reason"].startswith(f"skipped: started {late_h:.1f} h after its window ("), run
