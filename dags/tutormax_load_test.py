@@ -16,17 +16,28 @@ admins open the overview and analytics), then judges it twice:
    step it could have seen. Findings are provisional (reported, failing nothing) until
    `loadtest.regression.alarm_history` earlier runs exist.
 
-A guard runs first and refuses, before any request, a host off `loadtest.host_allowlist`, more
-users than `loadtest.max_users`, a target whose `/health` is not ok, and a database whose shared
-advisory lock is held (a migration or maintenance is running). The run holds that lock itself.
+The traffic is the profile's: its `locustfile` (under `include/locust/` or an absolute path), its
+`user_classes` and `tags`, and what the locustfile reads (`think_time_s`, `ids` from a SQL query or
+a list, `options`). `plan` loads the locustfile with Locust's `--list` and fails, naming the profile
+and the path, when it is missing or broken: before any request.
+
+A guard runs next and refuses, before any request, a host off `loadtest.host_allowlist`, more
+users than `loadtest.max_users`, a target whose health check (`service.health_check`: path, status,
+optionally a JSON field and its value; the smoke DAG's too) is not as expected, and a database whose
+shared advisory lock is held (a migration or maintenance is running). The run holds that lock itself.
 
 ### Schedule
 `loadtest.schedule` (02:00 UTC nightly, from `include/config/tutormax.yaml`), and after each
 `tutormax_schema_migrated` Asset event: that run is the `smoke` profile, a post-migration check.
 
+A scheduled run's window opens at its scheduled time and lasts `loadtest.window_minutes`: a run
+that starts after it closed (unpaused late, scheduler down), or whose load could not end before it
+closes, sends nothing, stores a `skipped` row in `loadtest_runs` with "skipped: started N h after
+its window", and skips its tasks. Manual and Asset-triggered runs count from their start.
+
 ### Params
 - `profile`: one of `loadtest.profiles` (`smoke` 20 users/60 s, `baseline` 300 users at 10/s,
-  `stress` steps up to find the knee, `soak`).
+  `stress` steps up to find the knee, `soak`, and any a team adds for its own service).
 - `users`, `spawn_rate`, `run_time` (seconds): override the profile; empty keeps its values.
 - `host`: empty means the `tutormax_api` connection; any host must be on the allowlist.
 - `processes`: 0 runs one locust process; N runs `locust --master` and N local workers (remote
@@ -141,8 +152,12 @@ def tutormax_load_test() -> None:
         from airflow.sdk import get_current_context
 
         from tutormax_ops.loadtest.plan import plan_from_context
+        from tutormax_ops.loadtest.window import skip_outside_window
 
-        return plan_from_context(get_current_context())
+        context = get_current_context()
+        planned = plan_from_context(context)
+        skip_outside_window(planned, context)
+        return planned
 
     @task
     def guard(planned: dict) -> list[str]:

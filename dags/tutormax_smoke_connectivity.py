@@ -3,8 +3,9 @@
 
 ### Purpose
 Checks that every connection TutorMax Ops depends on answers: `SELECT 1` on `tutormax_db` and
-`tutormax_results`, `PING` on `tutormax_redis`, `GET /health` on `tutormax_api`, and an SMTP
-handshake on `smtp_default`. Run it first after deploying the package or changing a connection.
+`tutormax_results`, `PING` on `tutormax_redis`, the service's health check on `tutormax_api`
+(`service.health_check`: `GET /health` answering `{"status": "ok"}` by default; the load-test guard
+reads the same setting), and an SMTP handshake on `smtp_default`. Run it first after deploying the package or changing a connection.
 
 ### Schedule
 Daily at 06:00 UTC, and on demand from the UI.

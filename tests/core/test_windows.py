@@ -26,6 +26,20 @@ def test_a_scheduled_run_counts_from_its_scheduled_time() -> None:
     assert window.remaining_s(on_time) == 119 * 60
 
 
+def test_a_scheduled_load_must_fit_in_what_is_left_of_its_window() -> None:
+    """A load test cannot stop half-way and still measure: it starts only if it ends in the window."""
+    window = run_window(run_type="scheduled", run_after=SUNDAY_3AM, started_at=SUNDAY_3AM, minutes=120)
+    late_start = SUNDAY_3AM + timedelta(minutes=100)
+    assert window.overrun_reason(20 * 60, late_start) is None  # ends exactly at the close
+    assert window.overrun_reason(60 * 60, late_start) == (
+        "skipped: started 1.7 h into its window (2026-11-29 03:00 UTC + 120 min); its 60 min would end "
+        "40 min after the window closed"
+    )
+    assert window.overrun_reason(60, SUNDAY_3AM + timedelta(hours=3)) is None  # late_reason says that
+    manual = run_window(run_type="manual", run_after=None, started_at=late_start, minutes=1)
+    assert manual.overrun_reason(3600, late_start) is None
+
+
 def test_a_manual_run_counts_from_its_start_even_with_a_run_after() -> None:
     started = SUNDAY_3AM + timedelta(hours=20)
     window = run_window(run_type="manual", run_after=SUNDAY_3AM, started_at=started, minutes=120)

@@ -14,8 +14,11 @@ import psutil
 import pytest
 
 from loadtest.factories import SETTINGS, plan
+from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.loadtest import runner
-from tutormax_ops.loadtest.runner import LOCUSTFILE, STRESS_SHAPE, locust_commands, run_locust
+from tutormax_ops.loadtest.runner import STRESS_SHAPE, locust_commands, run_locust
+
+LOCUSTFILE = LOCUST_DIR / "tutormax_locustfile.py"  # the default profile's
 
 
 def test_one_process_runs_headless_with_every_output_and_no_exit_code_on_errors(tmp_path: Path) -> None:

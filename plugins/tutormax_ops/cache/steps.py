@@ -23,8 +23,8 @@ from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_I
 from tutormax_ops.core.db import collector_session, load_sql
 from tutormax_ops.core.notify import send_email
 from tutormax_ops.core.reports import render
+from tutormax_ops.core.service import api_base_url
 from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, upsert_rows
-from tutormax_ops.loadtest.plan import api_base_url
 
 log = logging.getLogger(__name__)
 WARM_DAG_ID = "tutormax_cache_warming"

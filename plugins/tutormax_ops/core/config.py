@@ -107,6 +107,39 @@ class Maintenance(_Section):
     reindex_min_bytes: Annotated[int, Field(ge=0)] = 100 * 1024 * 1024
 
 
+class HealthCheck(_Section):
+    """`GET <service><path>` must answer `status`; with `json_field`, that field of its JSON body must
+    equal `json_value`. Read by the load-test guard and the smoke DAG alike."""
+
+    path: Annotated[str, Field(pattern=r"^/")] = "/health"
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+    # A dotted path into the JSON body (`status`, `checks.database`); "" is the whole body (a service
+    # that answers `true`); null reads no body.
+    json_field: str | None = "status"
+    json_value: Any = "ok"
+
+
+class Service(_Section):
+    """What the package needs to know about the service it loads and checks, beyond its connections."""
+
+    health_check: HealthCheck = HealthCheck()
+
+
+class LocustIds(_Section):
+    """Ids a locustfile fills its route templates with: a SQL query run on `tutormax_db` (read-only,
+    under the collectors' timeouts, `sql_params` bound), or a fixed list."""
+
+    sql: str = ""
+    sql_params: dict[str, Any] = Field(default_factory=dict)
+    values: tuple[int | str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LocustIds:
+        if bool(self.sql.strip()) == bool(self.values):
+            raise ValueError("give exactly one of sql or values")
+        return self
+
+
 class LoadProfile(_Section):
     users: Annotated[int, Field(ge=1)]
     spawn_rate: Annotated[float, Field(gt=0)]
@@ -114,6 +147,14 @@ class LoadProfile(_Section):
     step_users: Annotated[int, Field(ge=1)] | None = None
     step_seconds: Annotated[int, Field(ge=5)] | None = None
     targets: Targets | None = None
+    # The traffic: a locustfile under include/locust/ or an absolute path, the user classes and tags
+    # Locust runs (empty: all), and what the locustfile reads (see include/locust/json_api_locustfile.py).
+    locustfile: Annotated[str, Field(min_length=1)] = "tutormax_locustfile.py"
+    user_classes: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ...] = ()
+    tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    think_time_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] | None = None
+    ids: LocustIds | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class Regression(_Section):
@@ -162,6 +203,9 @@ class LoadTest(_Section):
     master_port: Annotated[int, Field(ge=0, le=65_535)] = 0
     remote_workers: Annotated[int, Field(ge=0)] = 0
     regression: Regression = Regression()
+    # A scheduled run's load must fit between its scheduled time and this many minutes later; a run
+    # that starts too late sends nothing (see core/windows.py). Manual and Asset runs count from their start.
+    window_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 120
 
     @model_validator(mode="after")
     def _profiles_are_consistent(self) -> LoadTest:
@@ -337,6 +381,7 @@ class Settings(_Section):
     cache_clear: CacheClear = CacheClear()
     migrations: Migrations = Migrations()
     health: Health = Health()
+    service: Service = Service()
 
     def profile(self, name: str) -> LoadProfile:
         try:

@@ -47,6 +47,21 @@ class Window:
             f"({self.opens_at:%Y-%m-%d %H:%M} UTC + {self.minutes} min) closed"
         )
 
+    def overrun_reason(self, duration_s: float, now: datetime | None = None) -> str | None:
+        """For a scheduled run inside its window whose work of `duration_s` would outlast it: a load
+        test cannot stop half-way and still measure anything, so it must fit or not start."""
+        now = now or datetime.now(UTC)
+        if not self.scheduled or now >= self.closes_at:
+            return None  # a manual run's window fits its work; after the close, `late_reason` says why
+        over = now + timedelta(seconds=duration_s) - self.closes_at
+        if over <= timedelta(0):
+            return None
+        return (
+            f"skipped: started {(now - self.opens_at).total_seconds() / 3600:.1f} h into its window "
+            f"({self.opens_at:%Y-%m-%d %H:%M} UTC + {self.minutes} min); its {duration_s / 60:.0f} min "
+            f"would end {over.total_seconds() / 60:.0f} min after the window closed"
+        )
+
 
 def run_window(
     *, run_type: str, run_after: datetime | None, started_at: datetime | None, minutes: int

@@ -1,4 +1,5 @@
-"""One check per Airflow connection the package uses: `SELECT 1`, `PING`, `GET /health`, SMTP handshake."""
+"""One check per Airflow connection the package uses: `SELECT 1`, `PING`, the service's health check
+(`service.health_check`, the one the load-test guard uses too), SMTP handshake."""
 
 from __future__ import annotations
 
@@ -61,14 +62,22 @@ def check_redis(conn_id: str) -> CheckResult:
 def check_http_health(conn_id: str, *, timeout_s: float = 5) -> CheckResult:
     from airflow.providers.http.hooks.http import HttpHook
 
-    def probe() -> str:
-        response = HttpHook(method="GET", http_conn_id=conn_id).run(
-            "/health",
-            extra_options={"timeout": timeout_s, "check_response": True},
-        )
-        return f"GET /health {response.status_code}: {response.text[:200]}"
+    from tutormax_ops.core.config import load_settings
+    from tutormax_ops.core.service import health_problem
 
-    return _timed(conn_id, "GET /health", probe)
+    check = load_settings(with_variable=True).service.health_check
+
+    def probe() -> str:
+        # The connection's own auth and headers apply; the answer is judged as the guard judges it.
+        response = HttpHook(method="GET", http_conn_id=conn_id).run(
+            check.path, extra_options={"timeout": timeout_s, "check_response": False}
+        )
+        problem = health_problem(check, response.status_code, response.text)
+        if problem:
+            raise RuntimeError(problem)
+        return f"GET {check.path} {response.status_code}: {response.text[:200]}"
+
+    return _timed(conn_id, f"GET {check.path}", probe)
 
 
 def check_smtp(conn_id: str) -> CheckResult:

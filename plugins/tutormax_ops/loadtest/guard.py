@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from tutormax_ops.core.config import LoadTest, Settings, load_settings
+from tutormax_ops.core.config import HealthCheck, LoadTest, Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
+from tutormax_ops.core.service import describe_health_check, health_problem
 from tutormax_ops.loadtest.plan import RunPlan
 
 if TYPE_CHECKING:
@@ -45,10 +46,11 @@ def check_guard(plan_values: Mapping[str, Any]) -> list[str]:
     if reasons := static_refusals(plan, settings.loadtest):
         raise LoadTestRefused("load test refused, no request was sent: " + "; ".join(reasons))
     passed = [f"{plan.host} is on the allowlist", f"{plan.users} users within the cap"]
-    health = _health_problem(plan.host)
+    check = settings.service.health_check
+    health = _health_problem(plan.host, check)
     if health:
-        raise LoadTestRefused(redact(f"load test refused, no load was sent: {health}"))
-    passed.append(f"GET {plan.host}/health answered ok")
+        raise LoadTestRefused(redact(f"load test refused, no load was sent: {plan.host}: {health}"))
+    passed.append(f"{plan.host}: {describe_health_check(check)} as expected")
     holder = _advisory_lock_holder(settings)
     if holder is not None:
         raise LoadTestRefused(
@@ -62,20 +64,14 @@ def check_guard(plan_values: Mapping[str, Any]) -> list[str]:
     return passed
 
 
-def _health_problem(host: str) -> str | None:
+def _health_problem(host: str, check: HealthCheck) -> str | None:
     import requests
 
     try:
-        response = requests.get(f"{host}/health", timeout=HEALTH_TIMEOUT_S)
+        response = requests.get(f"{host}{check.path}", timeout=HEALTH_TIMEOUT_S)
     except requests.RequestException as error:
-        return f"GET {host}/health failed: {type(error).__name__}: {error}"
-    try:
-        status = response.json().get("status")
-    except ValueError:  # a /health that answers plain text: its status code decides
-        status = None
-    if response.status_code != 200 or status not in (None, "ok"):
-        return f"GET {host}/health answered {response.status_code}: {response.text[:200]}"
-    return None
+        return f"GET {check.path} failed: {type(error).__name__}: {error}"
+    return health_problem(check, response.status_code, response.text)
 
 
 def service_db(settings: Settings, *, read_only: bool) -> psycopg.Connection:

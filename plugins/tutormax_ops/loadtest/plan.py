@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from tutormax_ops.core.config import Settings, load_settings
-from tutormax_ops.core.conn_ids import API_CONN_ID
-
-if TYPE_CHECKING:
-    pass
+from tutormax_ops.core.paths import LOCUST_DIR
+from tutormax_ops.core.service import api_base_url
+from tutormax_ops.loadtest.traffic import check_locustfile, resolve_locustfile
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,9 @@ class RunPlan:
     trigger: Literal["schedule", "asset", "manual"]
     step_users: int | None = None
     step_seconds: int | None = None
+    locustfile: str = str(LOCUST_DIR / "tutormax_locustfile.py")
+    user_classes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
     @property
     def stress(self) -> bool:
@@ -66,19 +68,10 @@ def resolve_plan(
         trigger=trigger if trigger in ("schedule", "asset") else "manual",  # type: ignore[arg-type]
         step_users=profile.step_users,
         step_seconds=profile.step_seconds,
+        locustfile=str(resolve_locustfile(profile)),
+        user_classes=profile.user_classes,
+        tags=profile.tags,
     )
-
-
-def api_base_url(conn_id: str = API_CONN_ID) -> str:
-    """The `tutormax_api` connection as a base URL (no credentials: load needs none)."""
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    host = conn.host or ""
-    if "://" in host:
-        return host.rstrip("/")
-    netloc = f"[{host}]" if ":" in host else host  # IPv6 literal
-    return f"{conn.schema or 'http'}://{netloc}{f':{conn.port}' if conn.port else ''}"
 
 
 def plan_from_context(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,6 +80,9 @@ def plan_from_context(context: Mapping[str, Any]) -> dict[str, Any]:
     trigger = {"asset_triggered": "asset", "scheduled": "schedule"}.get(str(run_type), "manual")
     params = context["params"]
     default_host = "" if (params.get("host") and trigger != "asset") else api_base_url()
-    plan = resolve_plan(load_settings(with_variable=True), params, default_host=default_host, trigger=trigger)
+    settings = load_settings(with_variable=True)
+    plan = resolve_plan(settings, params, default_host=default_host, trigger=trigger)
+    classes = check_locustfile(plan.profile, settings.loadtest)
     print(f"plan: {plan}")
+    print(f"locustfile {plan.locustfile} loads; its user classes: {', '.join(classes)}")
     return asdict(plan)

@@ -16,6 +16,7 @@ from tutormax_ops.loadtest.history import run_row, store_run_rows
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.runner import run_locust
 from tutormax_ops.loadtest.server_metrics import describe_error, server_metrics, take_server_snapshot
+from tutormax_ops.loadtest.traffic import IDS_FILE, write_ids
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -32,6 +33,8 @@ def execute_run(plan_values: Mapping[str, Any], context: Mapping[str, Any]) -> d
     artifacts = run_artifacts_dir(settings.storage.artifacts_uri(), ti.dag_id, ti.run_id)
     with tempfile.TemporaryDirectory(prefix="tutormax-locust-") as tmp, holding_advisory_lock(settings):
         folder = Path(tmp)
+        if (count := write_ids(settings, plan.profile, folder)) is not None:
+            print(f"{count} ids for the locustfile in {folder / IDS_FILE}")
         snapshots = {"run": take_server_snapshot(settings)}
         started_at = datetime.now(UTC)
         try:

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 from tutormax_ops.core.config import LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.traffic import base_env, selection_args, traffic_env
 
 if TYPE_CHECKING:
     import psutil
 
 
-LOCUSTFILE = LOCUST_DIR / "tutormax_locustfile.py"
 STRESS_SHAPE = LOCUST_DIR / "stress_shape.py"
 PREFIX = "locust"  # every locust output file starts with it: locust_stats.csv, locust.json, locust.html
 LOCUST_OUTPUTS = (
@@ -182,10 +182,9 @@ def stop_active_run(reason: str, *, grace_s: float) -> None:
 def locust_env(plan: RunPlan, loadtest: LoadTest, folder: Path) -> dict[str, str]:
     """The task's environment without Airflow's settings and connections (locust needs no secret),
     plus what the locustfile and the stress shape read; the service's own times go to `folder`."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env = base_env()
     env["TUTORMAX_LOCUST_SERVER_TIMES"] = str(folder)
-    low, high = loadtest.think_time_s
-    env["TUTORMAX_LOCUST_THINK_TIME"] = f"{low},{high}"
+    env.update(traffic_env(loadtest.profiles[plan.profile], loadtest, folder))
     if plan.step_users is not None and plan.step_seconds is not None:
         env.update(
             TUTORMAX_STRESS_STEP_USERS=str(plan.step_users),
@@ -200,8 +199,8 @@ def locust_commands(
     plan: RunPlan, loadtest: LoadTest, folder: Path, *, master_port: int
 ) -> list[tuple[str, list[str]]]:
     """(role, argv) for each process: one `locust`, or a master and `processes` workers."""
-    files = f"{LOCUSTFILE},{STRESS_SHAPE}" if plan.stress else str(LOCUSTFILE)
-    base = [sys.executable, "-m", "locust", "-f", files]
+    files = f"{plan.locustfile},{STRESS_SHAPE}" if plan.stress else plan.locustfile
+    base = [sys.executable, "-m", "locust", "-f", files, *selection_args(plan.user_classes, plan.tags)]
     # The stress shape sets users and stops the run itself; locust warns about -u/-r/-t next to a shape.
     load = (
         []

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from tutormax_ops.collectors.redis import RedisSample
 
 
+SERVICE_SUMMARY_PATH = "/api/performance/summary"
+
+
 @dataclass(frozen=True)
 class ServerSnapshot:
     taken_at: datetime
@@ -84,7 +87,7 @@ def server_metrics(start: ServerSnapshot, settings: Settings, host: str, *, wind
         "queries": asdict(queries) if queries else None,
         "query_p95_ms": queries.p95_time_ms if queries else None,
         "slow_query_rate": queries.slow_query_rate if queries else None,
-        "service_summary": _service_summary(host, errors),
+        **_service_summary(host),
         "errors": errors,
     }
 
@@ -95,17 +98,18 @@ def _redis_client() -> Any:
     return RedisHook(redis_conn_id=REDIS_CONN_ID).get_conn()
 
 
-def _service_summary(host: str, errors: list[str]) -> dict[str, Any] | None:
-    """The service's own `/api/performance/summary`, where it has one."""
+def _service_summary(host: str) -> dict[str, Any]:
+    """The service's own `/api/performance/summary` (the seed's), where it has one. It is optional:
+    most services have none, so its absence is a note beside the figures, never an error."""
     import requests
 
     try:
-        response = requests.get(f"{host}/api/performance/summary", timeout=10)
+        response = requests.get(f"{host}{SERVICE_SUMMARY_PATH}", timeout=10)
         response.raise_for_status()
-        return response.json()
+        return {"service_summary": response.json(), "service_summary_note": None}
     except (requests.RequestException, ValueError) as error:
-        errors.append(describe_error("service summary", error))
-        return None
+        note = f"optional, not available: {describe_error(SERVICE_SUMMARY_PATH, error)}"
+        return {"service_summary": None, "service_summary_note": note}
 
 
 def describe_error(what: str, error: BaseException) -> str:
