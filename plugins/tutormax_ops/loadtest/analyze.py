@@ -89,7 +89,7 @@ class Analysis:
     def regression_verdict(
         self,
     ) -> Literal["regression", "provisional", "ok", "insufficient history", "not judged"]:
-        if not self.valid:
+        if not self.valid or not self.regression:  # e.g. a stress run limited by this machine
             return "not judged"
         if self.alarms:
             return "regression"

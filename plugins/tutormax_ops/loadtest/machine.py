@@ -28,6 +28,7 @@ SERVICE_ROLE = "service"  # the service's processes together, % of one core
 MACHINE_ROLES = (HOST_ROLE, STEAL_ROLE, SERVICE_ROLE)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 LIMITED_BY_MACHINE = "this machine"
+MACHINE_LIMIT_MEANING = "the knee measures the shared host, not the service, and is a lower bound."
 
 
 def host_cpu() -> tuple[float, float]:
@@ -173,7 +174,5 @@ def _with_note(limits: Limits, host_saturation_percent: float) -> Limits:
         )
     text = "; ".join(parts) + "."
     if limits.limited_by == LIMITED_BY_MACHINE:
-        text += " Limited by this machine: the knee measures the shared host, not the service, and is a lower bound."
-    else:
-        text += f" Limited by {limits.limited_by}."
-    return replace(limits, note=text)
+        return replace(limits, note=f"Limited by this machine: {MACHINE_LIMIT_MEANING} {text}")
+    return replace(limits, note=f"Limited by {limits.limited_by}. {text}")
