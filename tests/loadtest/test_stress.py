@@ -138,13 +138,13 @@ def test_a_saturated_machine_is_the_limit_and_the_knee_a_lower_bound(tmp_path: P
     steps = load_steps(history, schedule(200), TARGETS)
     seconds = range(1, 2 * STEP_S)
 
-    def limits(host: float) -> object:
+    def limits(host: float, processes: int = 0) -> object:
         samples = {
             "host": [(T0 + s, host) for s in seconds],
             "generator": [(T0 + s, 40.0) for s in seconds],
             "service": [(T0 + s, 80.0) for s in seconds],
         }
-        return judge_limits(samples, steps, cores=2, processes=0, host_saturation_percent=95,
+        return judge_limits(samples, steps, cores=2, processes=processes, host_saturation_percent=95,
                             cpu_saturation_percent=90, max_saturated_fraction=0.25)  # fmt: skip
 
     busy = limits(99.0)
@@ -154,3 +154,6 @@ def test_a_saturated_machine_is_the_limit_and_the_knee_a_lower_bound(tmp_path: P
     quiet = limits(60.0)
     assert quiet.limited_by == "the service" and quiet.host_busy_pct == 60.0
     assert "the service's processes 80% of one core (40% of the machine)" in quiet.note
+    # With worker processes, their CPU together is set beside the machine's.
+    workers = limits(60.0, processes=2)
+    assert "the 2 workers used 40% of one core in total (20% of the machine)" in workers.note
