@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.collectors.sampling import quantile_interval
 from tutormax_ops.core.config import Settings, Targets
+from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE, Limits, judge_limits, read_samples
 from tutormax_ops.loadtest.plan import RunPlan
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
-
-    from tutormax_ops.loadtest.machine import Limits
 
 SETTLE_S = 10  # Locust's window of "current" response times: later rows hold this step alone
 MIN_SETTLED_ROWS = 3
@@ -111,8 +110,6 @@ class Knee:
 def knee_line(knee: Knee | None, limits: Limits | None) -> str:
     """For the email's subject: the knee, as a lower bound when nothing failed or the machine set
     the limit, and who set it."""
-    from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE
-
     limit = f" (limited by {limits.limited_by})" if limits else ""
     if knee is None:
         return f"no knee: the first step already missed the targets{limit}"
@@ -276,8 +273,6 @@ def measure_stress(
     the shape's per-second records) and the runner's CPU samples."""
     import os
     from datetime import datetime
-
-    from tutormax_ops.loadtest.machine import judge_limits, read_samples
 
     assert plan.step_users is not None and plan.step_seconds is not None
     history = folder / "locust_stats_history.csv"
