@@ -167,7 +167,11 @@ def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | Non
     for row in csv.DictReader(samples_csv.read_text().splitlines()):
         series.setdefault(row["role"], []).append((float(row["elapsed_s"]), float(row["cpu_percent"])))
     return (
-        reports.line_chart_png(series, title="Load generator CPU (% of one core)", ylabel="%")
+        reports.line_chart_png(
+            series,
+            title="CPU: locust and the service in % of one core; host and steal in % of all cores",
+            ylabel="%",
+        )
         if series
         else None
     )
