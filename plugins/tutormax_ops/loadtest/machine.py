@@ -77,10 +77,12 @@ def service_cpu(processes: Sequence[psutil.Process]) -> float | None:
 
 @dataclass(frozen=True)
 class Limits:
-    """The machine over the steps that decided the knee (up to the first failing one)."""
+    """The machine while the step that decided the knee ran: the first failing one, else the last."""
 
     limited_by: str  # LIMITED_BY_MACHINE, "the load generator" or "the service"
-    host_busy_pct: float | None  # median over the deciding steps' settled parts
+    at_users: int  # the step judged: the first failing one, else the last
+    failed: bool  # whether that step failed
+    host_busy_pct: float | None  # median over that step's settled part
     host_peak_pct: float | None  # over the whole run
     saturated_fraction: float | None
     steal_peak_pct: float | None
@@ -116,14 +118,15 @@ def judge_limits(
     cpu_saturation_percent: float,
     max_saturated_fraction: float,
 ) -> Limits:
-    """Which resource ran out while the deciding steps ran: the machine (its CPU above
+    """Which resource ran out at the first failing step (else the last step): the machine (its CPU above
     `host_saturation_percent` in more than `max_saturated_fraction` of the samples), else a
     generator process at its one core, else the service."""
-    failing = next((index for index, step in enumerate(steps) if not step.meets_targets), len(steps) - 1)
-    windows = [(step.start, step.start + step.seconds) for step in steps[: failing + 1]]
+    # Where the limit showed: the first failing step (else the last), over its settled part.
+    deciding = next((step for step in steps if not step.meets_targets), steps[-1])
+    begin, end = deciding.start, deciding.start + deciding.seconds
 
     def within(role: str) -> list[float]:
-        return [value for at, value in samples.get(role, ()) if any(a <= at <= b for a, b in windows)]
+        return [value for at, value in samples.get(role, ()) if begin <= at <= end]
 
     host, generator, service = within(HOST_ROLE), within("generator"), within(SERVICE_ROLE)
     whole_host = [value for _, value in samples.get(HOST_ROLE, ())]
@@ -138,6 +141,8 @@ def judge_limits(
         limited_by = "the service"
     limits = Limits(
         limited_by=limited_by,
+        at_users=deciding.users,
+        failed=not deciding.meets_targets,
         host_busy_pct=statistics.median(host) if host else None,
         host_peak_pct=max(whole_host, default=None),
         saturated_fraction=saturated,
@@ -158,8 +163,9 @@ def _with_note(limits: Limits, host_saturation_percent: float) -> Limits:
         return "—" if value is None else f"{value:.0f}%"
 
     machine = (
-        f"The machine ({limits.cores} cores, steal included) was {pct(limits.host_busy_pct)} busy (median) "
-        f"over the steps up to the first failing one, above {host_saturation_percent:g}% in "
+        f"During the {'first failing' if limits.failed else 'last'} step ({limits.at_users} users) the "
+        f"machine ({limits.cores} cores, steal included) was {pct(limits.host_busy_pct)} busy (median), above "
+        f"{host_saturation_percent:g}% in "
         f"{pct(None if limits.saturated_fraction is None else 100 * limits.saturated_fraction)} of its samples"
     )
     parts = [machine]
