@@ -25,7 +25,14 @@
     spreads with heavy-tailed noise, at the history lengths the DAG judges from: what
     `loadtest.regression.alarm_history` rests on (target ≤ 1 %).
 
-    .venv/bin/python bench/loadtest.py [--quick]
+(f) The stress profile against the reference service (`loadtest_stress.py`; `--stress-only` runs
+    this phase alone, for a quiet machine): the shape's steps (100 users every 30 s up to 1,000),
+    run and judged as the DAG does, printing `knee_rps`, `knee_users`, `host_cpu_peak_pct` and
+    `knee_check_ok`: whether the knee recomputed straight from the stats-history rows (the median
+    p95 of each step's settled rows, the last step before the first failing one) agrees with the
+    reported one. `--stress-max-users N` stops the steps at N users (a shorter check).
+
+    .venv/bin/python bench/loadtest.py [--quick] [--stress-only] [--stress-max-users N]
 
 The last line is one JSON object of the figures.
 """
@@ -57,6 +64,7 @@ from loadtest_real import (  # noqa: E402
     false_alarms_per_run_sampled,
     validity_as_the_dag_judges,
 )
+from loadtest_stress import bench_stress  # noqa: E402
 from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import LOCUST_DIR, STATE_DIR  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
@@ -323,15 +331,21 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke-sized (d)")
+    parser.add_argument("--stress-only", action="store_true", help="only (f), the stress profile")
+    parser.add_argument("--stress-max-users", type=int, metavar="N", help="stop (f)'s steps at N users")
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_trivial:
         serve_trivial(args.serve_trivial)
         return
+    if args.stress_only:
+        print(json.dumps(bench_stress(SETTINGS, args.stress_max_users)))
+        return
     capacity = bench_capacity()
     detect, false_alarms = bench_detector()
     analysis_s = bench_analysis()
     baseline = bench_baseline(args.quick)
+    stress = bench_stress(SETTINGS, args.stress_max_users)
     real = bench_real_runs(SETTINGS, unchanged=8)
     rng = np.random.default_rng(11)
     spreads = real.pop("spreads") or [0.1] * 19
@@ -354,6 +368,7 @@ def main() -> None:
         json.dumps(
             {
                 **real,
+                **stress,
                 "false_alarms_per_run_pct": {str(k): round(100 * v, 2) for k, v in sampled.items()},
                 "false_alarms_per_run_t3_pct": {str(k): round(100 * v, 2) for k, v in per_run.items()},
                 "capacity_ratio": round(capacity, 3),

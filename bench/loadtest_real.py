@@ -26,12 +26,12 @@ def validity_as_the_dag_judges(
 ) -> Any:
     """`validate_run` with the DAG's settings and the runner's CPU samples. (e) judges the detector
     on whatever machine runs it, so it leaves the host check out, as the detector's tests do."""
-    from tutormax_ops.loadtest.runner import HOST_ROLE
+    from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES
     from tutormax_ops.loadtest.validity import validate_run
 
     busiest: dict[float, float] = {}
     for sample in outcome.cpu_samples:
-        if sample.role != HOST_ROLE:
+        if sample.role not in MACHINE_ROLES:
             busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
     host = [sample.cpu_percent for sample in outcome.cpu_samples if sample.role == HOST_ROLE]
     loadtest = settings.loadtest

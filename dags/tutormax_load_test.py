@@ -37,7 +37,11 @@ its window", and skips its tasks. Manual and Asset-triggered runs count from the
 
 ### Params
 - `profile`: one of `loadtest.profiles` (`smoke` 20 users/60 s, `baseline` 300 users at 10/s,
-  `stress` steps up to find the knee, `soak`, and any a team adds for its own service).
+  `stress` steps up to find the knee, `soak`, and any a team adds for its own service). A stress
+  run's steps follow the shape's schedule, each measured on its settled part; its knee is the last step before the first failing one, with
+  its margin and a sampling check; the machine's CPU (all cores, steal included), the generator's
+  and the local service's say who set the limit ("limited by this machine": the knee is a lower
+  bound). The history keeps its knee (`knee_rps`, `knee_p95_ms`), not whole-run figures.
 - `users`, `spawn_rate`, `run_time` (seconds): override the profile; empty keeps its values.
 - `host`: empty means the `tutormax_api` connection; any host must be on the allowlist.
 - `processes`: 0 runs one locust process; N runs `locust --master` and N local workers (remote
@@ -52,8 +56,9 @@ until its run id is added to the Airflow Variable `tutormax_loadtest_accepted_ru
 ### Outputs
 Under `storage.artifacts_base/tutormax_load_test/<run_id>/`: `report.html`, Locust's `locust.html`,
 its CSVs and JSON, `summary.json`, `server_metrics.json`, `cpu_samples.csv`, `endpoints.csv`,
-`trend.png` and the email. History rows in `tutormax_results`: one per run in `loadtest_runs`, one
-per endpoint in `loadtest_endpoints` (upserted: a rerun replaces them).
+`trend.png`, a stress run's `stress.png` (req/s and p95 against users) and the email. History rows in `tutormax_results`: one per run in `loadtest_runs`, one
+per endpoint in `loadtest_endpoints` (none for a stress run; upserted: a rerun replaces them). Runs
+are compared only with runs of the same profile, user count and `processes`.
 
 ### On failure
 A refusal fails `guard` with the reason, and no load is sent. An invalid run (report missing, cut

@@ -1,16 +1,12 @@
-"""Verdict 1: target checks and the stress profile's steps and knee."""
+"""Verdict 1: target checks (the stress profile's steps and knee: test_stress.py)."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
-from pathlib import Path
-
-import pytest
 
 from loadtest.factories import SETTINGS, endpoint
 from tutormax_ops.core.config import Targets
-from tutormax_ops.loadtest.verdict import check_targets, knee, load_steps
+from tutormax_ops.loadtest.verdict import check_targets
 
 
 def test_targets_are_checked_on_the_aggregate_and_on_busy_endpoints() -> None:
@@ -66,35 +62,6 @@ def test_a_profile_without_a_throughput_target_does_not_judge_throughput() -> No
         min_endpoint_requests=20,
     )
     assert next(check for check in checks if check.metric == "rps").status == "n/a"
-
-
-def write_history(path: Path, steps: list[tuple[int, int, float, int]]) -> None:
-    """(users, seconds, req/s, p95) per step, one aggregate row a second, as locust writes them."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Timestamp", "User Count", "Type", "Name", "Requests/s", "95%", "Total Request Count",
-                         "Total Failure Count"])  # fmt: skip
-        now, total = 1_700_000_000, 0
-        for users, seconds, rps, p95 in steps:
-            for _ in range(seconds):
-                now, total = now + 1, total + int(rps)
-                failures = total // 20 if p95 > 1000 else 0
-                writer.writerow([now, users, "", "Aggregated", rps, p95, total, failures])
-
-
-def test_the_knee_is_the_fastest_step_that_still_meets_the_targets(tmp_path: Path) -> None:
-    history = tmp_path / "locust_stats_history.csv"
-    write_history(history, [(100, 30, 95, 20), (200, 30, 190, 60), (300, 30, 240, 450), (400, 30, 230, 2000)])
-    steps = load_steps(history, Targets())
-    assert [(step.users, round(step.rps), step.meets_targets) for step in steps] == [
-        (100, 95, True),
-        (200, 190, True),
-        (300, 240, False),
-        (400, 230, False),
-    ]
-    assert steps[3].error_rate == pytest.approx(5, abs=0.5)
-    chosen = knee(steps)
-    assert chosen is not None and chosen.users == 200
 
 
 def test_the_p95_target_is_judged_by_the_services_own_time_when_it_sends_one() -> None:

@@ -87,6 +87,8 @@ ALTER TABLE {schema}.loadtest_runs
     ADD COLUMN IF NOT EXISTS processes          integer,
     ADD COLUMN IF NOT EXISTS knee_rps           double precision,
     ADD COLUMN IF NOT EXISTS knee_users         integer,
+    ADD COLUMN IF NOT EXISTS knee_p95_ms        double precision,
+    ADD COLUMN IF NOT EXISTS limited_by         text,
     ADD COLUMN IF NOT EXISTS targets_verdict    text,
     ADD COLUMN IF NOT EXISTS regression_verdict text,
     ADD COLUMN IF NOT EXISTS findings           jsonb NOT NULL DEFAULT '[]'::jsonb,

@@ -145,7 +145,10 @@ class LoadProfile(_Section):
     spawn_rate: Annotated[float, Field(gt=0)]
     run_time_s: Annotated[int, Field(ge=5)]
     step_users: Annotated[int, Field(ge=1)] | None = None
-    step_seconds: Annotated[int, Field(ge=5)] | None = None
+    # A stress step is measured from 10 s after it starts (Locust's window of current response
+    # times) and needs 3 rows after that (`loadtest.stress`); 15 s leaves room for the seconds a
+    # busy machine skips in Locust's history.
+    step_seconds: Annotated[int, Field(ge=15)] | None = None
     targets: Targets | None = None
     # The traffic: a locustfile under include/locust/ or an absolute path, the user classes and tags
     # Locust runs (empty: all), and what the locustfile reads (see include/locust/json_api_locustfile.py).

@@ -15,17 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from tutormax_ops.collectors.sampling import Interval, min_requests
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
+from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES, Limits
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.report import write_reports
-from tutormax_ops.loadtest.runner import HOST_ROLE, LOCUST_OUTPUTS, PREFIX
-from tutormax_ops.loadtest.verdict import (
-    LoadStep,
-    TargetCheck,
-    check_targets,
-    endpoint_name,
-    knee,
-    load_steps,
-)
+from tutormax_ops.loadtest.runner import LOCUST_OUTPUTS, PREFIX
+from tutormax_ops.loadtest.stress import STRESS_SECONDS_GLOB, Knee, LoadStep, knee_line
+from tutormax_ops.loadtest.verdict import TargetCheck, check_targets, endpoint_name
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -50,13 +45,14 @@ class Analysis:
     run: LocustRun | None
     checks: tuple[TargetCheck, ...]
     steps: tuple[LoadStep, ...]
-    knee: LoadStep | None
+    knee: Knee | None
     regression: tuple[SeriesVerdict, ...]
     history: tuple[dict[str, Any], ...]  # earlier runs, oldest first, with their endpoint figures
     server: dict[str, Any]
     outcome: dict[str, Any]
     min_requests: int = 1  # the fewest requests whose p95 has an upper bound (collectors.sampling)
     accepted: tuple[str, ...] = ()  # flagged runs a person accepted as the new normal
+    limits: Limits | None = None  # a stress run: who set the limit
 
     @property
     def recovered_from(self) -> dict[str, Any] | None:
@@ -93,7 +89,7 @@ class Analysis:
     def regression_verdict(
         self,
     ) -> Literal["regression", "provisional", "ok", "insufficient history", "not judged"]:
-        if not self.valid:
+        if not self.valid or not self.regression:  # e.g. a stress run limited by this machine
             return "not judged"
         if self.alarms:
             return "regression"
@@ -125,6 +121,9 @@ class Analysis:
         if self.recovered_from is not None:
             problems.append(f"recovered from the regression of run {self.recovered_from['run_id']}")
         problems += [finding.describe() for finding in self.findings if finding.provisional]
+        if self.plan.stress and self.valid:
+            # The stress run's answer is its knee: the subject names it, and who set the limit.
+            problems.insert(0, knee_line(self.knee, self.limits))
         label = {"pass": "PASS", "fail": "TARGET BREACH", "regression": "REGRESSION", "invalid": "INVALID"}
         words = [label[self.verdict]]
         if self.valid and self.alarms and self.verdict == "fail":
@@ -187,7 +186,7 @@ def judge(
         if source.exists():
             (scratch / name).write_bytes(source.read_bytes())
     for source in artifacts.iterdir():
-        if fnmatch.fnmatch(source.name, SERVER_TIMES_GLOB):
+        if any(fnmatch.fnmatch(source.name, glob) for glob in (SERVER_TIMES_GLOB, STRESS_SECONDS_GLOB)):
             (scratch / source.name).write_bytes(source.read_bytes())
     outcome = run_info["outcome"]
     cpu, host_cpu = _busiest_cpu(artifacts / "cpu_samples.csv")
@@ -224,8 +223,13 @@ def judge(
     failed_exits = {role: code for role, code in outcome["exit_codes"].items() if code not in (0, None)}
     if failed_exits:
         reasons.append(f"locust exited with {failed_exits} (see the locust log)")
-    steps = load_steps(scratch / f"{PREFIX}_stats_history.csv", targets) if plan.stress and run else []
-    stress_knee = knee(steps)
+    steps, stress_knee, limits = [], None, None
+    if plan.stress and run is not None:
+        from tutormax_ops.loadtest.stress import measure_stress
+
+        steps, stress_knee, limits = measure_stress(
+            plan, scratch, artifacts / "cpu_samples.csv", outcome, settings, targets
+        )
     server = run_info["server"]
     server_details = json.loads((artifacts / "server_metrics.json").read_text())
     checks = check_targets(
@@ -235,7 +239,7 @@ def judge(
         query_p95_ms=server["query_p95_ms"],
         targets=targets,
         min_endpoint_requests=min_requests(confidence=params.confidence),
-        stress_knee=stress_knee,
+        stress_knee=stress_knee.step if stress_knee else None,
         stress=plan.stress,
         unmeasured=_unmeasured(server_details),
     )
@@ -245,7 +249,11 @@ def judge(
     regression = ()
     accepted = _accepted_runs()
     if valid and run is not None:
-        current = _current_values(run, server, stress_knee, min_requests(confidence=params.confidence))
+        current = (
+            _knee_values(stress_knee, limits)
+            if plan.stress
+            else _current_values(run, server, min_requests(confidence=params.confidence))
+        )
         series = build_series(history, current, run_id, started_at, accepted=accepted)
         regression = tuple(analyze_history(series, params))
     return Analysis(
@@ -264,6 +272,7 @@ def judge(
         outcome=outcome,
         min_requests=min_requests(confidence=params.confidence),
         accepted=accepted,
+        limits=limits,
     )
 
 
@@ -304,13 +313,30 @@ def _busiest_cpu(samples_csv: ObjectStoragePath) -> tuple[list[float], list[floa
     for row in csv.DictReader(samples_csv.read_text().splitlines()):
         if row["role"] == HOST_ROLE:
             host.append(float(row["cpu_percent"]))
-        else:
+        elif row["role"] not in MACHINE_ROLES:
             busiest[row["elapsed_s"]] = max(busiest.get(row["elapsed_s"], 0.0), float(row["cpu_percent"]))
     return list(busiest.values()), host
 
 
+def _knee_values(knee: Knee | None, limits: Limits | None) -> dict[str, dict[str, Interval]]:
+    """A stress run's figures for the history: its knee, not the whole run's mix of steps; none
+    when the machine set the limit, which says nothing of the service."""
+    from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE
+    from tutormax_ops.loadtest.regression import AGGREGATE
+
+    if knee is None or (limits is not None and limits.limited_by == LIMITED_BY_MACHINE):
+        return {}
+    return {
+        AGGREGATE: {
+            "knee_rps": Interval(knee.step.rps, None, None),
+            # The median of the step's rows: the pooled interval bounds another statistic.
+            "knee_p95_ms": Interval(knee.step.p95_ms, None, None),
+        }
+    }
+
+
 def _current_values(
-    run: LocustRun, server: Mapping[str, Any], stress_knee: LoadStep | None, min_requests: int
+    run: LocustRun, server: Mapping[str, Any], min_requests: int
 ) -> dict[str, dict[str, Interval]]:
     """This run's values per scope and metric, as the history stores them, with their sampling
     intervals where the run's histograms give them."""
@@ -326,7 +352,6 @@ def _current_values(
             "rps": plain(run.aggregate.steady_rps),
             "cache_hit_rate": plain(server["cache_hit_rate"]),
             "query_p95_ms": plain(server["query_p95_ms"]),
-            "knee_rps": plain(stress_knee.rps if stress_knee else None),
         }
     }
     for endpoint in run.endpoints:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.config import Settings
 from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
+from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.verdict import endpoint_name
 
@@ -33,15 +34,23 @@ def _results_db(settings: Settings) -> Iterator[psycopg.Connection]:
 
 
 def load_history(settings: Settings, plan: RunPlan, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Earlier valid runs comparable with this one (same DAG, profile and user count), oldest first,
-    each with its endpoints' figures under "endpoints"."""
+    """Earlier valid runs comparable with this one (same DAG, profile, user count and worker
+    processes; a stress run's limited by this machine measured the machine, not the service),
+    oldest first, each with its endpoints' figures under "endpoints"."""
     from psycopg.rows import dict_row
 
     from tutormax_ops.core.db import load_sql
 
     schema = settings.storage.results_schema
     with _results_db(settings) as conn, conn.cursor(row_factory=dict_row) as cursor:
-        params = {"dag_id": dag_id, "profile": plan.profile, "users": plan.users, "run_id": run_id}
+        params = {
+            "dag_id": dag_id,
+            "profile": plan.profile,
+            "users": plan.users,
+            "processes": plan.processes,
+            "run_id": run_id,
+            "machine": LIMITED_BY_MACHINE,
+        }
         cursor.execute(
             load_sql("tutormax_load_test/history_runs.sql", schema=schema),
             {**params, "limit": settings.loadtest.regression.window_runs},
@@ -73,8 +82,11 @@ def run_row(
 
     from tutormax_ops.core.notify import redact
 
-    aggregate = analysis.run.aggregate if analysis and analysis.run else None
-    server = analysis.server if analysis else {}
+    stress = analysis is not None and plan.stress
+    # A stress run's whole-run figures mix every step: it contributes its knee, nothing else.
+    aggregate = analysis.run.aggregate if analysis and analysis.run and not stress else None
+    server = analysis.server if analysis and not stress else {}
+    knee = analysis.knee.step if analysis and analysis.knee else None
     return {
         "dag_id": dag_id,
         "run_id": run_id,
@@ -98,8 +110,10 @@ def run_row(
         "cache_hit_rate": server.get("cache_hit_rate"),
         "query_p95_ms": server.get("query_p95_ms"),
         "slow_query_rate": server.get("slow_query_rate"),
-        "knee_rps": analysis.knee.rps if analysis and analysis.knee else None,
-        "knee_users": analysis.knee.users if analysis and analysis.knee else None,
+        "knee_rps": knee.rps if knee else None,
+        "knee_users": knee.users if knee else None,
+        "knee_p95_ms": knee.p95_ms if knee else None,
+        "limited_by": analysis.limits.limited_by if analysis and analysis.limits else None,
         "verdict": verdict,
         "targets_verdict": analysis.targets_verdict if analysis else None,
         "regression_verdict": analysis.regression_verdict if analysis else None,
@@ -116,7 +130,7 @@ def finding_values(finding: Finding) -> dict[str, Any]:
 
 
 def endpoint_rows(analysis: Analysis, dag_id: str) -> list[dict[str, Any]]:
-    if analysis.run is None:
+    if analysis.run is None or analysis.plan.stress:  # a stress run's endpoint figures mix its steps
         return []
     return [
         {

@@ -62,8 +62,17 @@ METRICS: dict[str, MetricSpec] = {
     "cache_hit_rate": MetricSpec("cache hit rate", "%", higher_is_worse=False, min_abs_change=2.0),
     "query_p95_ms": MetricSpec("query p95", "ms", higher_is_worse=True, min_abs_change=1.0),
     "knee_rps": MetricSpec("knee throughput", "req/s", higher_is_worse=False, min_abs_change=5.0),
+    "knee_p95_ms": MetricSpec("knee p95", "ms", higher_is_worse=True, min_abs_change=2.0),
 }
-AGGREGATE_METRICS = ("p95_ms", "error_rate", "rps", "cache_hit_rate", "query_p95_ms", "knee_rps")
+AGGREGATE_METRICS = (
+    "p95_ms",
+    "error_rate",
+    "rps",
+    "cache_hit_rate",
+    "query_p95_ms",
+    "knee_rps",
+    "knee_p95_ms",
+)
 ENDPOINT_METRICS = ("p95_ms", "error_rate")
 
 

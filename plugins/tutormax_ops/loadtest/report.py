@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 
 REPORT_FILES = ("report.html", "email.html", "summary.json", "endpoints.csv", "trend.png")
+STRESS_CHART = "stress.png"  # a stress run's req/s and p95 against users, in the report and the email
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,15 @@ def trend_chart(analysis: Analysis) -> bytes:
         *analysis.history,
         {"run_id": analysis.run_id, "started_at": analysis.started_at, **_current_row(analysis)},
     ]
+    if analysis.plan.stress:  # its history holds the knee, not whole-run figures
+        return reports.line_chart_png(
+            {
+                metric: [(run["started_at"], run.get(metric)) for run in runs]
+                for metric in ("knee_rps", "knee_p95_ms")
+            },
+            title=f"knee per run: profile {analysis.plan.profile}, up to {analysis.plan.users} users",
+            ylabel="req/s, ms",
+        )
     scopes = list(dict.fromkeys(finding.scope for finding in analysis.findings if finding.scope != AGGREGATE))
     if not scopes and analysis.run:
         scopes = [endpoint_name(e) for e in sorted(analysis.run.endpoints, key=lambda e: -e.requests)[:3]]
@@ -138,6 +148,8 @@ def trend_chart(analysis: Analysis) -> bytes:
 
 
 def _current_row(analysis: Analysis) -> dict[str, Any]:
+    if analysis.knee is not None:
+        return {"knee_rps": analysis.knee.step.rps, "knee_p95_ms": analysis.knee.step.p95_ms, "endpoints": {}}
     if analysis.run is None:
         return {"p95_ms": None, "endpoints": {}}
     return {
@@ -155,7 +167,11 @@ def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | Non
     for row in csv.DictReader(samples_csv.read_text().splitlines()):
         series.setdefault(row["role"], []).append((float(row["elapsed_s"]), float(row["cpu_percent"])))
     return (
-        reports.line_chart_png(series, title="Load generator CPU (% of one core)", ylabel="%")
+        reports.line_chart_png(
+            series,
+            title="CPU: locust and the service in % of one core; host and steal in % of all cores",
+            ylabel="%",
+        )
         if series
         else None
     )
@@ -165,14 +181,29 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
     from tutormax_ops.collectors.locust import PERCENTILE_ROUNDING
     from tutormax_ops.core import reports
     from tutormax_ops.loadtest.regression import METRICS
+    from tutormax_ops.loadtest.stress import METHOD, SETTLE_S, stress_chart
 
     trend = trend_chart(analysis)
     cpu = cpu_chart(analysis, artifacts / "cpu_samples.csv")
+    targets = settings.targets_for(analysis.plan.profile)
+    stress = (
+        stress_chart(
+            analysis.steps,
+            analysis.knee,
+            targets,
+            title=f"Stress: {analysis.plan.step_users} users every {analysis.plan.step_seconds} s",
+        )
+        if analysis.steps
+        else None
+    )
+    if stress is not None:
+        (artifacts / STRESS_CHART).write_bytes(stress)
     comparisons = endpoint_comparisons(analysis, settings.loadtest.regression.robust_runs)
     context = {
         "analysis": analysis,
         "plan": analysis.plan,
-        "targets": settings.targets_for(analysis.plan.profile),
+        "targets": targets,
+        "stress_method": METHOD.format(settle=SETTLE_S),
         "comparisons": comparisons,
         "min_step": min_detectable_step(comparisons),
         "alarm_history": settings.loadtest.regression.alarm_history,
@@ -190,10 +221,16 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
             **context,
             trend_src=reports.data_uri_png(trend),
             cpu_src=reports.data_uri_png(cpu) if cpu else None,
+            stress_src=reports.data_uri_png(stress) if stress else None,
         )
     )
     (artifacts / "email.html").write_text(
-        reports.render("loadtest_email.html", **context, trend_src="cid:trend.png")
+        reports.render(
+            "loadtest_email.html",
+            **context,
+            trend_src="cid:trend.png",
+            stress_src=f"cid:{STRESS_CHART}" if stress else None,
+        )
     )
     summary = {
         "verdict": analysis.verdict,
@@ -211,7 +248,13 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "aggregate": asdict(analysis.run.aggregate) if analysis.run else None,
         "endpoints": [asdict(row) for row in comparisons],
         "steps": [asdict(step) for step in analysis.steps],
-        "knee": asdict(analysis.knee) if analysis.knee else None,
+        "knee": {
+            **asdict(analysis.knee),
+            "described": analysis.knee.describe(),
+        }
+        if analysis.knee
+        else None,
+        "limits": asdict(analysis.limits) if analysis.limits else None,
         "server": {
             key: analysis.server.get(key)
             for key in ("window", "cache_hit_rate", "query_p95_ms", "slow_query_rate")
@@ -240,7 +283,11 @@ def notify_run(result: Mapping[str, Any]) -> bool:
     artifacts = ObjectStoragePath(result["artifacts_uri"])
     with tempfile.TemporaryDirectory(prefix="tutormax-email-") as tmp:
         attachments = []
-        for source, name in (("trend.png", "trend.png"), (f"{PREFIX}.html", "locust_report.html")):
+        for source, name in (
+            ("trend.png", "trend.png"),
+            (STRESS_CHART, STRESS_CHART),
+            (f"{PREFIX}.html", "locust_report.html"),
+        ):
             if (artifacts / source).exists():
                 (Path(tmp) / name).write_bytes((artifacts / source).read_bytes())
                 attachments.append(Path(tmp) / name)

@@ -18,6 +18,15 @@ from typing import TYPE_CHECKING
 
 from tutormax_ops.core.config import LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
+from tutormax_ops.loadtest.machine import (
+    HOST_ROLE,
+    MACHINE_ROLES,
+    SERVICE_ROLE,
+    STEAL_ROLE,
+    host_cpu,
+    local_service,
+    service_cpu,
+)
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.traffic import base_env, selection_args, traffic_env
 
@@ -36,7 +45,6 @@ LOCUST_OUTPUTS = (
     f"{PREFIX}.html",
 )
 
-HOST_ROLE = "host"  # the CPU sample of the whole machine, beside locust's processes
 SAMPLE_EVERY_S = 1.0
 PROGRESS_EVERY_S = 5.0
 _LOG_PROBLEM = re.compile(r"/(WARNING|ERROR|CRITICAL)/")
@@ -48,7 +56,7 @@ _LOAD_STARTED = re.compile(r"Ramping to \d+ users|Shape test starting")
 @dataclass(frozen=True)
 class CpuSample:
     elapsed_s: float
-    role: str  # "locust", "master", "worker-N", or HOST_ROLE for the whole machine
+    role: str  # "locust", "master", "worker-N", or one of `machine.MACHINE_ROLES`
     pid: int
     cpu_percent: float  # of one core: a gevent process cannot use more than one
 
@@ -88,20 +96,24 @@ class LocustGroup:
         monitor = psutil.Process(process.pid)
         monitor.cpu_percent(None)  # the first reading is always 0: prime it now
         self._monitors[role] = monitor
-        psutil.cpu_percent(None)  # the host's first reading too
+        host_cpu()  # the host's first reading too
 
     def running(self) -> bool:
         return any(process.poll() is None for process in self.processes.values())
 
-    def sample_cpu(self, elapsed_s: float) -> list[CpuSample]:
+    def sample_cpu(self, elapsed_s: float, service: Sequence[psutil.Process] = ()) -> list[CpuSample]:
         import psutil
 
+        at = round(elapsed_s, 1)
         samples = []
         for role, monitor in self._monitors.items():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-                samples.append(CpuSample(round(elapsed_s, 1), role, monitor.pid, monitor.cpu_percent(None)))
+                samples.append(CpuSample(at, role, monitor.pid, monitor.cpu_percent(None)))
         # The whole machine, in % of all its cores: locust and the service may share it.
-        samples.append(CpuSample(round(elapsed_s, 1), HOST_ROLE, 0, psutil.cpu_percent(None)))
+        busy, steal = host_cpu()
+        samples += [CpuSample(at, HOST_ROLE, 0, busy), CpuSample(at, STEAL_ROLE, 0, steal)]
+        if (served := service_cpu(service)) is not None:
+            samples.append(CpuSample(at, SERVICE_ROLE, 0, served))
         return samples
 
     def stop(self, reason: str, *, grace_s: float) -> None:
@@ -260,6 +272,7 @@ def run_locust(
     history = _HistoryTail(folder / f"{PREFIX}_stats_history.csv")
     commands = locust_commands(plan, loadtest, folder, master_port=loadtest.master_port or free_port())
     logs = [_Tail(folder / f"{role}.log") for role, _ in commands]
+    service = local_service(plan.host)  # sampled beside locust when the service runs here
     samples: list[CpuSample] = []
     first_user_at: float | None = None
     window_opened: float | None = None
@@ -277,7 +290,7 @@ def run_locust(
                     f"still running {now - launched:.0f} s after launch", grace_s=loadtest.kill_grace_s
                 )
                 break
-            tick = group.sample_cpu(now - launched)
+            tick = group.sample_cpu(now - launched, service)
             samples.extend(tick)
             for tail in logs:
                 for line in tail.new_lines():
@@ -312,7 +325,7 @@ def run_locust(
 def _progress(
     row: Mapping[str, str] | None, elapsed_s: float, plan: RunPlan, tick: Sequence[CpuSample]
 ) -> str:
-    cpu = max((sample.cpu_percent for sample in tick), default=0.0)
+    cpu = max((sample.cpu_percent for sample in tick if sample.role not in MACHINE_ROLES), default=0.0)
     if row is None:
         return f"locust {elapsed_s:.0f}/{plan.planned_duration_s:g} s: starting (generator CPU {cpu:.0f}%)"
     requests, failures = int(row["Total Request Count"]), int(row["Total Failure Count"])

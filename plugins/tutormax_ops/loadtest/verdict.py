@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -14,11 +12,7 @@ from tutormax_ops.core.config import Targets
 
 if TYPE_CHECKING:
     from tutormax_ops.collectors.locust import EndpointMetrics
-
-
-# Locust's "current" percentiles cover its last 10 s: a stress step's last row describes that step
-# alone once the step has run this long.
-LOCUST_CURRENT_WINDOW_S = 10
+    from tutormax_ops.loadtest.stress import LoadStep
 
 
 class LoadTestVerdict(AirflowFailException):
@@ -36,67 +30,6 @@ class TargetCheck:
     unit: str
     status: Literal["pass", "fail", "n/a"]
     note: str = ""
-
-
-@dataclass(frozen=True)
-class LoadStep:
-    """One step of a stress run, measured after Locust's 10 s window has filled with it."""
-
-    users: int
-    seconds: float
-    rps: float
-    error_rate: float | None
-    p95_ms: float | None
-    meets_targets: bool
-
-
-def load_steps(history_csv: Path, targets: Targets) -> list[LoadStep]:
-    """The stress profile's steps from the full history: throughput from the cumulative counts over
-    the settled part of each step, p95 from Locust's current window at the step's end."""
-    with history_csv.open(newline="") as handle:
-        rows = [
-            row
-            for row in csv.DictReader(handle)
-            if row["Name"] == "Aggregated" and int(row["User Count"]) > 0
-        ]
-    steps = []
-    for users, group in _runs_of(rows, key=lambda row: int(row["User Count"])):
-        first = int(group[0]["Timestamp"])
-        settled = [
-            row
-            for row in group
-            if int(row["Timestamp"]) - first >= min(LOCUST_CURRENT_WINDOW_S, len(group) // 3)
-        ]
-        if len(settled) < 2:
-            continue
-        start, end = settled[0], settled[-1]
-        seconds = int(end["Timestamp"]) - int(start["Timestamp"])
-        requests = int(end["Total Request Count"]) - int(start["Total Request Count"])
-        failures = int(end["Total Failure Count"]) - int(start["Total Failure Count"])
-        error_rate = 100.0 * failures / requests if requests else None
-        p95 = float(end["95%"]) if end["95%"] not in ("", "N/A") else None
-        meets = (
-            p95 is not None and p95 < targets.p95_api_ms and (error_rate or 0.0) < targets.error_rate_percent
-        )
-        steps.append(LoadStep(users, float(seconds), requests / seconds, error_rate, p95, meets))
-    return steps
-
-
-def knee(steps: Sequence[LoadStep]) -> LoadStep | None:
-    """The highest steady throughput at which p95 and the error rate still meet the targets."""
-    return max((step for step in steps if step.meets_targets), key=lambda step: step.rps, default=None)
-
-
-def _runs_of(
-    rows: Sequence[dict[str, str]], *, key: Callable[[dict[str, str]], int]
-) -> list[tuple[int, list[dict[str, str]]]]:
-    groups: list[tuple[int, list[dict[str, str]]]] = []
-    for row in rows:
-        if groups and groups[-1][0] == key(row):
-            groups[-1][1].append(row)
-        else:
-            groups.append((key(row), [row]))
-    return groups
 
 
 def check_targets(
