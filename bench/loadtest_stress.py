@@ -11,8 +11,9 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
-from tutormax_ops.core.config import Settings, Targets
+from tutormax_ops.core.config import Settings
 from tutormax_ops.core.paths import STATE_DIR
+from tutormax_ops.core.settings_base import Targets
 from tutormax_ops.devstack import stack as devstack
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from tutormax_ops.collectors.redis import CacheStats
 from tutormax_ops.collectors.summary import build_summary
-from tutormax_ops.core.config import Alerts, Targets
+from tutormax_ops.core.config import Alerts
+from tutormax_ops.core.settings_base import Targets
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

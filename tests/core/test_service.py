@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tutormax_ops.core.config import HealthCheck, SettingsError, load_settings
+from tutormax_ops.core.config import SettingsError, load_settings
+from tutormax_ops.core.loadtest_settings import HealthCheck
 from tutormax_ops.core.service import describe_health_check, health_problem
 
 REFERENCE = load_settings().service.health_check

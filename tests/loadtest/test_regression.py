@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from tutormax_ops.core.config import Regression
+from tutormax_ops.core.loadtest_settings import Regression
 from tutormax_ops.loadtest.regression import (
     AGGREGATE,
     Point,

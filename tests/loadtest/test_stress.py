@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tutormax_ops.core.config import Targets
+from tutormax_ops.core.settings_base import Targets
 from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE, judge_limits
 from tutormax_ops.loadtest.stress import SETTLE_S, StepSchedule, find_knee, knee_line, load_steps
 

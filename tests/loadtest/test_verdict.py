@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from loadtest.factories import SETTINGS, endpoint
-from tutormax_ops.core.config import Targets
+from tutormax_ops.core.settings_base import Targets
 from tutormax_ops.loadtest.verdict import check_targets
 
 

@@ -42,7 +42,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from tutormax_ops.collectors.redis import CacheStats
-from tutormax_ops.core.config import Alerts, Targets
+from tutormax_ops.core.config import Alerts
+from tutormax_ops.core.settings_base import Targets
 
 CACHE_UNREACHABLE_PENALTY = 30.0
 CACHE_SUGGESTION = "Review cache TTLs (they may be too short) and warm the cache for popular data"

@@ -18,36 +18,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from tutormax_ops.core.loadtest_settings import LoadProfile, LoadTest, Service
 from tutormax_ops.core.paths import CONFIG_DIR, STATE_DIR
+from tutormax_ops.core.settings_base import Cron, Percent, PositiveMs, Section, Targets
 
 CONFIG_VARIABLE = "tutormax_ops_config"
 ENV_PREFIX = "TUTORMAX_OPS__"
 CONFIG_DIR_ENV = "TUTORMAX_OPS_CONFIG_DIR"
-
-Percent = Annotated[float, Field(ge=0, le=100)]
-PositiveMs = Annotated[float, Field(gt=0)]
-Cron = Annotated[str, Field(min_length=9, pattern=r"^(@\w+|(\S+\s+){4}\S+)$")]
 
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Targets(_Section):
-    cache_hit_rate_percent: Percent = 80
-    p95_api_ms: PositiveMs = 200
-    p95_query_ms: PositiveMs = 100
-    throughput_rps: Annotated[float, Field(ge=0)] = 200
-    error_rate_percent: Percent = 1
-
-
-class Alerts(_Section):
+class Alerts(Section):
     cache_hit_rate_percent: Percent = 70
     p95_api_ms: PositiveMs = 300
     slow_query_rate_percent: Percent = 15
@@ -55,14 +41,14 @@ class Alerts(_Section):
     slow_query_ms: PositiveMs = 100
 
 
-class Collectors(_Section):
+class Collectors(Section):
     statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 5000
     lock_timeout_ms: Annotated[int, Field(ge=10, le=600_000)] = 1000
     redis_key_patterns: tuple[str, ...] = ("tutormax:cache:*",)
     redis_scan_limit: Annotated[int, Field(ge=1)] = 100_000
 
 
-class Storage(_Section):
+class Storage(Section):
     artifacts_base: str = ""
     results_schema: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "tutormax_ops"
 
@@ -71,12 +57,12 @@ class Storage(_Section):
         return self.artifacts_base or (STATE_DIR / "artifacts").as_uri()
 
 
-class Coordination(_Section):
+class Coordination(Section):
     advisory_lock_key: int = Field(7467867001, ge=-(2**63), le=2**63 - 1)
     lock_wait_seconds: Annotated[float, Field(ge=0, le=86_400)] = 300
 
 
-class Notify(_Section):
+class Notify(Section):
     recipients: tuple[str, ...] = ("sre@tutormax.example",)
     subject_prefix: str = "[TutorMax Ops]"
 
@@ -89,7 +75,7 @@ class Notify(_Section):
         return value
 
 
-class Maintenance(_Section):
+class Maintenance(Section):
     schedule: Cron = "0 3 * * 0"
     schemas: tuple[str, ...] = ("public",)
     exclude_tables: tuple[str, ...] = ()
@@ -107,122 +93,7 @@ class Maintenance(_Section):
     reindex_min_bytes: Annotated[int, Field(ge=0)] = 100 * 1024 * 1024
 
 
-class HealthCheck(_Section):
-    """`GET <service><path>` must answer `status`; with `json_field`, that field of its JSON body must
-    equal `json_value`. Read by the load-test guard and the smoke DAG alike."""
-
-    path: Annotated[str, Field(pattern=r"^/")] = "/health"
-    status: Annotated[int, Field(ge=100, le=599)] = 200
-    # A dotted path into the JSON body (`status`, `checks.database`); "" is the whole body (a service
-    # that answers `true`); null reads no body.
-    json_field: str | None = "status"
-    json_value: Any = "ok"
-
-
-class Service(_Section):
-    """What the package needs to know about the service it loads and checks, beyond its connections."""
-
-    health_check: HealthCheck = HealthCheck()
-
-
-class LocustIds(_Section):
-    """Ids a locustfile fills its route templates with: a SQL query run on `tutormax_db` (read-only,
-    under the collectors' timeouts, `sql_params` bound), or a fixed list."""
-
-    sql: str = ""
-    sql_params: dict[str, Any] = Field(default_factory=dict)
-    values: tuple[int | str, ...] = ()
-
-    @model_validator(mode="after")
-    def _one_source(self) -> LocustIds:
-        if bool(self.sql.strip()) == bool(self.values):
-            raise ValueError("give exactly one of sql or values")
-        return self
-
-
-class LoadProfile(_Section):
-    users: Annotated[int, Field(ge=1)]
-    spawn_rate: Annotated[float, Field(gt=0)]
-    run_time_s: Annotated[int, Field(ge=5)]
-    step_users: Annotated[int, Field(ge=1)] | None = None
-    # A stress step is measured from 10 s after it starts (Locust's window of current response
-    # times) and needs 3 rows after that (`loadtest.stress`); 15 s leaves room for the seconds a
-    # busy machine skips in Locust's history.
-    step_seconds: Annotated[int, Field(ge=15)] | None = None
-    targets: Targets | None = None
-    # The traffic: a locustfile under include/locust/ or an absolute path, the user classes and tags
-    # Locust runs (empty: all), and what the locustfile reads (see include/locust/json_api_locustfile.py).
-    locustfile: Annotated[str, Field(min_length=1)] = "tutormax_locustfile.py"
-    user_classes: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ...] = ()
-    tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
-    think_time_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] | None = None
-    ids: LocustIds | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class Regression(_Section):
-    """Verdict 2, a run against its profile's history (see `tutormax_ops.loadtest.regression`)."""
-
-    window_runs: Annotated[int, Field(ge=5, le=1000)] = 50
-    robust_runs: Annotated[int, Field(ge=3, le=1000)] = 20
-    min_history: Annotated[int, Field(ge=2)] = 3
-    robust_z: Annotated[float, Field(gt=0)] = 4.0
-    p_value: Annotated[float, Field(gt=0, lt=1)] = 0.01
-    permutations: Annotated[int, Field(ge=19, le=10_000)] = 199
-    min_relative_change: Annotated[float, Field(ge=0)] = 0.10
-    confirm_runs: Annotated[int, Field(ge=1)] = 3
-    # Sampling: the confidence of each run's own p95 and error-rate intervals; it also sets how many
-    # requests an endpoint needs to be judged at all (72 at 0.95, see collectors/sampling.py).
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-    # Findings on a shorter history are provisional: reported, but no failed run and no REGRESSION
-    # email (see the yaml for why 20).
-    alarm_history: Annotated[int, Field(ge=2)] = 20
-
-
-class LoadTest(_Section):
-    schedule: Cron = "0 2 * * *"
-    host_allowlist: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
-    max_users: Annotated[int, Field(ge=1)] = 2000
-    default_profile: str = "smoke"
-    profiles: dict[str, LoadProfile] = Field(
-        default_factory=lambda: {"smoke": LoadProfile(users=20, spawn_rate=10, run_time_s=60)}
-    )
-    think_time_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (0.5, 1.5)
-    stop_timeout_s: Annotated[int, Field(ge=0, le=600)] = 5
-    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.25
-    kill_grace_s: Annotated[float, Field(gt=0, le=600)] = 15
-    start_slack_s: Annotated[float, Field(ge=0)] = 60
-    run_task_timeout_s: Annotated[int, Field(ge=10)] = 7200
-    cpu_saturation_percent: Percent = 90
-    max_saturated_fraction: Annotated[float, Field(ge=0, le=1)] = 0.25
-    # A stall: this many seconds in a row with completions below stall_fraction of the steady rate.
-    stall_min_s: Annotated[int, Field(ge=1)] = 5
-    stall_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    # The whole machine's CPU (% of all cores) above this in more than max_saturated_fraction of
-    # the samples makes a run invalid (stress runs excepted); 100 switches the check off.
-    host_saturation_percent: Percent = 95
-    master_bind_host: str = "127.0.0.1"
-    # 0 picks a free port per run (local workers only); remote workers need a fixed one, e.g. 5557.
-    master_port: Annotated[int, Field(ge=0, le=65_535)] = 0
-    remote_workers: Annotated[int, Field(ge=0)] = 0
-    regression: Regression = Regression()
-    # A scheduled run's load must fit between its scheduled time and this many minutes later; a run
-    # that starts too late sends nothing (see core/windows.py). Manual and Asset runs count from their start.
-    window_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 120
-
-    @model_validator(mode="after")
-    def _profiles_are_consistent(self) -> LoadTest:
-        if self.default_profile not in self.profiles:
-            raise ValueError(
-                f"default_profile {self.default_profile!r} is not one of {sorted(self.profiles)}"
-            )
-        for name, profile in self.profiles.items():
-            if profile.users > self.max_users:
-                raise ValueError(f"profiles.{name}.users={profile.users} exceeds max_users={self.max_users}")
-        return self
-
-
-class WarmTarget(_Section):
+class WarmTarget(Section):
     """One thing the warming DAG requests: ids from a SQL file (`include/sql/<sql_file>`, run on
     `tutormax_db` with `sql_params` bound) fed into `url_template`, or the service's warm endpoint."""
 
@@ -243,7 +114,7 @@ class WarmTarget(_Section):
         return self
 
 
-class CacheWarm(_Section):
+class CacheWarm(Section):
     schedule: Cron = "30 1 * * *"
     top_tutors: Annotated[int, Field(ge=0, le=100_000)] = 200
     targets: tuple[WarmTarget, ...] = ()
@@ -255,13 +126,13 @@ class CacheWarm(_Section):
     invalidate_patterns: tuple[str, ...] = ("tutormax:cache:*",)
 
 
-class CacheClear(_Section):
+class CacheClear(Section):
     key_prefix: Annotated[str, Field(min_length=1)] = "tutormax:cache:"
     scan_count: Annotated[int, Field(ge=10, le=100_000)] = 1000
     unlink_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
-class UrlPartsEnv(_Section):
+class UrlPartsEnv(Section):
     """Environment variable names a project's settings read, one per URL part."""
 
     host: str = "DB_HOST"
@@ -271,7 +142,7 @@ class UrlPartsEnv(_Section):
     database: str = "DB_NAME"
 
 
-class AlembicProject(_Section):
+class AlembicProject(Section):
     """Where an Alembic project lives, how it runs, and how it receives the `tutormax_db` URL.
 
     Relative paths are relative to the TutorMax Ops project root. `command` empty means
@@ -303,7 +174,7 @@ class AlembicProject(_Section):
         return self
 
 
-class Migrations(_Section):
+class Migrations(Section):
     project: AlembicProject = AlembicProject()
     lock_timeout_ms: Annotated[int, Field(ge=10, le=600_000)] = 3000
     statement_timeout_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 1_800_000  # 0: none
@@ -312,7 +183,7 @@ class Migrations(_Section):
     command_timeout_s: Annotated[int, Field(ge=10)] = 3600
 
 
-class InvalidationProbe(_Section):
+class InvalidationProbe(Section):
     """The checklist's "cache invalidation on data updates" probe: read through the service (twice, so
     the second read is the cached one), write, read again; the read must change. It writes real data
     through the service, so it runs only when enabled, against a service whose data may take it.
@@ -350,7 +221,7 @@ class InvalidationProbe(_Section):
         return self
 
 
-class Health(_Section):
+class Health(Section):
     """The hourly health DAG (`tutormax_perf_health`): alert hysteresis and the checklist's probes."""
 
     schedule: Cron = "0 * * * *"
@@ -371,7 +242,7 @@ class Health(_Section):
     invalidation_probe: InvalidationProbe = InvalidationProbe()
 
 
-class Settings(_Section):
+class Settings(Section):
     targets: Targets = Targets()
     alerts: Alerts = Alerts()
     collectors: Collectors = Collectors()

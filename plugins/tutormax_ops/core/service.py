@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tutormax_ops.core.config import HealthCheck
 from tutormax_ops.core.conn_ids import API_CONN_ID
+from tutormax_ops.core.loadtest_settings import HealthCheck
 
 _MISSING = object()
 

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from tutormax_ops.core.config import HealthCheck, LoadTest, Settings, load_settings
+from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
+from tutormax_ops.core.loadtest_settings import HealthCheck, LoadTest
 from tutormax_ops.core.service import describe_health_check, health_problem
 from tutormax_ops.loadtest.plan import RunPlan
 

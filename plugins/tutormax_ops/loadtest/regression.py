@@ -40,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-from tutormax_ops.core.config import Regression
+from tutormax_ops.core.loadtest_settings import Regression
 
 AGGREGATE = "all endpoints"
 MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normally distributed values

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tutormax_ops.core.config import LoadTest
+from tutormax_ops.core.loadtest_settings import LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.loadtest.machine import (
     HOST_ROLE,

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.collectors.sampling import quantile_interval
-from tutormax_ops.core.config import Settings, Targets
+from tutormax_ops.core.config import Settings
+from tutormax_ops.core.settings_base import Targets
 from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE, Limits, judge_limits, read_samples
 from tutormax_ops.loadtest.plan import RunPlan
 

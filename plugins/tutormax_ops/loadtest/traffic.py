@@ -19,7 +19,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from tutormax_ops.core.config import LoadProfile, LoadTest, Settings
+from tutormax_ops.core.config import Settings
+from tutormax_ops.core.loadtest_settings import LoadProfile, LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
 
 THINK_TIME_ENV = "TUTORMAX_LOCUST_THINK_TIME"  # "min,max" seconds

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from tutormax_ops.core.config import Targets
+from tutormax_ops.core.settings_base import Targets
 
 if TYPE_CHECKING:
     from tutormax_ops.collectors.locust import EndpointMetrics
