@@ -178,7 +178,7 @@ def run_whole_dag(urls: dict[str, str], jobs: int) -> dict[str, float]:
             db_url=urls["ours"],
             results_url=urls["results"],
             redis_url="redis://127.0.0.1:1",  # unused by this DAG
-            smtp_url=f"smtp://{devstack.LOOPBACK}:{smtp_port}",
+            smtp_url=sink.url,
         )
         env = {
             **devstack.airflow_environment(home),
@@ -229,7 +229,7 @@ def main() -> None:
     port = devstack.free_port()
     server = devstack.start_postgres(DATA_DIR, port, log_dir=DATA_DIR / "logs")
     try:
-        admin = f"postgresql://postgres@{devstack.LOOPBACK}:{port}/postgres"
+        admin = server.url
         urls = {
             name: devstack.create_database(admin, f"bench_{name}") for name in ("ours", "vacuumdb", "results")
         }

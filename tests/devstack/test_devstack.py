@@ -160,5 +160,5 @@ def test_stopping_a_service_ends_its_process(tmp_path) -> None:
     sink = devstack.start_smtp_sink(tmp_path / "mail", port, log_dir=tmp_path / "logs")
     assert devstack.port_accepts(port)
     sink.stop()
-    assert sink.process.poll() is not None
+    assert sink.managed.process.poll() is not None
     assert not devstack.port_accepts(port)
