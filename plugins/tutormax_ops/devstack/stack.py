@@ -10,7 +10,6 @@ A user's own servers replace the self-started ones through environment variables
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -18,11 +17,17 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from tutormax_ops.core.notify import redact
 from tutormax_ops.core.paths import INCLUDE_DIR, PROJECT_ROOT, SERVICE_DIR
 from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port, spawn, stop_recorded, stop_tree
+from tutormax_ops.devstack.connections import (
+    Endpoints,
+    http_connection,
+    postgres_connection,
+    redis_connection,
+    smtp_connection,
+)
 from tutormax_ops.devstack.passwords import new_password, with_credentials, write_private
 from tutormax_ops.devstack.postgres import (
     SERVICE_EXTENSIONS,
@@ -37,12 +42,17 @@ from tutormax_ops.devstack.waiting import Server, ServiceStartError, port_accept
 
 __all__ = [
     "SERVICE_EXTENSIONS",
+    "Endpoints",
     "Server",
     "ServiceStartError",
     "create_database",
     "drop_database",
+    "http_connection",
     "port_accepts",
+    "postgres_connection",
     "postgres_bin_dir",
+    "redis_connection",
+    "smtp_connection",
     "start_postgres",
     "with_database",
 ]
@@ -228,81 +238,6 @@ def load_service_data(database_url: str, *, days: int, sessions_per_day: int = 3
     if completed.returncode != 0:
         raise RuntimeError(f"seed step failed:\n{redact(completed.stderr[-3000:])}")
     return completed.stdout.strip().splitlines()[-1]
-
-
-# --- Airflow connections -----------------------------------------------------------------------
-
-
-def postgres_connection(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    return {
-        "conn_type": "postgres",
-        "host": parts.hostname,
-        "port": parts.port or 5432,
-        "login": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "schema": parts.path.lstrip("/") or "postgres",
-    }
-
-
-def redis_connection(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    return {
-        "conn_type": "redis",
-        "host": parts.hostname,
-        "port": parts.port or 6379,
-        "login": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "extra": {"db": int(parts.path.lstrip("/") or 0), "ssl": parts.scheme == "rediss"},
-    }
-
-
-def http_connection(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    return {"conn_type": "http", "host": parts.hostname, "port": parts.port, "schema": parts.scheme}
-
-
-def smtp_connection(url: str, *, from_email: str = "tutormax-ops@localhost") -> dict[str, object]:
-    parts = urlsplit(url)
-    query = {key: values[-1].lower() for key, values in parse_qs(parts.query).items()}
-    return {
-        "conn_type": "smtp",
-        "host": parts.hostname,
-        "port": parts.port or 25,
-        "login": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "extra": {
-            "disable_ssl": query.get("ssl", "false") != "true",
-            "disable_tls": query.get("tls", "false") != "true",
-            "from_email": query.get("from", from_email),
-            "timeout": 10,
-            "retry_limit": 1,
-        },
-    }
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where each server is, as URLs (credentials included: never log this object)."""
-
-    db_url: str
-    results_url: str
-    redis_url: str
-    smtp_url: str
-    api_url: str | None = None
-    maildir: Path | None = None
-
-    def airflow_env(self) -> dict[str, str]:
-        """`AIRFLOW_CONN_*` variables, so every hook finds its server through the env backend."""
-        connections = {
-            "TUTORMAX_DB": postgres_connection(self.db_url),
-            "TUTORMAX_RESULTS": postgres_connection(self.results_url),
-            "TUTORMAX_REDIS": redis_connection(self.redis_url),
-            "SMTP_DEFAULT": smtp_connection(self.smtp_url),
-        }
-        if self.api_url:
-            connections["TUTORMAX_API"] = http_connection(self.api_url)
-        return {f"AIRFLOW_CONN_{name}": json.dumps(conn) for name, conn in connections.items()}
 
 
 @dataclass
