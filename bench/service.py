@@ -53,13 +53,14 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
-from tutormax_ops.collectors.locust import parse_run, validate_run  # noqa: E402
+from tutormax_ops.collectors.locust import parse_run  # noqa: E402
 from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
 from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
 from tutormax_ops.loadtest.plan import RunPlan  # noqa: E402
 from tutormax_ops.loadtest.runner import run_locust  # noqa: E402
+from tutormax_ops.loadtest.validity import validate_run  # noqa: E402
 
 # The last commit before issue 16 touched the service.
 REFERENCE_REV = "95888b393502cdb75d33fa968072f8956185751d"

@@ -33,6 +33,7 @@ class Series:
     runs: list[object]
     rerun: object
     emails: list  # emails sent during the series, the rerun included
+    user_api: bool  # TUTORMAX_API_URL given: the invalidation probe stays off
 
 
 def _record_load_test(url: str, number: int, p95_ms: float) -> None:
@@ -65,6 +66,8 @@ def series(
         for name, value in endpoints.airflow_env().items():
             patch.setenv(name, value)
         patch.setenv("TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE", tmp_path_factory.mktemp("artifacts").as_uri())
+        # The invalidation probe books a session: only through the service the tests started.
+        patch.setenv("TUTORMAX_OPS__HEALTH__INVALIDATION_PROBE__ENABLED", str(not stack.endpoints.api_url))
         bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{DAG_ID}.py"))
         assert bag.import_errors == {}
         dag = bag.get_dag(DAG_ID)
@@ -78,7 +81,9 @@ def series(
         # The rerun reads the live sources again: give it hour 1's figure, so its result is hour 1's.
         _record_load_test(results_url, len(P95_SERIES), P95_SERIES[0])
         rerun = _run(dag, FIRST_HOUR, {"notify": True})
-        yield Series(results_url, runs, rerun, read_emails(maildir)[sent_before:])
+        yield Series(
+            results_url, runs, rerun, read_emails(maildir)[sent_before:], bool(stack.endpoints.api_url)
+        )
 
 
 def _query(url: str, statement: str, *params) -> list[tuple]:
@@ -167,4 +172,6 @@ def test_the_checklist_is_checked_once_a_day(series: Series) -> None:
     assert statuses["backup"] == "fail"  # the artifacts store has no migrations folder
     assert statuses["alert_recipients"] == "fail"  # the shipped placeholder address
     assert statuses["migrations"] == "pass"  # the service database was migrated to head
+    if not series.user_api:
+        assert statuses["cache_invalidation"] == "pass"  # a booking changed the cached history
     assert all(evidence for _, _, evidence in found)

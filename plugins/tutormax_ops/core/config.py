@@ -265,6 +265,44 @@ class Migrations(_Section):
     command_timeout_s: Annotated[int, Field(ge=10)] = 3600
 
 
+class InvalidationProbe(_Section):
+    """The checklist's "cache invalidation on data updates" probe: read through the service (twice, so
+    the second read is the cached one), write, read again; the read must change. It writes real data
+    through the service, so it runs only when enabled, against a service whose data may take it.
+
+    `values_sql` (one row, run read-only on `tutormax_db`) names the values: its columns fill the
+    `{column}` placeholders of the paths (URL-encoded) and the body strings that are exactly `{column}`
+    (with the column's own type; timestamps as ISO 8601).
+    """
+
+    enabled: bool = False
+    # The defaults are the reference service's: a student's history, then a booking for that student.
+    read_path: str = "/api/students/{student_id}/history"
+    write_method: Literal["POST", "PUT", "PATCH"] = "POST"
+    write_path: str = "/api/sessions"
+    write_body: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "tutor_id": "{tutor_id}",
+            "student_id": "{student_id}",
+            "subject": "{subject}",
+            "scheduled_at": "{scheduled_at}",
+            "duration_minutes": 60,
+        }
+    )
+    values_sql: str = (
+        "SELECT t.id AS tutor_id, (SELECT min(id) FROM students) AS student_id, t.subjects[1] AS subject,"
+        " now() + interval '7 days' AS scheduled_at"
+        " FROM tutors t WHERE t.is_active AND cardinality(t.subjects) > 0 ORDER BY t.id LIMIT 1"
+    )
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> InvalidationProbe:
+        missing = [name for name in ("read_path", "write_path", "values_sql") if not getattr(self, name)]
+        if self.enabled and missing:
+            raise ValueError(f"enabled, but {', '.join(missing)} not set")
+        return self
+
+
 class Health(_Section):
     """The hourly health DAG (`tutormax_perf_health`): alert hysteresis and the checklist's probes."""
 
@@ -278,14 +316,12 @@ class Health(_Section):
         26  # older load tests do not feed p95/error alerts
     )
     checklist_interval_hours: Annotated[float, Field(gt=0)] = 24
-    alembic_ini: str = (
-        "include/tutormax_service/alembic.ini"  # relative to the project root; "" = cannot tell
-    )
     backup_folder: str = "tutormax_migrations"  # under storage.artifacts_base, where the migrations DAG dumps
     backup_max_age_hours: Annotated[float, Field(gt=0)] = 24 * 8
     min_production_rows: Annotated[int, Field(ge=0)] = 100_000
     queue_depth_key: str = ""  # a Redis list holding the service's job queue; "" = no queue configured
     queue_depth_alert: Annotated[int, Field(ge=1)] = 1000
+    invalidation_probe: InvalidationProbe = InvalidationProbe()
 
 
 class Settings(_Section):

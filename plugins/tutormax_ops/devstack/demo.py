@@ -35,6 +35,8 @@ DEMO_STATE = Path(os.environ.get("TUTORMAX_DEMO_STATE") or STATE_DIR / "demo")
 DEMO_SETTINGS = {
     "TUTORMAX_OPS__MAINTENANCE__WINDOW_MINUTES": "10",
     "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (DEMO_STATE / "artifacts").as_uri(),
+    # The demo's service runs on the database the demo created, so the checklist may book through it.
+    "TUTORMAX_OPS__HEALTH__INVALIDATION_PROBE__ENABLED": "true",
 }
 # The demo emails every report, so a newcomer sees what the weekly and nightly emails look like.
 DEMO_CONF: dict[str, dict[str, object]] = {
@@ -104,8 +106,8 @@ def prepare(progress: Progress, *, airflow: bool = True) -> tuple[devstack.Stack
         per_day = int(os.environ.get("TUTORMAX_DEMO_SESSIONS_PER_DAY", "30000"))
         loaded = devstack.load_service_data(stack.endpoints.db_url, days=days, sessions_per_day=per_day)
         progress.step(f"  seed: {loaded}")
-        progress.step("starting the reference TutorMax service (uvicorn, 2 workers)")
-        stack.start_service(workers=2)
+        progress.step("starting the reference TutorMax service (uvicorn, one worker per core)")
+        stack.start_service()
         env.update(stack.endpoints.airflow_env())
         return stack, env
     except BaseException:

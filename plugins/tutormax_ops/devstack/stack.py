@@ -260,8 +260,9 @@ class Stack:
         database, or TUTORMAX_DB_URL as given (only connected to, never written)."""
         return self.pg_admin_url or with_database(self.endpoints.db_url, "postgres")
 
-    def start_service(self, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> str:
-        """Start the reference service unless TUTORMAX_API_URL names one; return its URL."""
+    def start_service(self, *, workers: int | None = None, extra_env: dict[str, str] | None = None) -> str:
+        """Start the reference service (one uvicorn worker per core unless `workers`) unless
+        TUTORMAX_API_URL names one; return its URL."""
         if self.endpoints.api_url:
             return self.endpoints.api_url
         port = free_port()
@@ -271,7 +272,7 @@ class Stack:
                 redis_url=self.endpoints.redis_url,
                 port=port,
                 log_dir=self.log_dir,
-                workers=workers,
+                workers=workers or len(os.sched_getaffinity(0)),
                 extra_env=extra_env,
             )
         )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.db import load_sql
+from tutormax_ops.health.invalidation import check_invalidation
 from tutormax_ops.health.probes import Verdict, alembic_status, guarded, with_database, with_redis
 from tutormax_ops.health.results import SQL_FOLDER, one, results_db
 
@@ -114,13 +115,6 @@ def _backup(settings: Settings) -> Verdict:
     return Verdict("pass" if age_h <= settings.health.backup_max_age_hours else "fail", evidence)
 
 
-def _invalidation(settings: Settings) -> Verdict:
-    return Verdict(
-        "cannot tell",
-        "no probe writes through the service yet: test that a cached read changes after an update by hand",
-    )
-
-
 def _data_volume(settings: Settings) -> Verdict:
     def probe(conn: Any) -> Verdict:
         total, tables, biggest = conn.execute(load_sql(f"{SQL_FOLDER}/data_volume.sql")).fetchone()
@@ -138,7 +132,7 @@ ITEMS: list[tuple[str, str, Callable[[Settings], Verdict]]] = [
     ("baseline_loadtest", "Baseline load test run", _baseline),
     ("alert_recipients", "Monitoring alerts have recipients", _recipients),
     ("backup", "A recent backup", _backup),
-    ("cache_invalidation", "Cache invalidation on data updates", _invalidation),
+    ("cache_invalidation", "Cache invalidation on data updates", check_invalidation),
     ("data_volume", "Tested with production-like data volume", _data_volume),
 ]
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID
 from tutormax_ops.core.notify import redact
-from tutormax_ops.core.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -59,32 +57,21 @@ def with_database(settings: Settings, use: Callable[[Any], Verdict]) -> Verdict:
 
 
 def alembic_status(settings: Settings) -> Verdict:
-    """`alembic current` (the version table) against the project's heads (its scripts)."""
-    if not settings.health.alembic_ini:
-        return Verdict("cannot tell", "no Alembic project is configured (health.alembic_ini)")
+    """`alembic current` (the version table) against `alembic heads`, run for `migrations.project`
+    exactly as the migrations DAG runs it."""
 
     def compare(conn: Any) -> Verdict:
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
+        from tutormax_ops.migrations.plan import current_revisions, parse_heads
+        from tutormax_ops.migrations.runner import newest_change, project_command
 
-        ini = Path(settings.health.alembic_ini)
-        ini = ini if ini.is_absolute() else PROJECT_ROOT / ini
-        config = Config(str(ini))
-        script = ScriptDirectory.from_config(config)
-        heads = set(script.get_heads())
-        from tutormax_ops.core.db import load_sql
-        from tutormax_ops.health.results import SQL_FOLDER
-
-        exists = conn.execute(load_sql(f"{SQL_FOLDER}/alembic_table.sql")).fetchone()[0]
-        current = (
-            {row[0] for row in conn.execute(load_sql(f"{SQL_FOLDER}/alembic_current.sql")).fetchall()}
-            if exists
-            else set()
+        alembic = project_command(settings)
+        heads = parse_heads(alembic.run(["heads"]).stdout)
+        current = current_revisions(conn, settings)
+        change = (
+            f"; newest migration {heads[0]}: {newest_change(alembic, heads[0])}" if len(heads) == 1 else ""
         )
-        latest = script.get_revision(next(iter(heads))) if len(heads) == 1 else None
-        change = f"; newest migration {latest.revision}: {latest.doc}" if latest else ""
         evidence = f"database at {sorted(current) or 'no revision'}, project head {sorted(heads)}{change}"
-        return Verdict("pass" if current == heads else "fail", evidence)
+        return Verdict("pass" if set(current) == set(heads) else "fail", evidence)
 
     return with_database(settings, compare)
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
-from tutormax_ops.core.config import AlembicProject
+from tutormax_ops.core.config import AlembicProject, Settings
+from tutormax_ops.core.conn_ids import DB_CONN_ID
 from tutormax_ops.core.notify import redact
 from tutormax_ops.core.paths import PROJECT_ROOT
 
@@ -205,6 +206,19 @@ class AlembicCommand:
             for sink in sinks:
                 sink.append(line)
             log.info("alembic| %s", line)
+
+
+def project_command(settings: Settings) -> AlembicCommand:
+    """The configured project (`migrations.project`) against the `tutormax_db` connection."""
+    return AlembicCommand(
+        settings.migrations.project, db_target(DB_CONN_ID), timeout_s=settings.migrations.command_timeout_s
+    )
+
+
+def newest_change(alembic: AlembicCommand, head: str) -> str:
+    """The message of revision `head` (`alembic show`: the first indented line after its header)."""
+    body = alembic.run(["show", head]).stdout.splitlines()
+    return next((line.strip() for line in body if line.startswith((" ", "\t")) and line.strip()), "")
 
 
 def _kill_group(process: subprocess.Popen) -> None:

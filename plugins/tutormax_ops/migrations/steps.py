@@ -21,7 +21,7 @@ from tutormax_ops.core.storage import ensure_results_schema, path_segment, run_a
 from tutormax_ops.migrations import apply as applying
 from tutormax_ops.migrations.backup import choose_pg_dump, dump_to_storage
 from tutormax_ops.migrations.plan import preflight, validate_params
-from tutormax_ops.migrations.runner import AlembicCommand, db_target
+from tutormax_ops.migrations.runner import db_target, project_command
 
 log = logging.getLogger(__name__)
 DAG_ID = "tutormax_migrations"
@@ -31,12 +31,6 @@ def _skip(reason: str) -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
     raise AirflowSkipException(reason)
-
-
-def _alembic(settings: Settings) -> AlembicCommand:
-    return AlembicCommand(
-        settings.migrations.project, db_target(DB_CONN_ID), timeout_s=settings.migrations.command_timeout_s
-    )
 
 
 @contextlib.contextmanager
@@ -57,7 +51,7 @@ def _folder(settings: Settings, run_id: str, *, reset: bool = False) -> Any:
 def preflight_step(params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     run = validate_params(params)  # before any server is touched
     settings = load_settings(with_variable=True)
-    alembic = _alembic(settings)
+    alembic = project_command(settings)
     with collector_session(DB_CONN_ID, settings) as conn:
         plan = preflight(run, settings, alembic.target, alembic, conn)
     plan["artifacts"] = str(_folder(settings, run_id, reset=True))
@@ -79,7 +73,7 @@ def preview_step(plan: Mapping[str, Any], run_id: str) -> str:
     settings = load_settings(with_variable=True)
     if plan["pending"]:
         args = applying.alembic_args(plan["direction"], plan["current"], plan["target"], offline=True)
-        text = _alembic(settings).run(args).stdout
+        text = project_command(settings).run(args).stdout
     else:
         text = f"-- nothing to apply: the database is at {plan['current'] or 'base'}, the target\n"
     path = _folder(settings, run_id) / "preview.sql"
@@ -126,7 +120,7 @@ def apply_step(
                 conn, settings.coordination.advisory_lock_key, wait_s=settings.coordination.lock_wait_seconds
             ),
         ):
-            applied = applying.apply(dict(plan), settings, _alembic(settings), conn)
+            applied = applying.apply(dict(plan), settings, project_command(settings), conn)
     except Exception as error:
         _record(settings, run_id, started_at, "failed", plan, backup, error=str(error))
         _email_failure(settings, plan, backup, run_id, str(error))

@@ -1,1 +1,0 @@
-SELECT to_regclass('alembic_version') IS NOT NULL AS present
