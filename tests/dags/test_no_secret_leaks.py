@@ -112,7 +112,12 @@ def with_port(url: str, port: int) -> str:
 
 
 def run_every_dag(
-    run_dag, patch: pytest.MonkeyPatch, endpoints: devstack.Endpoints, maintenance_db: str, migrations_db: str
+    run_dag,
+    patch: pytest.MonkeyPatch,
+    endpoints: devstack.Endpoints,
+    maintenance_db: str,
+    migrations_db: str,
+    own_service: bool,
 ) -> dict[str, tuple[str, dict]]:
     """Each DAG once, and its failing paths; {what ran: (the run's state, its task states)}."""
     outcomes: dict[str, tuple[str, dict]] = {}
@@ -143,7 +148,10 @@ def run_every_dag(
     run("migrations", "tutormax_migrations", db_url=migrations_db)
     run("cache warming", "tutormax_cache_warming")
     run("cache clear", "tutormax_cache_clear", {"pattern": "tutormax:cache:leak_test:*", "dry_run": False})
-    run("perf health", "tutormax_perf_health", {"notify": True})
+    with pytest.MonkeyPatch.context() as probe:
+        # The checklist's write-through probe too, on a service this session started (as the health test).
+        probe.setenv("TUTORMAX_OPS__HEALTH__INVALIDATION_PROBE__ENABLED", str(own_service))
+        run("perf health", "tutormax_perf_health", {"notify": True})
     return outcomes
 
 
@@ -176,7 +184,12 @@ def every_dag_run(
     monkeypatch.setenv("TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE", artifacts.as_uri())
     emails_before = set(maildir.glob("*.eml"))
     outcomes = run_every_dag(
-        run_dag, monkeypatch, endpoints, maintenance_db, fresh_database("leak_migrations")
+        run_dag,
+        monkeypatch,
+        endpoints,
+        maintenance_db,
+        fresh_database("leak_migrations"),
+        own_service=not stack.endpoints.api_url,
     )
     captured = capfd.readouterr()
     airflow_home = Path(os.environ["AIRFLOW_HOME"])
