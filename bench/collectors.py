@@ -217,7 +217,7 @@ def bench_server(keep: bool) -> Iterator[str]:
     port = devstack.free_port()
     server = devstack.start_postgres(BENCH_DIR / "postgres", port, log_dir=BENCH_DIR / "logs")
     try:
-        admin_url = f"postgresql://postgres@{devstack.LOOPBACK}:{port}/postgres"
+        admin_url = server.url
         with psycopg.connect(admin_url, autocommit=True) as admin:
             # Bulk loading: fewer checkpoints, and no autovacuum competing with the measurements.
             admin.execute("ALTER SYSTEM SET max_wal_size = '16GB'")

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
@@ -146,23 +147,26 @@ def time_ours(url: str, jobs: int) -> tuple[float, str]:
     return elapsed, f"{len(result.outcomes)} tables, {result.database_stats}"
 
 
-def time_vacuumdb(port: int, database: str, jobs: int) -> tuple[float, str]:
+def time_vacuumdb(admin_url: str, database: str, jobs: int) -> tuple[float, str]:
+    server = urlsplit(admin_url)
     argv = [
         str(devstack.postgres_bin_dir() / "vacuumdb"),
         "--analyze",
         f"--jobs={jobs}",
         f"--schema={SCHEMA}",  # the same tables as ours, not the system catalogs too
         "-h",
-        devstack.LOOPBACK,
+        server.hostname,
         "-p",
-        str(port),
+        str(server.port),
         "-U",
-        "postgres",
+        unquote(server.username),
         "-d",
         database,
     ]
     started = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True)
+    # The password through the environment, as pg_dump gets it: never on a command line.
+    env = {**os.environ, "PGPASSWORD": unquote(server.password or "")}
+    subprocess.run(argv, check=True, capture_output=True, env=env)
     return time.perf_counter() - started, " ".join(argv[1:4])
 
 
@@ -178,7 +182,7 @@ def run_whole_dag(urls: dict[str, str], jobs: int) -> dict[str, float]:
             db_url=urls["ours"],
             results_url=urls["results"],
             redis_url="redis://127.0.0.1:1",  # unused by this DAG
-            smtp_url=f"smtp://{devstack.LOOPBACK}:{smtp_port}",
+            smtp_url=sink.url,
         )
         env = {
             **devstack.airflow_environment(home),
@@ -229,7 +233,7 @@ def main() -> None:
     port = devstack.free_port()
     server = devstack.start_postgres(DATA_DIR, port, log_dir=DATA_DIR / "logs")
     try:
-        admin = f"postgresql://postgres@{devstack.LOOPBACK}:{port}/postgres"
+        admin = server.url
         urls = {
             name: devstack.create_database(admin, f"bench_{name}") for name in ("ours", "vacuumdb", "results")
         }
@@ -247,7 +251,7 @@ def main() -> None:
             make_dead([urls["ours"], urls["vacuumdb"]], args.tables, args.rows, round_number=round_number)
             runners = [
                 ("ours", lambda: time_ours(urls["ours"], args.jobs), ours),
-                ("vacuumdb", lambda: time_vacuumdb(port, "bench_vacuumdb", args.jobs), theirs),
+                ("vacuumdb", lambda: time_vacuumdb(admin, "bench_vacuumdb", args.jobs), theirs),
             ]
             for name, runner, times in runners if round_number % 2 else reversed(runners):
                 elapsed, detail = runner()

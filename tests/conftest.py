@@ -9,7 +9,9 @@ the Airflow connections that point at them.
 - SIGTERM and SIGHUP stop the session as Ctrl-C does: fixtures tear down, servers stop. Servers a
   killed session left running are stopped by the next one.
 - With CI=true, a skipped test that uses the servers fails, unless it is marked `server_variant`.
-- Artifacts go to the session's own folder (TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE), removed at the end.
+- Artifacts go to each test's own temporary folder (TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE); those of
+  session fixtures to the session's folder, removed at the end. The session fails if the checkout's
+  .tutormax/artifacts gained entries.
 
 Airflow reads AIRFLOW_HOME and friends when first imported, so they are set here, before any test
 module imports it.
@@ -55,11 +57,35 @@ SESSION_ARTIFACTS = TEST_STATE / "artifacts"
 os.environ["TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE"] = SESSION_ARTIFACTS.as_uri()
 
 
+# The folder the settings fall back to when nothing redirects artifacts (a test that unsets the
+# variable, or code that ignores it): it must not grow during a session.
+CHECKOUT_ARTIFACTS = STATE_DIR / "artifacts"
+
+
+def _checkout_artifacts() -> set[str]:
+    """The run folders (<dag_id>/<run_id>) and other entries in the checkout's artifacts folder."""
+    entries: set[str] = set()
+    if CHECKOUT_ARTIFACTS.is_dir():
+        for top in CHECKOUT_ARTIFACTS.iterdir():
+            children = list(top.iterdir()) if top.is_dir() else []
+            entries |= {str(path.relative_to(CHECKOUT_ARTIFACTS)) for path in children or [top]}
+    return entries
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_on_signals() -> Iterator[None]:
+    before = _checkout_artifacts()
     with signals_raise((signal.SIGTERM, signal.SIGHUP)):
         yield
     shutil.rmtree(SESSION_ARTIFACTS, ignore_errors=True)
+    gained = sorted(_checkout_artifacts() - before)
+    assert not gained, f"tests wrote into the checkout's {CHECKOUT_ARTIFACTS}: {gained}"
+
+
+@pytest.fixture(autouse=True)
+def _own_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's artifacts go to its own temporary folder (session fixtures' to the session's)."""
+    monkeypatch.setenv("TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE", (tmp_path / "artifacts").as_uri())
 
 
 def _is_ci() -> bool:

@@ -21,7 +21,7 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Re
     folder = tmp_path_factory.mktemp("private-redis")
     port = devstack.free_port()
     server = devstack.start_redis(folder, port, log_dir=folder)
-    client = redis.Redis(host=devstack.LOOPBACK, port=port)
+    client = redis.Redis.from_url(server.url)
     yield client
     client.close()
     server.stop()

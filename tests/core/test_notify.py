@@ -28,6 +28,20 @@ def test_redact_removes_url_credentials(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
+def test_redact_masks_a_known_secret_that_no_pattern_shows() -> None:
+    """A third party's message may quote a password bare (no URL, no key): once Airflow's masker
+    knows it, as it does every password of a connection a task fetched, redact removes it too."""
+    from airflow.sdk.log import mask_secret
+
+    from tutormax_ops.devstack.passwords import new_password
+
+    secret = new_password()
+    text = f"535 authentication failed for {secret} (bad credentials)"
+    assert secret in redact(text)  # no pattern matches it: only the masker can know
+    mask_secret(secret)
+    assert redact(text) == "535 authentication failed for *** (bad credentials)"
+
+
 def test_email_parts_have_their_real_types(airflow_connections, maildir, tmp_path) -> None:
     """The stored .eml, parsed with the `email` package: the chart inline as image/png with its
     Content-ID, the files attached with their own types."""

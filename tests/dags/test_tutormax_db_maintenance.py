@@ -6,7 +6,6 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -17,6 +16,7 @@ from maintenance.targets import ALL_SUCCESS, BLOATED, DAG_ID, LOCKED, Target, ne
 from support import read_emails, task_states
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.paths import PROJECT_ROOT
+from tutormax_ops.devstack.passwords import new_password, with_credentials
 from tutormax_ops.maintenance.common import TableRef
 
 
@@ -308,13 +308,14 @@ def test_a_role_that_owns_nothing_gets_its_report_then_a_failed_run_with_the_fix
     stack, fresh_database, run_dag, maildir, monkeypatch, tmp_path, pg_admin_url
 ) -> None:
     target = new_target(fresh_database, tmp_path)
-    name = f"maint_guest_{os.getpid()}"
+    name, password = f"maint_guest_{os.getpid()}", new_password()  # the server wants one from every role
     role = sql.Identifier(name)
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE pg_monitor").format(role))
-    url = urlsplit(target.db_url)
-    guest_url = urlunsplit(url._replace(netloc=f"{name}@{url.hostname}:{url.port}"))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE pg_monitor").format(role, sql.Literal(password))
+        )
+    guest_url = with_credentials(target.db_url, name, password)
     point_at(monkeypatch, stack, replace(target, db_url=guest_url))
     sent_before = len(read_emails(maildir))
     try:
@@ -340,8 +341,8 @@ def test_a_role_that_owns_nothing_gets_its_report_then_a_failed_run_with_the_fix
         ("partial",)
     ]
     messages = read_emails(maildir)[sent_before:]
-    # The sink names files by the second, so two emails of one second have no order: pick by subject.
-    # That the report went out before the run failed is asserted on the task instances below.
+    # Picked by subject: the sink's order is arrival order, but the failure email is not the only other
+    # one. That the report went out before the run failed is asserted on the task instances below.
     reports = [m for m in messages if DAG_ID in m["subject"] and "partial" in m["subject"]]
     assert len(reports) == 1, [m["subject"] for m in messages]
     failure_bodies = [m.get_body(("html", "plain")).get_content() for m in messages if m is not reports[0]]

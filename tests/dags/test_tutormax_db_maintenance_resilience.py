@@ -19,13 +19,13 @@ from tutormax_ops.devstack import stack as devstack
 
 
 @pytest.fixture
-def own_postgres(stack) -> Iterator[tuple[str, devstack.ManagedProcess]]:
+def own_postgres(stack) -> Iterator[tuple[str, devstack.Server]]:
     """A PostgreSQL server of this test's own, which it may stop (under the stack's folder, which the
     unprivileged server user may enter)."""
     root = stack.log_dir.parent / f"own_postgres_{os.getpid()}"
     port = devstack.free_port()
     server = devstack.start_postgres(root, port, log_dir=root)
-    yield f"postgresql://postgres@{devstack.LOOPBACK}:{port}/postgres", server
+    yield server.url, server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
@@ -160,5 +160,52 @@ def test_stopping_a_service_ends_its_process(tmp_path) -> None:
     sink = devstack.start_smtp_sink(tmp_path / "mail", port, log_dir=tmp_path / "logs")
     assert devstack.port_accepts(port)
     sink.stop()
-    assert sink.process.poll() is not None
+    assert sink.managed.process.poll() is not None
     assert not devstack.port_accepts(port)
+
+
+@pytest.mark.server_variant
+def test_every_self_started_server_wants_its_password(stack: devstack.Stack) -> None:
+    """PostgreSQL, Redis and the SMTP sink refuse a client without the password; each password has
+    URL-unsafe characters (encoded in the URLs), is unique to its server, and is on no command line."""
+    import smtplib
+    import stat
+
+    import psutil
+
+    from tutormax_ops.devstack.passwords import forms
+
+    if stack.pg_admin_url is None or stack.endpoints.maildir is None:
+        pytest.skip("TUTORMAX_DB_URL names an external server")
+    urls = {"postgres": stack.admin_url, "redis": stack.endpoints.redis_url, "smtp": stack.endpoints.smtp_url}
+    passwords = {name: unquote(urlsplit(url).password or "") for name, url in urls.items()}
+    assert len(set(passwords.values())) == 3
+    for password in passwords.values():
+        assert set("/@%+:") <= set(password)
+    db = urlsplit(stack.admin_url)
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(host=db.hostname, port=db.port, user="postgres", dbname="postgres", connect_timeout=5)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(stack.admin_url.replace(db.password, db.password + "x"), connect_timeout=5)
+    cache = urlsplit(stack.endpoints.redis_url)
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host=cache.hostname, port=cache.port).ping()
+    assert redis.Redis.from_url(stack.endpoints.redis_url).ping() is True
+    mail = urlsplit(stack.endpoints.smtp_url)
+    with smtplib.SMTP(mail.hostname, mail.port, timeout=10) as client:
+        client.ehlo()
+        refused, _ = client.mail("ops@localhost")
+        assert refused == 530  # authentication required
+    with (
+        smtplib.SMTP(mail.hostname, mail.port, timeout=10) as client,
+        pytest.raises(smtplib.SMTPAuthenticationError),
+    ):
+        client.login(devstack.SMTP_SINK_LOGIN, passwords["smtp"] + "x")
+    with smtplib.SMTP(mail.hostname, mail.port, timeout=10) as client:
+        client.login(devstack.SMTP_SINK_LOGIN, passwords["smtp"])
+    for managed in stack.processes:
+        for process in [psutil.Process(managed.pid), *psutil.Process(managed.pid).children(recursive=True)]:
+            command_line = " ".join(process.cmdline())
+            assert not any(form in command_line for secret in passwords.values() for form in forms(secret))
+    for secret_file in [*stack.root.rglob("*.password"), *stack.root.rglob("redis.conf")]:
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600, secret_file

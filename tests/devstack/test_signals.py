@@ -35,16 +35,21 @@ def state(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_serving(state: Path) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
-    """The demo in --serve mode, and every process it started, once its servers are up."""
+def start_serving(
+    state: Path, mode: str = "--serve", ready: str = READY, **extra_env: str
+) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    """The demo in `mode`, and every process it started, once it printed `ready`."""
     env = {key: value for key, value in os.environ.items() if key not in devstack.EXTERNAL_ENV.values()}
     env.update(
         devstack.python_env(
-            TUTORMAX_DEMO_STATE=str(state), TUTORMAX_DEMO_DAYS="1", TUTORMAX_DEMO_SESSIONS_PER_DAY="500"
+            TUTORMAX_DEMO_STATE=str(state),
+            TUTORMAX_DEMO_DAYS="1",
+            TUTORMAX_DEMO_SESSIONS_PER_DAY="500",
+            **extra_env,
         )
     )
     demo = subprocess.Popen(
-        [sys.executable, "-m", "tutormax_ops.devstack.demo", "--serve"],
+        [sys.executable, "-m", "tutormax_ops.devstack.demo", mode],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -56,10 +61,22 @@ def start_serving(state: Path) -> tuple[subprocess.Popen[str], list[psutil.Proce
     while time.monotonic() < deadline:
         line = demo.stdout.readline()
         lines.append(line)
-        if READY in line or not line:
+        if ready in line or not line:
             break
-    assert READY in lines[-1], "".join(lines)
+    assert ready in lines[-1], "".join(lines)
     return demo, psutil.Process(demo.pid).children(recursive=True)
+
+
+def processes_of(state: Path) -> list[psutil.Process]:
+    """Every process on the machine started under the demo in `state` (they inherit its environment)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("TUTORMAX_DEMO_STATE") == str(state):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 @pytest.mark.slow
@@ -92,6 +109,37 @@ def test_servers_of_a_killed_run_are_stopped_at_the_next_start(state: Path) -> N
         for process in started:
             if process.is_running():
                 process.kill()
+
+
+@pytest.mark.slow
+def test_sigterm_to_make_airflow_stops_airflow_and_the_stack(state: Path) -> None:
+    """`make airflow` (the demo's --standalone: the stack and a real `airflow standalone`), once
+    Airflow is up, gets SIGTERM as from `docker stop`: no process it started remains."""
+    api_port = devstack.free_port()
+    demo, _ = start_serving(state, "--standalone", "its output:", AIRFLOW__API__PORT=str(api_port))
+    try:
+        log = state / "stack" / "logs" / "airflow-standalone.log"
+        deadline, up = time.monotonic() + 300, False
+        while time.monotonic() < deadline and demo.poll() is None:
+            up = "Airflow is ready" in log.read_text(errors="replace") and devstack.port_accepts(api_port)
+            if up:
+                break
+            time.sleep(1)
+        assert up, log.read_text(errors="replace")[-3000:]
+        started = psutil.Process(demo.pid).children(recursive=True)
+        names = " ".join(" ".join(process.cmdline()[:3]) for process in started)
+        for part in ("postgres", "redis", "smtp_sink", "tutormax_service", "scheduler", "api_server"):
+            assert part in names, names  # the stack and Airflow's components are all running
+        os.kill(demo.pid, signal.SIGTERM)
+        output, _ = demo.communicate(timeout=180)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert "stopping everything the demo started" in output, output[-3000:]
+    _, alive = psutil.wait_procs(started, timeout=15)
+    assert alive == [], [(process.pid, process.cmdline()) for process in alive]
+    assert processes_of(state) == []  # nothing re-parented before the snapshot either
+    assert list(state.rglob("*.pid.json")) == []
 
 
 SESSION_PROBE = """

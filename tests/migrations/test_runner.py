@@ -18,11 +18,16 @@ SECRET = "s3cr%t p@ss/word"
 
 
 def _target(url: str, password: str = "") -> DbTarget:
-    from urllib.parse import urlsplit
+    """The target an Airflow connection would give: user and password decoded from the URL."""
+    from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(url)
     return DbTarget(
-        parts.hostname, parts.port, parts.username, parts.path.lstrip("/"), password or parts.password or ""
+        parts.hostname,
+        parts.port,
+        unquote(parts.username or ""),
+        parts.path.lstrip("/"),
+        password or unquote(parts.password or ""),
     )
 
 

@@ -29,9 +29,14 @@ _KEY_VALUE_SECRET = re.compile(
 
 
 def redact(text: str) -> str:
-    """Remove user:password from any URL in `text`, and the value of any `password=`-style key, so no
-    secret reaches a log, report or email."""
-    return _KEY_VALUE_SECRET.sub(r"\g<key>***", _URL_CREDENTIALS.sub(r"\g<scheme>***@", text))
+    """Remove user:password from any URL in `text`, the value of any `password=`-style key, and every
+    secret Airflow's masker knows in this process (the passwords of the connections a task has
+    fetched, wherever they appear), so no secret reaches a log, report or email. The masker is the
+    one that cleans the task log: a third party's message gets the same treatment in an email."""
+    from airflow.sdk.log import redact as mask_known_secrets
+
+    patterned = _KEY_VALUE_SECRET.sub(r"\g<key>***", _URL_CREDENTIALS.sub(r"\g<scheme>***@", text))
+    return str(mask_known_secrets(patterned))
 
 
 def unreachable(service: str, conn_id: str, error: BaseException, *, check: str) -> ConnectionError:

