@@ -84,11 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     timeouts = {"socket_timeout": 1.0, "socket_connect_timeout": 0.5}
     redis_client = redis.Redis.from_url(settings.redis_url, **timeouts)
     # The asyncio client connects lazily, on the event loop of its first command. Its pool is
-    # bounded and waits for a free connection: an unbounded one opens a connection per concurrent
-    # request, and under load those connects time out and send cache hits to the database.
+    # bounded (an unbounded one opens a connection per concurrent request, and under load those
+    # connects time out and send cache hits to the database); Cache makes requests wait for a free
+    # connection rather than fail.
     aredis_client = redis.asyncio.Redis.from_pool(
-        redis.asyncio.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_pool_size, timeout=None, **timeouts
+        redis.asyncio.ConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_pool_size, **timeouts
         )
     )
 

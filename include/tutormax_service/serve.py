@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         log_level=args.log_level,
         access_log=args.access_log,
+        # No proxy in front: X-Forwarded-* rewriting would be a middleware layer on every request.
+        proxy_headers=False,
     )
     return 0
 

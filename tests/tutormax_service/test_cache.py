@@ -1,0 +1,47 @@
+"""The read-through cache against a real Redis: more concurrent requests than pooled connections."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis
+import redis.asyncio
+
+from tutormax_service.cache import CACHE_PREFIX, Cache
+
+# A db number of its own on the shared test Redis (test_app.py uses 5).
+REDIS_DB = 6
+POOL_SIZE = 2
+REQUESTS = 60
+
+
+def test_requests_beyond_the_pool_size_wait_for_a_connection(redis_url: str) -> None:
+    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
+    sync_client = redis.Redis.from_url(url)
+    sync_client.flushdb()
+    pool = redis.asyncio.ConnectionPool.from_url(url, max_connections=POOL_SIZE)
+    cache = Cache(sync_client, redis.asyncio.Redis.from_pool(pool), ttl_seconds=30)
+
+    async def load() -> bytes:
+        await asyncio.sleep(0.005)  # keeps many requests between their GET and their SET
+        return b"[1]"
+
+    async def burst() -> list[tuple[bytes, bool]]:
+        try:
+            # A plain pool raises "Too many connections" past its size; the cache must queue instead.
+            return await asyncio.gather(
+                *(cache.read_through(f"{CACHE_PREFIX}test:{i % 5}", load) for i in range(REQUESTS))
+            )
+        finally:
+            await cache.aclient.aclose()
+
+    try:
+        results = asyncio.run(burst())
+        assert [body for body, _ in results] == [b"[1]"] * REQUESTS
+        # Every lookup reached Redis (a failed one would have been served uncounted, from load()).
+        stats = cache.stats()
+        assert stats["hits"] + stats["misses"] == REQUESTS
+        assert len(pool._available_connections) + len(pool._in_use_connections) <= POOL_SIZE
+    finally:
+        sync_client.flushdb()
+        sync_client.close()
