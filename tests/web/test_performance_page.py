@@ -74,6 +74,13 @@ def site(airflow_db: dict, fresh_database, tmp_path_factory) -> Iterator[Site]:
         purge_cached_app()
 
 
+@pytest.fixture(autouse=True)
+def _seeded_artifacts(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app finds the store from the settings at request time: the seeded one, not the per-test
+    folder conftest gives every test."""
+    monkeypatch.setenv("TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE", site.artifacts.as_uri())
+
+
 def test_the_nav_entry_opens_the_page(site: Site) -> None:
     """Airflow's own plugins endpoint, which the UI builds its navigation from, lists the view."""
     response = site.client.get("/api/v2/plugins", headers={"Authorization": f"Bearer {site.token}"})
