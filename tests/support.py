@@ -88,3 +88,32 @@ class TcpProxy:
                 sink.sendall(chunk)
         with contextlib.suppress(OSError):
             sink.shutdown(2)
+
+
+def serving(app: object):
+    """A context manager: `app` served by uvicorn on a free loopback port, in a thread; yields the port."""
+    import contextlib
+    import threading
+    import time
+
+    import uvicorn
+
+    from tutormax_ops.core.processes import LOOPBACK, free_port
+
+    @contextlib.contextmanager
+    def serve():
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start in 30 s"
+            time.sleep(0.05)
+        try:
+            yield port
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+    return serve()

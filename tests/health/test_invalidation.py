@@ -3,18 +3,17 @@ services written here (one that invalidates on write, one that keeps serving its
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
-import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
+from support import serving
 from tutormax_ops.core.config import SettingsError, load_settings
-from tutormax_ops.core.processes import LOOPBACK, free_port
+from tutormax_ops.core.processes import LOOPBACK
 from tutormax_ops.health.invalidation import check_invalidation, fill_body
 
 GENERIC_PROBE = {
@@ -51,26 +50,15 @@ def _cached_items_app(*, invalidates: bool) -> FastAPI:
 @pytest.fixture
 def serve(airflow_connections, monkeypatch) -> Iterator:
     """`serve(app)` runs `app` under uvicorn on a free port and points `tutormax_api` at it."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    with contextlib.ExitStack() as servers:
 
-    def start(app: FastAPI) -> None:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the test service did not start in 30 s"
-            time.sleep(0.05)
-        servers.append((server, thread))
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_TUTORMAX_API", json.dumps({"conn_type": "http", "host": LOOPBACK, "port": port})
-        )
+        def start(app: FastAPI) -> None:
+            port = servers.enter_context(serving(app))
+            monkeypatch.setenv(
+                "AIRFLOW_CONN_TUTORMAX_API", json.dumps({"conn_type": "http", "host": LOOPBACK, "port": port})
+            )
 
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(10)
+        yield start
 
 
 @pytest.mark.parametrize(("invalidates", "status"), [(True, "pass"), (False, "fail")])

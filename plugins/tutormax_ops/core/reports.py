@@ -76,12 +76,17 @@ def line_chart_png(
         if len(series) > 1:
             axes.legend(fontsize="small", loc="best")
         figure.autofmt_xdate()
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return figure_png(figure)
     finally:
         pyplot.close(figure)
+
+
+def figure_png(figure: Any) -> bytes:
+    """A laid-out matplotlib figure as PNG bytes (the caller closes it)."""
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def data_uri_png(png: bytes) -> str:

@@ -304,12 +304,12 @@ def measure_stress(
 
 def stress_chart(steps: Sequence[LoadStep], knee: Knee | None, targets: Targets, *, title: str) -> bytes:
     """req/s and p95 against users, one axis each, with both targets drawn and the knee marked."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
+
+    from tutormax_ops.core.reports import figure_png
 
     users = [step.users for step in steps]
     figure, rate_axes = pyplot.subplots(figsize=(8, 3.6), dpi=100)
@@ -345,9 +345,6 @@ def stress_chart(steps: Sequence[LoadStep], knee: Knee | None, targets: Targets,
         handles = rate_axes.get_legend_handles_labels()
         more = p95_axes.get_legend_handles_labels()
         rate_axes.legend(handles[0] + more[0], handles[1] + more[1], fontsize="x-small", loc="upper left")
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return figure_png(figure)
     finally:
         pyplot.close(figure)
