@@ -11,7 +11,7 @@
     95 % within 3 runs at ≤ 1 % false alarms (the likelihood-ratio test on the mean of 3 runs would
     need a one-sided α of 3.5 %).
 (c) Analysis speed: a history of 1,000 runs × 20 endpoints, judged as the DAG judges it
-    (`loadtest.build_series` then `regression.analyze_history`). Target: < 1 s.
+    (`loadtest.series.build_series` then `regression.analyze_history`). Target: < 1 s.
 (d) Does the reference service meet the seed's targets here? The baseline profile (300 users at
     10/s, think time 0.5–1.5 s, 120 s) against a self-started stack with two days of
     production-like data; `--quick` runs a smoke-sized load (20 users, 30 s) instead.
@@ -224,7 +224,7 @@ def bench_detector() -> tuple[float, float]:
 
 def bench_analysis() -> float:
     from tutormax_ops.collectors.sampling import Interval
-    from tutormax_ops.loadtest.analyze import build_series
+    from tutormax_ops.loadtest.series import build_series
 
     rng = np.random.default_rng(7)
     names = [f"GET /api/endpoint_{index}" for index in range(ENDPOINTS)]

@@ -61,9 +61,9 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
     Also returns each series' run-to-run spread (relative MAD) for the simulation in (b)."""
     from tutormax_ops.collectors.locust import parse_run
     from tutormax_ops.collectors.sampling import min_requests
-    from tutormax_ops.loadtest.analyze import _current_values, build_series
     from tutormax_ops.loadtest.plan import RunPlan
     from tutormax_ops.loadtest.runner import run_locust
+    from tutormax_ops.loadtest.series import build_series, current_values
 
     params = settings.loadtest.regression
     needed = min_requests(confidence=params.confidence)
@@ -103,7 +103,7 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
             )
             validity = validity_as_the_dag_judges(settings, run, outcome, 30, host_check=False)
             run_id, started = f"{phase}-{index}", T0 + timedelta(days=index)
-            current = _current_values(run, {"cache_hit_rate": None, "query_p95_ms": None}, None, needed)
+            current = current_values(run, {"cache_hit_rate": None, "query_p95_ms": None}, needed)
             verdicts = (
                 analyze_history(build_series(history, current, run_id, started), params)
                 if validity.valid

@@ -81,9 +81,7 @@ def knee_from_rows(
     rows from 10 s in to its end, the median of their p95s against the target, and the last step
     before the first failing one."""
 
-    starts = [
-        json.loads(path.read_text()).get("shape_started_at") for path in folder.glob("stress_seconds-*.json")
-    ]
+    starts = [json.loads(path.read_text()).get("shape_started_at") for path in folder.glob("seconds-*.json")]
     start = min(value for value in starts if value is not None)
     with (folder / "locust_stats_history.csv").open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["Name"] == "Aggregated" and not row["Type"]]

@@ -16,7 +16,7 @@ import pytest
 from loadtest.factories import SETTINGS, plan
 from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.loadtest import runner
-from tutormax_ops.loadtest.runner import STRESS_SHAPE, locust_commands, run_locust
+from tutormax_ops.loadtest.runner import RECORDER, STRESS_SHAPE, locust_commands, run_locust
 
 LOCUSTFILE = LOCUST_DIR / "tutormax_locustfile.py"  # the default profile's
 
@@ -24,7 +24,7 @@ LOCUSTFILE = LOCUST_DIR / "tutormax_locustfile.py"  # the default profile's
 def test_one_process_runs_headless_with_every_output_and_no_exit_code_on_errors(tmp_path: Path) -> None:
     [(role, argv)] = locust_commands(plan(), SETTINGS.loadtest, tmp_path, master_port=5557)
     assert role == "locust"
-    assert argv[argv.index("-f") + 1] == str(LOCUSTFILE)
+    assert argv[argv.index("-f") + 1] == f"{LOCUSTFILE},{RECORDER}"  # any locustfile is recorded per second
     for flag in ("--headless", "--csv-full-history", "--only-summary"):
         assert flag in argv
     pairs = dict(zip(argv, argv[1:], strict=False))
@@ -40,7 +40,7 @@ def test_distributed_mode_is_a_master_expecting_every_worker(tmp_path: Path) -> 
     assert list(commands) == ["master", "worker-1", "worker-2"]
     master = dict(zip(commands["master"], commands["master"][1:], strict=False))
     assert master["--expect-workers"] == "2" and master["--master-bind-port"] == "5557"
-    assert master["-f"] == f"{LOCUSTFILE},{STRESS_SHAPE}"
+    assert master["-f"] == f"{LOCUSTFILE},{RECORDER},{STRESS_SHAPE}"
     worker = commands["worker-1"]
     assert "--worker" in worker and "--headless" not in worker and worker[-1] == "5557"
 

@@ -93,6 +93,9 @@ ALTER TABLE {schema}.loadtest_runs
     ADD COLUMN IF NOT EXISTS regression_verdict text,
     ADD COLUMN IF NOT EXISTS findings           jsonb NOT NULL DEFAULT '[]'::jsonb,
     ADD COLUMN IF NOT EXISTS artifacts_uri      text;
+-- What the figures above cover: seconds after the first request they start from (the ramp-up and
+-- the warm-up left out); NULL: the whole run (a run from before the per-second records, a stress run).
+ALTER TABLE {schema}.loadtest_runs ADD COLUMN IF NOT EXISTS judged_from_s double precision;
 CREATE INDEX IF NOT EXISTS loadtest_runs_history
     ON {schema}.loadtest_runs (dag_id, profile, users, started_at) WHERE valid;
 

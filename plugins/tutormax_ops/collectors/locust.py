@@ -12,6 +12,10 @@ Which file answers which question, and why:
   merges the endpoints' histograms.
 - Throughput comes from `PREFIX_stats_history.csv` over the steady-state window only. The
   `Requests/s` column of `PREFIX_stats.csv` is averaged over the whole run, ramp-up included.
+- The judged figures (`LocustRun.judged`) come from the per-second records every process writes
+  (`seconds-<pid>.json`, see `collectors.locust_seconds`): the same figures, over the steady state
+  only, since the ramp-up and the warm-up say nothing of the service at its planned load. Without
+  them (a run from before they were kept), the whole run is judged, and says so.
 - The HTML report is only checked for presence. SIGTERM ends locust with exit code 0 and writes no
   HTML report, so a killed run otherwise looks like a success.
 - The CPU warning comes from the captured log text.
@@ -33,7 +37,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tutormax_ops.collectors.locust_seconds import Judged
 
 PERCENTILE_ROUNDING = (
     "Percentiles are Locust bucket values: 1 ms steps below 100 ms, 10 ms steps from 100 to 999 ms, "
@@ -94,6 +101,7 @@ class SteadyWindow:
 
 @dataclass(frozen=True)
 class LocustRun:
+    # The whole run's figures, ramp-up and warm-up included; the verdicts use `judged`.
     endpoints: tuple[EndpointMetrics, ...]
     aggregate: EndpointMetrics
     window: SteadyWindow | None  # None when the plateau lasted less than two history rows
@@ -108,6 +116,14 @@ class LocustRun:
     # endpoints), as (epoch second, count), seconds without any included: what a stall shows in.
     completed_per_second: tuple[tuple[int, int], ...] = ()
     duration_source: str = "requests"  # "locust log": its timer's start to its stop line
+    judged: Judged | None = None  # parse_run always sets it (see `judged_figures`)
+
+    @property
+    def judged_figures(self) -> Judged:
+        """What the verdicts use: `judged`, else (a run built by hand) the whole run's figures."""
+        from tutormax_ops.collectors.locust_seconds import WHOLE_RUN, Judged
+
+        return self.judged or Judged(WHOLE_RUN, self.endpoints, self.aggregate, note="not windowed")
 
 
 def percentile(histogram: Mapping[int, int], percent: float) -> int | None:
@@ -144,16 +160,23 @@ def parse_run(
     html_path: Path | str | None = None,
     log_text: str = "",
     confidence: float = 0.95,
+    steady_after_s: float | None = None,
 ) -> LocustRun:
     """Parse one run: `csv_prefix` as given to `--csv`, `json_path` the file `--json-file` wrote
     (locust appends `.json`), `html_path` as given to `--html`, `log_text` locust's captured output;
-    the p95 and error-rate bounds at `confidence`."""
+    the p95 and error-rate bounds at `confidence`. `steady_after_s` is when the steady state begins,
+    counted from the run's first request (`RunPlan.measure_after_s`: all users spawned, plus the
+    warm-up): the judged figures cover the per-second records from then on; None judges the whole
+    run."""
+    from tutormax_ops.collectors.locust_seconds import judge_steady_state, legacy_server_times, read_seconds
+
     entries = json.loads(Path(json_path).read_text())
     history = _read_history(Path(f"{csv_prefix}{HISTORY_SUFFIX}"))
     window = _steady_window(history)
     steady = _steady_rps(history, window)
     keyed = sorted(((_endpoint(entry), entry) for entry in entries), key=lambda pair: pair[0][::-1])
-    server = _server_times(Path(json_path).parent)
+    per_second = read_seconds(Path(json_path).parent)
+    server = per_second.server_histograms() if per_second else legacy_server_times(Path(json_path).parent)
     endpoints = tuple(
         _with_server(
             _metrics(method, name, [entry], steady.get((method, name)), confidence),
@@ -170,6 +193,9 @@ def parse_run(
     if duration is None and started and ended:
         duration, source = (ended - started).total_seconds(), "requests"
     html = Path(html_path) if html_path else None
+    judged = judge_steady_state(
+        per_second, steady_after_s, started, endpoints, aggregate, confidence=confidence
+    )
     return LocustRun(
         endpoints=endpoints,
         aggregate=aggregate,
@@ -182,6 +208,7 @@ def parse_run(
         cpu_warning=cpu_warning_raised(log_text),
         completed_per_second=_completed_per_second(entries, window),
         duration_source=source,
+        judged=judged,
     )
 
 
@@ -300,20 +327,6 @@ def _metrics(
         error_rate_low=errors.low,
         error_rate_high=errors.high,
     )
-
-
-SERVER_TIMES_GLOB = "server_times-*.json"  # written by include/locust/server_time.py, one per process
-
-
-def _server_times(folder: Path) -> dict[str, dict[int, int]]:
-    """The service's own response times per "METHOD name", merged over the processes that ran users."""
-    merged: dict[str, dict[int, int]] = {}
-    for path in sorted(folder.glob(SERVER_TIMES_GLOB)):
-        for name, histogram in json.loads(path.read_text()).items():
-            merged[name] = merge_histograms(
-                [merged.get(name, {}), {int(k): int(v) for k, v in histogram.items()}]
-            )
-    return merged
 
 
 def _with_server(metrics: EndpointMetrics, histogram: Mapping[int, int]) -> EndpointMetrics:

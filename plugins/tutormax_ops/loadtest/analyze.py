@@ -6,27 +6,28 @@ import csv
 import fnmatch
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tutormax_ops.collectors.sampling import Interval, min_requests
+from tutormax_ops.collectors.sampling import min_requests
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
 from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES, Limits
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.report import write_reports
 from tutormax_ops.loadtest.runner import LOCUST_OUTPUTS, PREFIX
-from tutormax_ops.loadtest.stress import STRESS_SECONDS_GLOB, Knee, LoadStep, knee_line
-from tutormax_ops.loadtest.verdict import TargetCheck, check_targets, endpoint_name
+from tutormax_ops.loadtest.series import build_series, current_values, knee_values
+from tutormax_ops.loadtest.stress import Knee, LoadStep, knee_line
+from tutormax_ops.loadtest.verdict import TargetCheck, check_targets
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-    from tutormax_ops.collectors.locust import EndpointMetrics, LocustRun
-    from tutormax_ops.loadtest.regression import Finding, Point, SeriesVerdict
+    from tutormax_ops.collectors.locust import LocustRun
+    from tutormax_ops.loadtest.regression import Finding, SeriesVerdict
 
 
 Verdict = Literal["pass", "fail", "regression", "invalid"]
@@ -177,7 +178,8 @@ def judge(
     *,
     dag_id: str,
 ) -> Analysis:
-    from tutormax_ops.collectors.locust import SERVER_TIMES_GLOB, parse_run
+    from tutormax_ops.collectors.locust import parse_run
+    from tutormax_ops.collectors.locust_seconds import SECONDS_GLOB, SERVER_TIMES_GLOB
     from tutormax_ops.loadtest.regression import analyze_history
     from tutormax_ops.loadtest.validity import validate_run
 
@@ -186,7 +188,7 @@ def judge(
         if source.exists():
             (scratch / name).write_bytes(source.read_bytes())
     for source in artifacts.iterdir():
-        if any(fnmatch.fnmatch(source.name, glob) for glob in (SERVER_TIMES_GLOB, STRESS_SECONDS_GLOB)):
+        if any(fnmatch.fnmatch(source.name, glob) for glob in (SERVER_TIMES_GLOB, SECONDS_GLOB)):
             (scratch / source.name).write_bytes(source.read_bytes())
     outcome = run_info["outcome"]
     cpu, host_cpu = _busiest_cpu(artifacts / "cpu_samples.csv")
@@ -202,6 +204,9 @@ def judge(
             html_path=scratch / f"{PREFIX}.html",
             log_text=log_text,
             confidence=params.confidence,
+            # The steady state, as the server-side window: all users spawned, then the warm-up. A
+            # stress run is judged by its own steps.
+            steady_after_s=None if plan.stress else plan.measure_after_s(settings.loadtest.warmup_fraction),
         )
         validity = validate_run(
             run,
@@ -232,9 +237,10 @@ def judge(
         )
     server = run_info["server"]
     server_details = json.loads((artifacts / "server_metrics.json").read_text())
+    judged = run.judged_figures if run else None
     checks = check_targets(
-        aggregate=run.aggregate if run else None,
-        endpoints=run.endpoints if run else (),
+        aggregate=judged.aggregate if judged else None,
+        endpoints=judged.endpoints if judged else (),
         cache_hit_rate=server["cache_hit_rate"],
         query_p95_ms=server["query_p95_ms"],
         targets=targets,
@@ -242,6 +248,7 @@ def judge(
         stress_knee=stress_knee.step if stress_knee else None,
         stress=plan.stress,
         unmeasured=_unmeasured(server_details),
+        judged_on=judged.basis if judged else "",
     )
     started_at = datetime.fromisoformat(outcome["started_at"])
     history = load_history(settings, plan, dag_id, run_id)
@@ -250,9 +257,9 @@ def judge(
     accepted = _accepted_runs()
     if valid and run is not None:
         current = (
-            _knee_values(stress_knee, limits)
+            knee_values(stress_knee, limits)
             if plan.stress
-            else _current_values(run, server, min_requests(confidence=params.confidence))
+            else current_values(run, server, min_requests(confidence=params.confidence))
         )
         series = build_series(history, current, run_id, started_at, accepted=accepted)
         regression = tuple(analyze_history(series, params))
@@ -316,84 +323,3 @@ def _busiest_cpu(samples_csv: ObjectStoragePath) -> tuple[list[float], list[floa
         elif row["role"] not in MACHINE_ROLES:
             busiest[row["elapsed_s"]] = max(busiest.get(row["elapsed_s"], 0.0), float(row["cpu_percent"]))
     return list(busiest.values()), host
-
-
-def _knee_values(knee: Knee | None, limits: Limits | None) -> dict[str, dict[str, Interval]]:
-    """A stress run's figures for the history: its knee, not the whole run's mix of steps; none
-    when the machine set the limit, which says nothing of the service."""
-    from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE
-    from tutormax_ops.loadtest.regression import AGGREGATE
-
-    if knee is None or (limits is not None and limits.limited_by == LIMITED_BY_MACHINE):
-        return {}
-    return {
-        AGGREGATE: {
-            "knee_rps": Interval(knee.step.rps, None, None),
-            # The median of the step's rows: the pooled interval bounds another statistic.
-            "knee_p95_ms": Interval(knee.step.p95_ms, None, None),
-        }
-    }
-
-
-def _current_values(
-    run: LocustRun, server: Mapping[str, Any], min_requests: int
-) -> dict[str, dict[str, Interval]]:
-    """This run's values per scope and metric, as the history stores them, with their sampling
-    intervals where the run's histograms give them."""
-    from tutormax_ops.loadtest.regression import AGGREGATE
-
-    def plain(value: float | None) -> Interval:
-        return Interval(value, None, None)
-
-    values: dict[str, dict[str, Interval]] = {
-        AGGREGATE: {
-            "p95_ms": _p95(run.aggregate),
-            "error_rate": _error_rate(run.aggregate),
-            "rps": plain(run.aggregate.steady_rps),
-            "cache_hit_rate": plain(server["cache_hit_rate"]),
-            "query_p95_ms": plain(server["query_p95_ms"]),
-        }
-    }
-    for endpoint in run.endpoints:
-        if endpoint.requests >= min_requests:  # fewer: the p95 has no upper bound, so it is not judged
-            values[endpoint_name(endpoint)] = {"p95_ms": _p95(endpoint), "error_rate": _error_rate(endpoint)}
-    return values
-
-
-def _p95(metrics: EndpointMetrics) -> Interval:
-    return Interval(metrics.p95_ms, metrics.p95_low_ms, metrics.p95_high_ms)
-
-
-def _error_rate(metrics: EndpointMetrics) -> Interval:
-    return Interval(metrics.error_rate_percent, metrics.error_rate_low, metrics.error_rate_high)
-
-
-def build_series(
-    history: Sequence[Mapping[str, Any]],
-    current: Mapping[str, Mapping[str, Interval]],
-    run_id: str,
-    started_at: datetime,
-    *,
-    accepted: Sequence[str] = (),
-) -> dict[tuple[str, str], list[Point]]:
-    """One series per (scope, metric) the current run has a value for: history oldest first, this
-    run last. A run flagged as a regression and not in `accepted` is marked out of the baseline."""
-    from tutormax_ops.loadtest.regression import AGGREGATE, Point
-
-    series: dict[tuple[str, str], list[Point]] = {}
-    for scope, metrics in current.items():
-        for metric, measured in metrics.items():
-            if measured.value is None:
-                continue
-            points = [
-                Point(
-                    past["run_id"],
-                    past["started_at"],
-                    past.get(metric) if scope == AGGREGATE else past["endpoints"].get(scope, {}).get(metric),
-                    baseline=past.get("regression_verdict") != "regression" or past["run_id"] in accepted,
-                )
-                for past in history
-            ]
-            here = Point(run_id, started_at, measured.value, measured.low, measured.high)
-            series[(scope, metric)] = [*points, here]
-    return series

@@ -83,8 +83,10 @@ def run_row(
     from tutormax_ops.core.notify import redact
 
     stress = analysis is not None and plan.stress
-    # A stress run's whole-run figures mix every step: it contributes its knee, nothing else.
-    aggregate = analysis.run.aggregate if analysis and analysis.run and not stress else None
+    # A stress run's whole-run figures mix every step: it contributes its knee, nothing else. Any
+    # other run, the figures its verdicts judged: the steady state's where it was measured.
+    judged = analysis.run.judged_figures if analysis and analysis.run and not stress else None
+    aggregate = judged.aggregate if judged else None
     server = analysis.server if analysis and not stress else {}
     knee = analysis.knee.step if analysis and analysis.knee else None
     return {
@@ -110,6 +112,8 @@ def run_row(
         "cache_hit_rate": server.get("cache_hit_rate"),
         "query_p95_ms": server.get("query_p95_ms"),
         "slow_query_rate": server.get("slow_query_rate"),
+        # Seconds after the first request the figures start from; None: they cover the whole run.
+        "judged_from_s": judged.excluded_s if judged else None,
         "knee_rps": knee.rps if knee else None,
         "knee_users": knee.users if knee else None,
         "knee_p95_ms": knee.p95_ms if knee else None,
@@ -145,7 +149,7 @@ def endpoint_rows(analysis: Analysis, dag_id: str) -> list[dict[str, Any]]:
             "p95_ms": endpoint.p95_ms,
             "p99_ms": endpoint.p99_ms,
         }
-        for endpoint in analysis.run.endpoints
+        for endpoint in analysis.run.judged_figures.endpoints
     ]
 
 

@@ -18,6 +18,7 @@ from tutormax_ops.loadtest.verdict import endpoint_name
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+    from tutormax_ops.collectors.locust import EndpointMetrics
     from tutormax_ops.loadtest.analyze import Analysis
 
 
@@ -60,7 +61,7 @@ def endpoint_comparisons(analysis: Analysis, baseline_runs: int) -> list[Endpoin
         return statistics.median(values) if values else None
 
     rows = []
-    for endpoint in analysis.run.endpoints:
+    for endpoint in analysis.run.judged_figures.endpoints:
         name = endpoint_name(endpoint)
         base_p95 = baseline(name, "p95_ms")
         p95_verdict = judged.get((name, "p95_ms"))
@@ -87,6 +88,74 @@ def endpoint_comparisons(analysis: Analysis, baseline_runs: int) -> list[Endpoin
     return rows
 
 
+@dataclass(frozen=True)
+class JudgedBesideWhole:
+    """One scope's judged figures (the steady state) beside the whole run's, where they differ."""
+
+    scope: str
+    judged: EndpointMetrics
+    whole: EndpointMetrics
+
+
+def judged_beside_whole(analysis: Analysis) -> list[JudgedBesideWhole]:
+    """The aggregate, then each endpoint, whose judged figures differ from its whole run's."""
+    from tutormax_ops.collectors.locust_seconds import STEADY_STATE
+    from tutormax_ops.loadtest.regression import AGGREGATE
+
+    if analysis.run is None or analysis.run.judged_figures.basis != STEADY_STATE:
+        return []
+    judged = analysis.run.judged_figures
+    whole = {endpoint_name(e): e for e in analysis.run.endpoints}
+    pairs = [(AGGREGATE, judged.aggregate, analysis.run.aggregate)]
+    pairs += [
+        (endpoint_name(e), e, whole[endpoint_name(e)]) for e in judged.endpoints if endpoint_name(e) in whole
+    ]
+
+    def figures(metrics: EndpointMetrics) -> tuple:
+        return (metrics.requests, metrics.failures, metrics.p50_ms, metrics.p95_ms, metrics.p99_ms,
+                metrics.server_p95_ms)  # fmt: skip
+
+    return [JudgedBesideWhole(scope, a, b) for scope, a, b in pairs if figures(a) != figures(b)]
+
+
+def judged_sentence(analysis: Analysis) -> str:
+    """What the verdicts judged, what was left out and why, in one sentence."""
+    from tutormax_ops.collectors.locust_seconds import STEADY_STATE
+
+    if analysis.run is None or analysis.plan.stress:
+        return ""
+    judged = analysis.run.judged_figures
+    if judged.basis != STEADY_STATE:
+        return (
+            f"Judged on the whole run, ramp-up and warm-up included: {judged.note}."
+            if judged.note
+            else "Judged on the whole run, ramp-up and warm-up included."
+        )
+    plan = analysis.plan
+    ramp = plan.users / plan.spawn_rate
+    return (
+        f"Judged on the steady state only ({judged.seconds or 0:.0f} s, {judged.aggregate.requests} requests): "
+        f"the first {judged.excluded_s or 0:.0f} s were left out, the ramp-up to {plan.users} users "
+        f"({ramp:.0f} s at {plan.spawn_rate:g}/s) and the warm-up after it, because requests made while "
+        "users are still arriving and pools and caches are still filling describe neither the service at "
+        "its planned load nor a change in it; the whole run's figures are shown beside where they differ."
+    )
+
+
+def _judged_summary(analysis: Analysis) -> dict[str, Any] | None:
+    if analysis.run is None:
+        return None
+    judged = analysis.run.judged_figures
+    return {
+        "basis": judged.basis,
+        "start": judged.start.isoformat() if judged.start else None,
+        "end": judged.end.isoformat() if judged.end else None,
+        "excluded_s": judged.excluded_s,
+        "note": judged.note,
+        "sentence": judged_sentence(analysis),
+    }
+
+
 def _status(analysis: Analysis, name: str, requests: int) -> str:
     """The worst that applies: a regression, a missed target, a provisional finding, then what the
     history said; an endpoint with too few requests is not judged, and says why."""
@@ -102,7 +171,9 @@ def _status(analysis: Analysis, name: str, requests: int) -> str:
         if status in statuses:
             return status
     if requests < analysis.min_requests:
-        return f"not judged: {requests} requests, a p95 needs at least {analysis.min_requests}"
+        basis = analysis.run.judged_figures.basis if analysis.run else ""
+        within = f" in the {basis}" if basis else ""
+        return f"not judged: {requests} requests{within}, a p95 needs at least {analysis.min_requests}"
     return "not judged"
 
 
@@ -134,7 +205,8 @@ def trend_chart(analysis: Analysis) -> bytes:
         )
     scopes = list(dict.fromkeys(finding.scope for finding in analysis.findings if finding.scope != AGGREGATE))
     if not scopes and analysis.run:
-        scopes = [endpoint_name(e) for e in sorted(analysis.run.endpoints, key=lambda e: -e.requests)[:3]]
+        busiest = sorted(analysis.run.judged_figures.endpoints, key=lambda e: -e.requests)[:3]
+        scopes = [endpoint_name(e) for e in busiest]
     series = {
         f"{scope} p95": [(run["started_at"], run["endpoints"].get(scope, {}).get("p95_ms")) for run in runs]
         for scope in scopes
@@ -152,9 +224,10 @@ def _current_row(analysis: Analysis) -> dict[str, Any]:
         return {"knee_rps": analysis.knee.step.rps, "knee_p95_ms": analysis.knee.step.p95_ms, "endpoints": {}}
     if analysis.run is None:
         return {"p95_ms": None, "endpoints": {}}
+    judged = analysis.run.judged_figures  # what the history stores
     return {
-        "p95_ms": analysis.run.aggregate.p95_ms,
-        "endpoints": {endpoint_name(e): {"p95_ms": e.p95_ms} for e in analysis.run.endpoints},
+        "p95_ms": judged.aggregate.p95_ms,
+        "endpoints": {endpoint_name(e): {"p95_ms": e.p95_ms} for e in judged.endpoints},
     }
 
 
@@ -200,6 +273,8 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         (artifacts / STRESS_CHART).write_bytes(stress)
     comparisons = endpoint_comparisons(analysis, settings.loadtest.regression.robust_runs)
     context = {
+        "judged_sentence": judged_sentence(analysis),
+        "judged_rows": judged_beside_whole(analysis),
         "analysis": analysis,
         "plan": analysis.plan,
         "targets": targets,
@@ -245,7 +320,10 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "recovered_from": analysis.recovered_from["run_id"] if analysis.recovered_from else None,
         "min_detectable_step": min_detectable_step(comparisons),
         "min_requests": analysis.min_requests,
-        "aggregate": asdict(analysis.run.aggregate) if analysis.run else None,
+        # What the verdicts judged, and the whole run's figures beside it.
+        "aggregate": asdict(analysis.run.judged_figures.aggregate) if analysis.run else None,
+        "judged": _judged_summary(analysis),
+        "whole_run_aggregate": asdict(analysis.run.aggregate) if analysis.run else None,
         "endpoints": [asdict(row) for row in comparisons],
         "steps": [asdict(step) for step in analysis.steps],
         "knee": {

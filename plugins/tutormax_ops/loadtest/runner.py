@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 
 STRESS_SHAPE = LOCUST_DIR / "stress_shape.py"
+# Every locust records each request per endpoint and per second (include/locust/per_second.py),
+# whatever its locustfile imports: the steady state is judged from those seconds.
+RECORDER = LOCUST_DIR / "record_seconds.py"
 PREFIX = "locust"  # every locust output file starts with it: locust_stats.csv, locust.json, locust.html
 LOCUST_OUTPUTS = (
     f"{PREFIX}_stats.csv",
@@ -211,7 +214,7 @@ def locust_commands(
     plan: RunPlan, loadtest: LoadTest, folder: Path, *, master_port: int
 ) -> list[tuple[str, list[str]]]:
     """(role, argv) for each process: one `locust`, or a master and `processes` workers."""
-    files = f"{plan.locustfile},{STRESS_SHAPE}" if plan.stress else plan.locustfile
+    files = ",".join(map(str, (plan.locustfile, RECORDER, *([STRESS_SHAPE] if plan.stress else []))))
     base = [sys.executable, "-m", "locust", "-f", files, *selection_args(plan.user_classes, plan.tags)]
     # The stress shape sets users and stops the run itself; locust warns about -u/-r/-t next to a shape.
     load = (

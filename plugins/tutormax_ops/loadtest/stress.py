@@ -9,7 +9,7 @@
   Throughput and errors come from the cumulative counts across the settled part; the step's p95 is
   the median of its settled rows' p95s (one noisy row moves it no more than a row), shown with their
   range. A step with fewer than `MIN_SETTLED_ROWS` settled rows (the run ended inside it) is dropped.
-- **The sampling check**: where the run recorded per-second response-time histograms, the step's
+- **The sampling check**: where the run recorded its requests per second (`collectors.locust_seconds`), the step's
   own settled requests give a pooled p95 with its distribution-free interval (`collectors.sampling`).
 - **The knee is the last step before the first failing one**: a pass above a failure is noise, not
   capacity. It is confirmed when the knee's pooled p95 is bounded below the target and the next
@@ -19,9 +19,8 @@
 from __future__ import annotations
 
 import csv
-import json
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
 SETTLE_S = 10  # Locust's window of "current" response times: later rows hold this step alone
 MIN_SETTLED_ROWS = 3
-STRESS_SECONDS_GLOB = "stress_seconds-*.json"  # written by include/locust/stress_shape.py
 METHOD = (
     "Steps follow the shape's schedule. Each step is measured from {settle} s after it starts to its "
     "end, when Locust's 10 s window of current response times holds that step alone: throughput and "
@@ -127,11 +125,10 @@ def read_schedule(
 ) -> StepSchedule | None:
     """The schedule the shape ran: its start from the shape's own record, else (a run that wrote
     none) a second before the first history row with users."""
-    started = [
-        payload["shape_started_at"]
-        for payload in _payloads(folder)
-        if payload.get("shape_started_at") is not None
-    ]
+    from tutormax_ops.collectors.locust_seconds import read_seconds
+
+    recorded = read_seconds(folder)
+    started = [recorded.shape_started_at] if recorded and recorded.shape_started_at is not None else []
     if not started:
         rows = [row for row in _aggregate_rows(history_csv) if int(row["User Count"]) > 0]
         if not rows:
@@ -141,19 +138,11 @@ def read_schedule(
 
 
 def per_second_histograms(folder: Path) -> dict[int, dict[int, int]]:
-    """Response-time histograms per epoch second, merged over the processes that ran users."""
-    merged: dict[int, dict[int, int]] = {}
-    for payload in _payloads(folder):
-        for second, histogram in payload.get("seconds", {}).items():
-            into = merged.setdefault(int(second), {})
-            for bucket, count in histogram.items():
-                into[int(bucket)] = into.get(int(bucket), 0) + int(count)
-    return merged
+    """Response-time histograms per epoch second, all endpoints and processes merged."""
+    from tutormax_ops.collectors.locust_seconds import read_seconds
 
-
-def _payloads(folder: Path) -> Iterable[dict]:
-    for path in sorted(folder.glob(STRESS_SECONDS_GLOB)):
-        yield json.loads(path.read_text())
+    recorded = read_seconds(folder)
+    return recorded.client_histograms() if recorded else {}
 
 
 def _aggregate_rows(history_csv: Path) -> list[dict[str, str]]:

@@ -43,9 +43,11 @@ def check_targets(
     stress_knee: LoadStep | None = None,
     stress: bool = False,
     unmeasured: Mapping[str, str] | None = None,
+    judged_on: str = "",
 ) -> list[TargetCheck]:
     """The seed's table, on the aggregate and on each endpoint with enough requests to mean something.
-    A stress run is judged at its knee: beyond it, missing the targets is the point of the test."""
+    A stress run is judged at its knee: beyond it, missing the targets is the point of the test.
+    `judged_on` names what the figures cover ("steady state", "whole run"), for the notes."""
     from tutormax_ops.loadtest.regression import AGGREGATE
 
     why = unmeasured or {}
@@ -100,9 +102,8 @@ def check_targets(
         for endpoint in endpoints:
             name = endpoint_name(endpoint)
             if endpoint.requests < min_endpoint_requests:
-                few = (
-                    f"not judged: {endpoint.requests} requests, a p95 needs at least {min_endpoint_requests}"
-                )
+                within = f" in the {judged_on}" if judged_on else ""
+                few = f"not judged: {endpoint.requests} requests{within}, a p95 needs at least {min_endpoint_requests}"
                 checks.append(_check(name, "p95_ms", None, targets.p95_api_ms, "<", "ms", missing=few))
                 continue
             checks += [

@@ -1,0 +1,118 @@
+"""Every request, per endpoint and per wall-clock second, in every Locust process that runs users.
+
+For each whole epoch second and each "METHOD name" it keeps: the requests and failures, Locust's
+response times as a histogram in Locust's own buckets (`bucket`), their sum, min and max, and, where
+the service sends one, a histogram of its own `X-Response-Time` (its handler's time to the response
+start, the seed's "p95 API time"). Each process writes them when it quits to
+`$TUTORMAX_LOCUST_SERVER_TIMES/seconds-<pid>.json`, beside `locust.json`.
+
+Why per second: Locust's JSON keeps one histogram per endpoint for the whole run, ramp-up and
+warm-up included, and its history rows only give the p95 of their last 10 s. With seconds, the
+analysis judges the steady state alone (`tutormax_ops.collectors.locust_seconds`) and the stress
+profile cuts its steps (`tutormax_ops.loadtest.stress`), each with its own sampling interval.
+
+The server's times are kept apart from Locust's statistics (a second statistic per request would
+double its totals and throughput). The load test adds `record_seconds.py` to every locust `-f`, so
+any locustfile is recorded; a locustfile may also `import per_second` (or `server_time`) itself.
+Locust imports each `-f` file afresh under its own name, so this module is never given to `-f`: it
+is imported once, and its listeners are registered once, however many files import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from locust import events
+
+SERVER_TIMES_ENV = "TUTORMAX_LOCUST_SERVER_TIMES"  # the folder the per-second files go to
+HEADER = "X-Response-Time"
+
+# Written beside the seconds: the stress shape's start, from the process that ran the shape.
+META: dict[str, Any] = {}
+
+
+class _Second:
+    __slots__ = ("client", "failures", "max", "min", "requests", "server", "sum")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.failures = 0
+        self.sum = 0.0
+        self.min: float | None = None
+        self.max: float | None = None
+        self.client: Counter[int] = Counter()
+        self.server: Counter[int] = Counter()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "sum_ms": self.sum,
+            "min_ms": self.min,
+            "max_ms": self.max,
+            "client": dict(self.client),
+            "server": dict(self.server),
+        }
+
+
+_seconds: dict[int, dict[str, _Second]] = {}
+
+
+def bucket(milliseconds: float) -> int:
+    """Locust's reporting buckets: 1 ms below 100 ms, 10 ms below 1 s, 100 ms below 10 s, then 1 s."""
+    digits = 0 if milliseconds < 100 else -1 if milliseconds < 1000 else -2 if milliseconds < 10_000 else -3
+    return int(round(milliseconds, digits))
+
+
+def server_ms(response: Any, exception: Any) -> float | None:
+    """The service's own time for a successful request, or None (no header, or one we cannot read)."""
+    headers = getattr(response, "headers", None)
+    value = headers.get(HEADER) if headers is not None and exception is None else None
+    if not value:
+        return None
+    try:
+        return float(value.removesuffix("ms"))
+    except ValueError:  # a header we cannot read is no figure; Locust's own time still counts
+        return None
+
+
+@events.request.add_listener
+def _record(
+    request_type: str,
+    name: str,
+    response_time: float | None = None,
+    response: Any = None,
+    exception: Any = None,
+    **_: object,
+) -> None:
+    second = _seconds.setdefault(int(time.time()), {}).setdefault(f"{request_type} {name}", _Second())
+    second.requests += 1
+    second.failures += exception is not None
+    # Failed requests are timed too, as Locust's own percentiles time them; a request without a
+    # response time (Locust's "none requests") counts in totals only.
+    if response_time is not None:
+        second.client[bucket(response_time)] += 1
+        second.sum += response_time
+        second.min = response_time if second.min is None else min(second.min, response_time)
+        second.max = response_time if second.max is None else max(second.max, response_time)
+    if (served := server_ms(response, exception)) is not None:
+        second.server[bucket(served)] += 1
+
+
+@events.quitting.add_listener
+def _write(**_: object) -> None:
+    folder = os.environ.get(SERVER_TIMES_ENV)
+    if folder and (_seconds or META):
+        payload = {
+            **META,
+            "seconds": {
+                str(second): {name: stats.as_json() for name, stats in endpoints.items()}
+                for second, endpoints in sorted(_seconds.items())
+            },
+        }
+        (Path(folder) / f"seconds-{os.getpid()}.json").write_text(json.dumps(payload))
