@@ -96,7 +96,11 @@ def test_the_judged_figures_are_the_steady_seconds_only(tmp_path: Path) -> None:
     interval = quantile_interval({FAST: 120, FAST + 2: 60})
     assert (a.p95_low_ms, a.p95_high_ms) == (interval.low, interval.high)
     errors = rate_interval(6, 180)
-    assert (a.error_rate_percent, a.error_rate_low, a.error_rate_high) == (errors.value, errors.low, errors.high)
+    assert (a.error_rate_percent, a.error_rate_low, a.error_rate_high) == (
+        errors.value,
+        errors.low,
+        errors.high,
+    )
     assert (a.server_p95_ms, a.server_requests) == (8.0, 120)  # one process saw the header
     # An endpoint only called during the ramp-up stays listed, with nothing to judge.
     assert (b.requests, b.p95_ms, b.error_rate_percent, b.steady_rps) == (0, None, None, 0)
@@ -124,7 +128,9 @@ def test_no_steady_state_asked_or_none_reached_judges_the_whole_run(tmp_path: Pa
     unasked = parse_run(csv_prefix=prefix, json_path=json_path).judged_figures
     assert unasked.basis == WHOLE_RUN and unasked.note == "no steady state was asked for"
     late = parse_run(csv_prefix=prefix, json_path=json_path, steady_after_s=10).judged_figures
-    assert late.basis == WHOLE_RUN and "no request completed in a whole second after the first 10 s" in late.note
+    assert (
+        late.basis == WHOLE_RUN and "no request completed in a whole second after the first 10 s" in late.note
+    )
 
 
 def test_records_merge_over_processes_and_keep_the_shapes_start(tmp_path: Path) -> None:

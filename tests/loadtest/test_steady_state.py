@@ -19,7 +19,7 @@ from tutormax_ops.loadtest.runner import run_locust
 
 SLOW_S, SLOW_MS, FAST_MS = 2.5, 400, 1  # slow from the first request on, for SLOW_S seconds
 USERS, SPAWN_RATE, RUN_S, WAIT_S = 8, 8, 15, 0.5
-LOCUSTFILE = f'''
+LOCUSTFILE = f"""
 from locust import HttpUser, constant, task
 
 
@@ -29,7 +29,7 @@ class Visitor(HttpUser):
     @task
     def index(self) -> None:
         self.client.get("/")
-'''
+"""
 
 
 def slow_start_app():
@@ -123,8 +123,8 @@ def test_the_report_shows_the_whole_run_beside_the_judged_figures(slow_start_run
         assert str(escape(sentence)) in html and "whole run" in html and "judged (steady state)" in html, name
         # Both p95s of the aggregate's row pair, judged first.
         pair = html[html.index("all endpoints: judged (steady state)") :]
-        assert pair.index(f"<td class=\"num\">{aggregate.judged.p95_ms:,.0f}</td>") < pair.index(
-            f"<td class=\"num\">{aggregate.whole.p95_ms:,.0f}</td>"
+        assert pair.index(f'<td class="num">{aggregate.judged.p95_ms:,.0f}</td>') < pair.index(
+            f'<td class="num">{aggregate.whole.p95_ms:,.0f}</td>'
         ), name
 
 
@@ -145,8 +145,15 @@ def _analysis(run_plan, run):
         knee=None,
         regression=(),
         history=(),
-        server={"window": "steady state", "cache_hit_rate": None, "query_p95_ms": None,
-                "slow_query_rate": None, "service_summary": None, "service_summary_note": None,
-                "errors": [], "window_started_at": None},  # fmt: skip
+        server={
+            "window": "steady state",
+            "cache_hit_rate": None,
+            "query_p95_ms": None,
+            "slow_query_rate": None,
+            "service_summary": None,
+            "service_summary_note": None,
+            "errors": [],
+            "window_started_at": None,
+        },  # fmt: skip
         outcome={"exit_codes": {"locust": 0}, "stopped_by": None},
     )
