@@ -10,7 +10,7 @@ import pytest
 from loadtest.factories import SETTINGS, plan
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.paths import LOCUST_DIR
-from tutormax_ops.loadtest.runner import locust_commands, locust_env
+from tutormax_ops.loadtest.runner import RECORDER, locust_commands, locust_env
 from tutormax_ops.loadtest.traffic import (
     IDS_ENV,
     OPTIONS_ENV,
@@ -88,7 +88,8 @@ def test_user_classes_and_tags_follow_the_locustfile_on_every_process(tmp_path: 
     commands = dict(locust_commands(chosen, SETTINGS.loadtest, tmp_path, master_port=5557))
     for argv in commands.values():
         start = argv.index("-f")
-        assert argv[start + 1 : start + 6] == ["/srv/team/locustfile.py", "Reader", "-T", "read", "cheap"]
+        files = f"/srv/team/locustfile.py,{RECORDER}"  # the per-second recorder rides along
+        assert argv[start + 1 : start + 6] == [files, "Reader", "-T", "read", "cheap"]
         assert argv[start + 6].startswith("--")  # nothing after the tags is read as a tag
 
 
