@@ -26,6 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from support import read_emails, task_states
+from tutormax_ops.collectors.locust_seconds import read_seconds
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.devstack import stack as devstack
 
@@ -171,6 +172,9 @@ def test_smoke_run_meets_the_targets_and_stores_artifacts_and_history(smoke_run,
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["verdict"] == "pass" and summary["server"]["window"] == "steady state"
     assert "10 ms steps from 100 to 999 ms" in (folder / "report.html").read_text()
+    # Every figure above is the steady state's: 20 users at 10/s, then the warm-up, left out.
+    assert run["judged_from_s"] >= 2 and summary["judged"]["basis"] == "steady state"
+    assert "Judged on the steady state only" in (folder / "report.html").read_text()
 
 
 SATURATED = "the machine's CPU was above"
@@ -450,8 +454,20 @@ def test_distributed_mode_with_two_workers_gives_one_merged_result(service: str,
     outcome = json.loads((artifacts(run) / "outcome.json").read_text())
     assert outcome["exit_codes"] == {"master": 0, "worker-1": 0, "worker-2": 0}
     entries = json.loads((artifacts(run) / "locust.json").read_text())
-    assert sum(entry["num_requests"] for entry in entries) == run["requests"] > 0
+    whole = sum(entry["num_requests"] for entry in entries)
+    # Each worker recorded its own requests per second; together they hold the master's merged count,
+    # and the history holds the steady state's part of it.
+    recorded = read_seconds(artifacts(run))
+    assert len(list(artifacts(run).glob("seconds-*.json"))) == 2
+    assert (
+        sum(
+            stats.requests
+            for stats in recorded.span(min(recorded.seconds), max(recorded.seconds) + 1).values()
+        )
+        == whole
+    )
+    assert 0 < run["requests"] < whole and run["judged_from_s"] > 0
     assert {row["endpoint"] for row in endpoints} == {
         f"{entry['method']} {entry['name']}" for entry in entries
-    }  # one result: every endpoint once, the workers' counts merged by the master
+    }  # one result: every endpoint once, the workers' counts merged
     assert "2 workers connected" in (artifacts(run) / "master.log").read_text()

@@ -51,11 +51,13 @@ def slow_start_app():
     return app
 
 
-@pytest.fixture(scope="module")
-def slow_start_run(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["", "import server_time"], ids=["plain", "imports-server_time"])
+def slow_start_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A locustfile of a user's, kept elsewhere: one that imports none of ours (the runner records
+    it anyway), and one that imports `server_time` as the README says it may (recorded once)."""
     folder = tmp_path_factory.mktemp("steady")
     locustfile = folder / "elsewhere_locustfile.py"
-    locustfile.write_text(LOCUSTFILE)
+    locustfile.write_text(LOCUSTFILE.replace("{imports}", request.param))
     loadtest = SETTINGS.loadtest.model_copy(update={"warmup_fraction": 0.25})
     with serving(slow_start_app()) as port:
         run_plan = plan(
@@ -96,7 +98,8 @@ def test_the_judged_p95_leaves_the_slow_start_out_and_the_whole_run_keeps_it(slo
     assert judged.aggregate.steady_rps == pytest.approx(judged.aggregate.requests / judged.seconds)
     assert judged.aggregate.steady_rps > 0.8 * USERS / (WAIT_S + FAST_MS / 1000)
 
-    # The recorder missed no request: its seconds hold exactly what Locust's JSON counted.
+    # The recorder missed no request and counted none twice: its seconds hold exactly what
+    # Locust's JSON counted.
     recorded = read_seconds(folder)
     whole = recorded.span(min(recorded.seconds), max(recorded.seconds) + 1)
     assert sum(stats.requests for stats in whole.values()) == run.aggregate.requests

@@ -66,8 +66,10 @@ class Second:
         self.sum_ms += other.sum_ms
         self.min_ms = _extreme(min, self.min_ms, other.min_ms)
         self.max_ms = _extreme(max, self.max_ms, other.max_ms)
-        self.client = merge_histograms([self.client, other.client])
-        self.server = merge_histograms([self.server, other.server])
+        # In place: a long run merges tens of thousands of seconds.
+        for mine, theirs in ((self.client, other.client), (self.server, other.server)):
+            for bucket, count in theirs.items():
+                mine[bucket] = mine.get(bucket, 0) + count
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@
 3. `run` (through `operator.LoadTestRunOperator`): locust as a subprocess in a process group of its
    own (`runner`), with the server-side figures (`server_metrics`) taken around its steady state and
    the raw outputs stored under the run's artifacts folder. Kill and timeout stop the whole group.
-4. `analyze`: validity, verdict 1 (`verdict`, the targets), verdict 2 (`regression`, the history),
-   the history rows (`history`), `report.html` and the email (`report`).
+4. `analyze`: validity, verdict 1 (`verdict`, the targets), verdict 2 (`regression`, the history,
+   with `series`, what this run adds to it), the history rows (`history`), `report.html` and the
+   email (`report`). Both verdicts judge the steady state (`collectors.locust_seconds`).
 5. `report.notify_run`, then `verdict.enforce_verdict`, which fails the DAG run on anything but a pass.
 
 Locust is never imported here, nor in any Airflow or pytest process: `import locust` gevent-patches
