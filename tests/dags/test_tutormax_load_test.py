@@ -1,8 +1,9 @@
 """End to end: tutormax_load_test with dag.test() against the reference service, real PostgreSQL,
 Redis and SMTP sink. Locust runs only as subprocesses, as in production.
 
-History for the regression test is seeded from the real smoke run's rows (copied with ±5 % jitter
-under new run ids), instead of four more 15 s runs.
+The regression tests judge against a history of real runs: six 30 s smoke runs against the unchanged
+service (`unchanged_runs`), each with its own spread in every metric, then one run with a real step
+injected on one route prefix.
 """
 
 from __future__ import annotations
