@@ -6,7 +6,12 @@ request waiting for a free worker before the handler's clock starts). The gap is
 `client p95 − server p95`, per endpoint and over all endpoints. The CPU samples the runner took
 each second over the steady window (from `RunOutcome.window_opened_s`, the moment the server-side
 window opened, i.e. `plan.measure_after_s` after the first user; the same window the server-side
-figures use) say which side is likely. The rules, in order:
+figures use) to the moment the load stopped (Locust's report writing after it is no load) say
+which side is likely. A resource counts as **busy** when it was above its threshold in at least
+`BUSY_SHARE` (10%) of the window's seconds, and in at least `BUSY_MIN_SECONDS` (2) of them: the p95
+is made of the slowest 5% of requests, so queueing in a tenth of the seconds is enough to fill that
+tail, while one second alone is a blip (a neighbour's burst) that a short run must not turn into a
+verdict. The rules, in order:
 
 1. No server p95 (the service sent no `X-Response-Time`): nothing to attribute.
 2. **Negligible** when the gap is below `NEGLIGIBLE_MS` (5 ms) or below `NEGLIGIBLE_SHARE` (10%) of
@@ -14,20 +19,19 @@ figures use) say which side is likely. The rules, in order:
    100 ms and 10 ms from 100 to 999 ms (up to 10% of the figure); and on a healthy machine the
    loopback and the generator alone cost 3.5–4.9 ms at p95 (paired per-request timings against the
    reference service at 50 users, issue 8). A gap inside either is not evidence of anything.
-3. **The load generator** when its busiest process's p90 is above `cpu_saturation_percent` of its
+3. **The load generator** when its busiest process was busy above `cpu_saturation_percent` of its
    one core (a gevent process cannot use more).
-4. **This machine** when the host's p90 is above `host_saturation_percent` of all cores: every
+4. **This machine** when the host was busy above `host_saturation_percent` of all cores: every
    process, the generator's and the service's alike, waited for a core.
-5. **The service's accept queue** when the service listens here and its processes' p90 is above
+5. **The service's accept queue** when the service listens here and its processes were busy above
    `cpu_saturation_percent` of the cores they can use (one per process, at most the machine's): its
    workers were busy, so new requests queued before the handler's clock started.
 6. Otherwise **network or the service's accept queue: neither side's CPU was busy**; and when no
    sample covers the window, "unknown: no CPU samples over the steady window".
 
-The p90 is used, not the median: the p95 is made of the slowest 5% of requests, and a resource
-saturated in the busiest tenth of the seconds is enough to put queueing into that tail. It is a
-likelihood, not a proof: `validity` decides whether saturation makes the run invalid (more than
-`max_saturated_fraction` of all samples) and then names the gap in its reason.
+The line shows each role's median and p90 (nearest rank). The side is a likelihood, not a proof:
+`validity` decides whether saturation makes the run invalid (more than `max_saturated_fraction` of
+all samples) and then names the gap in its reason.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
 
 NEGLIGIBLE_MS = 5.0
 NEGLIGIBLE_SHARE = 0.10
+BUSY_SHARE = 0.10
+BUSY_MIN_SECONDS = 2
 NEGLIGIBLE = "negligible"
 GENERATOR = "the load generator"
 MACHINE = "this machine (generator and service share its cores)"
@@ -60,10 +66,25 @@ NO_SAMPLES = "unknown: no CPU samples over the steady window"
 
 @dataclass(frozen=True)
 class Spread:
-    """Median and p90 (nearest rank) of one role's samples, in % (see `CpuWindow` for of what)."""
+    """One role's samples over the window, in % (see `CpuWindow` for of what)."""
 
-    median: float
-    p90: float
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        import statistics
+
+        return statistics.median(self.values)
+
+    @property
+    def p90(self) -> float:
+        ordered = sorted(self.values)
+        return ordered[math.ceil(0.9 * len(ordered)) - 1]
+
+    def busy(self, threshold: float) -> bool:
+        """Above `threshold` in at least BUSY_SHARE of the samples and BUSY_MIN_SECONDS of them."""
+        above = sum(1 for value in self.values if value > threshold)
+        return above >= BUSY_MIN_SECONDS and above >= BUSY_SHARE * len(self.values)
 
     def describe(self) -> str:
         return f"{self.median:.0f}% median, {self.p90:.0f}% p90"
@@ -164,14 +185,14 @@ def attribute_gap(
         side = NEGLIGIBLE
     elif cpu.samples == 0:
         side = NO_SAMPLES
-    elif cpu.generator is not None and cpu.generator.p90 > cpu_saturation_percent:
+    elif cpu.generator is not None and cpu.generator.busy(cpu_saturation_percent):
         side = GENERATOR
-    elif cpu.host is not None and cpu.host.p90 > host_saturation_percent:
+    elif cpu.host is not None and cpu.host.busy(host_saturation_percent):
         side = MACHINE if cpu.service is not None else MACHINE_REMOTE
     elif (
         cpu.service is not None
         and cpu.service_cores > 0
-        and cpu.service.p90 > cpu_saturation_percent * cpu.service_cores
+        and cpu.service.busy(cpu_saturation_percent * cpu.service_cores)
     ):
         side = ACCEPT_QUEUE
     else:
@@ -180,16 +201,21 @@ def attribute_gap(
 
 
 def cpu_window(
-    rows: Sequence[Mapping[str, Any]], *, window_opened_s: float, service_processes: int, cores: int
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    window_opened_s: float,
+    load_ended_s: float,
+    service_processes: int,
+    cores: int,
 ) -> CpuWindow:
     """The runner's samples (`cpu_samples.csv` rows: elapsed_s, role, pid, cpu_percent) from
-    `window_opened_s` on, per role."""
+    `window_opened_s` to `load_ended_s` (seconds after launch), per role."""
     busiest: dict[float, float] = {}
     host: list[float] = []
     service: list[float] = []
     for row in rows:
         at, value = float(row["elapsed_s"]), float(row["cpu_percent"])
-        if at < window_opened_s:
+        if not window_opened_s <= at <= load_ended_s:
             continue
         if row["role"] == HOST_ROLE:
             host.append(value)
@@ -207,12 +233,7 @@ def cpu_window(
 
 
 def spread(values: Sequence[float]) -> Spread | None:
-    import statistics
-
-    if not values:
-        return None
-    ordered = sorted(values)
-    return Spread(statistics.median(ordered), ordered[math.ceil(0.9 * len(ordered)) - 1])
+    return Spread(tuple(values)) if values else None
 
 
 def judge_gap(
@@ -221,9 +242,13 @@ def judge_gap(
     samples_csv: ObjectStoragePath,
     outcome: Mapping[str, Any],
     loadtest: LoadTest,
+    *,
+    min_requests: int = 1,
 ) -> GapReport | None:
     """The gap over all endpoints and per endpoint, with the CPU of the steady window; None without
-    results, and for a stress run, whose mix of steps `machine.judge_limits` reads instead."""
+    results, and for a stress run, whose mix of steps `machine.judge_limits` reads instead. An
+    endpoint with fewer than `min_requests` has no p95 worth a gap (`collectors.sampling`): left out,
+    as its target check is."""
     import os
 
     from tutormax_ops.loadtest.regression import AGGREGATE
@@ -232,11 +257,14 @@ def judge_gap(
     if run is None or plan.stress:
         return None
     opened = outcome.get("window_opened_s")
+    # The runner opens the window `measure_after_s` after the first user; the load lasts the plan.
+    first_user_s = 0.0 if opened is None else float(opened) - plan.measure_after_s(loadtest.warmup_fraction)
     rows = list(csv.DictReader(samples_csv.read_text().splitlines())) if samples_csv.exists() else []
     cpu = cpu_window(
         rows,
         # A run that never opened the window (it ended first) has no steady state: its whole run counts.
         window_opened_s=0.0 if opened is None else float(opened),
+        load_ended_s=first_user_s + plan.planned_duration_s if opened is not None else math.inf,
         service_processes=int(outcome.get("service_processes") or 0),
         cores=os.cpu_count() or 1,  # the analysis runs where the run ran (see stress.measure_stress)
     )
@@ -251,7 +279,11 @@ def judge_gap(
             host_saturation_percent=loadtest.host_saturation_percent,
         )
 
-    endpoints = [attribute(endpoint_name(endpoint), endpoint) for endpoint in run.endpoints]
+    endpoints = [
+        attribute(endpoint_name(endpoint), endpoint)
+        for endpoint in run.endpoints
+        if endpoint.requests >= min_requests
+    ]
     return GapReport(
         aggregate=attribute(AGGREGATE, run.aggregate),
         endpoints=tuple(found for found in endpoints if found is not None),

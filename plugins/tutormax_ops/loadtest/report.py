@@ -201,7 +201,14 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         (artifacts / STRESS_CHART).write_bytes(stress)
     comparisons = endpoint_comparisons(analysis, settings.loadtest.regression.robust_runs)
     samples = artifacts / "cpu_samples.csv"
-    gap = judge_gap(analysis.run, analysis.plan, samples, analysis.outcome, settings.loadtest)
+    gap = judge_gap(
+        analysis.run,
+        analysis.plan,
+        samples,
+        analysis.outcome,
+        settings.loadtest,
+        min_requests=analysis.min_requests,
+    )
     context = {
         "analysis": analysis,
         "plan": analysis.plan,
