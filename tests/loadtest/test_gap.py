@@ -272,11 +272,14 @@ def test_a_real_run_against_a_handler_that_starts_its_clock_late_is_network_or_a
     print(found.line())
     cpu = found.cpu
     assert cpu.samples >= 3 and cpu.service is not None and cpu.service_cores == 1
-    if cpu.host is not None and cpu.host.p90 > loadtest.host_saturation_percent:
-        pytest.skip(f"this machine was saturated by other work during the run: {found.line()}")
     gap = found.aggregate
     assert run.aggregate.requests > 50 and gap.server_p95_ms <= 5, found.line()
     assert SLEEP_MS <= gap.gap_ms < 10 * SLEEP_MS, found.line()
+    if cpu.host is not None and cpu.host.busy(loadtest.host_saturation_percent):
+        # Other work filled the machine: rule 4 comes before rule 6, as it must, and this run cannot
+        # show "neither side busy".
+        assert gap.side == gaps.MACHINE, found.line()
+        pytest.skip(f"this machine was saturated by other work during the run: {found.line()}")
     assert gap.side == gaps.NEITHER, found.line()
     assert [(e.scope, e.side) for e in found.endpoints] == [("GET /slow", gaps.NEITHER)]
     assert "likely network or the service's accept queue: neither side's CPU was busy" in found.line()
