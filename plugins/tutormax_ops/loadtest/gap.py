@@ -3,7 +3,8 @@
 The service's `X-Response-Time` is its handler's time; Locust's figure adds everything outside it:
 the generator (scheduling its greenlets, parsing), the network, and the service's accept queue (a
 request waiting for a free worker before the handler's clock starts). The gap is
-`client p95 − server p95`, per endpoint and over all endpoints. The CPU samples the runner took
+`client p95 − server p95`, per endpoint and over all endpoints (both p95s as `collectors.locust`
+reports them, the very figures the target checks show side by side). The CPU samples the runner took
 each second over the steady window (from `RunOutcome.window_opened_s`, the moment the server-side
 window opened, i.e. `plan.measure_after_s` after the first user; the same window the server-side
 figures use) to the moment the load stopped (Locust's report writing after it is no load) say
