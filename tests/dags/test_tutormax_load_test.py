@@ -172,6 +172,16 @@ def test_smoke_run_meets_the_targets_and_stores_artifacts_and_history(smoke_run,
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["verdict"] == "pass" and summary["server"]["window"] == "steady state"
     assert "10 ms steps from 100 to 999 ms" in (folder / "report.html").read_text()
+    # The client/server gap and its likely side, one line under the targets in the report and the email.
+    from markupsafe import escape
+
+    from tutormax_ops.loadtest import gap
+
+    sides = {gap.NEGLIGIBLE, gap.GENERATOR, gap.MACHINE, gap.ACCEPT_QUEUE, gap.NEITHER, gap.NO_SAMPLES}
+    assert summary["gap"]["aggregate"]["side"] in sides and summary["gap"]["cpu"]["samples"] > 0
+    assert summary["gap"]["cpu"]["service"] is not None  # the reference service runs on this machine
+    for name in ("report.html", "email.html"):
+        assert f'id="gap">{escape(summary["gap"]["line"])}</p>' in (folder / name).read_text(), name
 
 
 SATURATED = "the machine's CPU was above"
