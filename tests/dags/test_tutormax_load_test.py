@@ -1,8 +1,9 @@
 """End to end: tutormax_load_test with dag.test() against the reference service, real PostgreSQL,
 Redis and SMTP sink. Locust runs only as subprocesses, as in production.
 
-History for the regression test is seeded from the real smoke run's rows (copied with ±5 % jitter
-under new run ids), instead of four more 15 s runs.
+The regression tests judge against a history of real runs: six 30 s smoke runs against the unchanged
+service (`unchanged_runs`), each with its own spread in every metric, then one run with a real step
+injected on one route prefix.
 """
 
 from __future__ import annotations
@@ -175,6 +176,16 @@ def test_smoke_run_meets_the_targets_and_stores_artifacts_and_history(smoke_run,
     # Every figure above is the steady state's: 20 users at 10/s, then the warm-up, left out.
     assert run["judged_from_s"] >= 2 and summary["judged"]["basis"] == "steady state"
     assert "Judged on the steady state only" in (folder / "report.html").read_text()
+    # The client/server gap and its likely side, one line under the targets in the report and the email.
+    from markupsafe import escape
+
+    from tutormax_ops.loadtest import gap
+
+    sides = {gap.NEGLIGIBLE, gap.GENERATOR, gap.MACHINE, gap.ACCEPT_QUEUE, gap.NEITHER, gap.NO_SAMPLES}
+    assert summary["gap"]["aggregate"]["side"] in sides and summary["gap"]["cpu"]["samples"] > 0
+    assert summary["gap"]["cpu"]["service"] is not None  # the reference service runs on this machine
+    for name in ("report.html", "email.html"):
+        assert f'id="gap">{escape(summary["gap"]["line"])}</p>' in (folder / name).read_text(), name
 
 
 SATURATED = "the machine's CPU was above"

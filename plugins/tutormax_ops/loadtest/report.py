@@ -253,6 +253,7 @@ def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | Non
 def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Settings) -> None:
     from tutormax_ops.collectors.locust import PERCENTILE_ROUNDING
     from tutormax_ops.core import reports
+    from tutormax_ops.loadtest.gap import judge_gap
     from tutormax_ops.loadtest.regression import METRICS
     from tutormax_ops.loadtest.stress import METHOD, SETTLE_S, stress_chart
 
@@ -272,6 +273,15 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
     if stress is not None:
         (artifacts / STRESS_CHART).write_bytes(stress)
     comparisons = endpoint_comparisons(analysis, settings.loadtest.regression.robust_runs)
+    samples = artifacts / "cpu_samples.csv"
+    gap = judge_gap(
+        analysis.run,
+        analysis.plan,
+        samples,
+        analysis.outcome,
+        settings.loadtest,
+        min_requests=analysis.min_requests,
+    )
     context = {
         "judged_sentence": judged_sentence(analysis),
         "judged_rows": judged_beside_whole(analysis),
@@ -285,6 +295,7 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "rounding_note": PERCENTILE_ROUNDING,
         "labels": {name: spec.label for name, spec in METRICS.items()},
         "cpu_saturation": settings.loadtest.cpu_saturation_percent,
+        "gap": gap,
         "artifacts_uri": str(artifacts),
         "files": sorted({path.name for path in artifacts.iterdir()} | set(REPORT_FILES)),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -333,6 +344,7 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         if analysis.knee
         else None,
         "limits": asdict(analysis.limits) if analysis.limits else None,
+        "gap": {**asdict(gap), "line": gap.line()} if gap else None,
         "server": {
             key: analysis.server.get(key)
             for key in ("window", "cache_hit_rate", "query_p95_ms", "slow_query_rate")

@@ -72,6 +72,7 @@ class RunOutcome:
     stopped_by: str | None  # None: locust ended by itself; else why the runner stopped it
     window_opened_s: float | None  # seconds after launch when the server-side window opened
     cpu_samples: tuple[CpuSample, ...] = field(repr=False)
+    service_processes: int = 0  # the local service's processes found at launch (0: not on this machine)
 
 
 class LocustGroup:
@@ -322,6 +323,7 @@ def run_locust(
         stopped_by=group.stopped_by,
         window_opened_s=window_opened,
         cpu_samples=tuple(samples),
+        service_processes=len(service),
     )
 
 

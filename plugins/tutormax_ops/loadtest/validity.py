@@ -69,7 +69,15 @@ def validate_run(
       `host_saturation_percent`): when the generator and the service share a saturated host, every
       request waits for a core, and the figures say so about the machine, not about the service.
     - No requests at all.
+
+    A saturated generator or host is also what widens the gap between Locust's p95 and the service's
+    own over all endpoints (`loadtest.gap`): when that gap is material, the saturation's reason names it.
     """
+    from tutormax_ops.loadtest.gap import material_gap
+
+    # "…: 21 ms of the 140 ms client p95 was spent outside the handler", or nothing when it is negligible.
+    gap = material_gap(run.aggregate.p95_ms, run.aggregate.server_p95_ms)
+    outside = f": {gap}" if gap else ""
     reasons: list[str] = []
     if not run.html_report_present:
         reasons.append("the HTML report is missing: locust was stopped (SIGTERM) or crashed")
@@ -84,13 +92,13 @@ def validate_run(
     ) is not None:
         reasons.append(stall.describe())
     if run.cpu_warning:
-        reasons.append("locust logged its CPU warning: the load generator was above 90% CPU")
+        reasons.append(f"locust logged its CPU warning: the load generator was above 90% CPU{outside}")
     if cpu_samples:
         saturated = sum(1 for sample in cpu_samples if sample > cpu_saturation_percent) / len(cpu_samples)
         if saturated > max_saturated_fraction:
             reasons.append(
                 f"the load generator's CPU was above {cpu_saturation_percent:g}% in "
-                f"{saturated:.0%} of {len(cpu_samples)} samples"
+                f"{saturated:.0%} of {len(cpu_samples)} samples{outside}"
             )
     if host_cpu_samples:
         busy = sum(1 for sample in host_cpu_samples if sample > host_saturation_percent) / len(
@@ -100,6 +108,7 @@ def validate_run(
             reasons.append(
                 f"the machine's CPU was above {host_saturation_percent:g}% of all cores in {busy:.0%} of "
                 f"{len(host_cpu_samples)} samples: latencies measured the host's queue, not the service"
+                + (f"; {gap}" if gap else "")
             )
     if run.aggregate.requests == 0:
         reasons.append("no requests were recorded")
