@@ -18,11 +18,16 @@ Per run:
   divided by the requests it served (Locust's requests plus this script's probes);
 - `ids_sample_ms`: p95 of GET /api/ids/sample?limit=200 (the locustfile's sample size), probed
   once a second by this script while the users are running.
-Figures are medians over the rounds. Finally, unless `--no-profile`, one more short run per service
+Figures are medians over the VALID rounds only: an invalid round is printed with its reasons and not
+counted. Up to `--extra-rounds` more alternations are run while either service has fewer valid rounds
+than `--rounds`; the JSON says how many counted (`valid_rounds`) and whether that was enough
+(`enough_valid_rounds`). `cpu_ratio` is current over reference of the median CPU per request; each
+round also prints its own ratio against the reference run just before it. Finally, unless `--no-profile`, one more short run per service
 under py-spy (`--gil`: only samples holding the GIL, i.e. Python on a CPU) writes a flame graph
 and collapsed stacks to .tutormax/bench/service/, and prints where the CPU goes by layer.
 
-    .venv/bin/python bench/service.py [--run-time 60] [--rounds 2] [--workers 2] [--no-profile]
+    .venv/bin/python bench/service.py [--run-time 60] [--rounds 3] [--extra-rounds 2] [--workers 2]
+                                      [--processes 2] [--no-profile]
 
 The last line is one JSON object of the figures.
 """
@@ -58,6 +63,7 @@ from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
 from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
+from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES  # noqa: E402
 from tutormax_ops.loadtest.plan import RunPlan  # noqa: E402
 from tutormax_ops.loadtest.runner import run_locust  # noqa: E402
 from tutormax_ops.loadtest.validity import validate_run  # noqa: E402
@@ -134,6 +140,36 @@ class Prober(threading.Thread):
             self.stopped.wait(max(0.0, 1.0 - (time.perf_counter() - started)))
 
 
+class Window:
+    """Calls `action` once, when the runner opens its server-side window or, when it does not, at
+    the same moment by this script's own reading of the log. The runner (tutormax_ops.loadtest)
+    opens it on "Ramping to N users", which only a single locust process logs: a master logs
+    "Sending spawn jobs of N users", so with workers its window never opens."""
+
+    STARTED = ("Ramping to ", "Sending spawn jobs of ", "Shape test starting")
+
+    def __init__(self, folder: Path, plan: RunPlan, action: Any) -> None:
+        self.folder, self.plan, self.action, self.lock = folder, plan, action, threading.Lock()
+        self.opened, self.stopped = False, threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def open(self) -> None:
+        with self.lock:
+            if not self.opened and not self.stopped.is_set():
+                self.opened = True
+                self.action()
+
+    def _watch(self) -> None:
+        logs = [self.folder / f"{role}.log" for role in ("locust", "master")]
+        while not self.stopped.wait(0.5):
+            text = "".join(path.read_text(errors="replace") for path in logs if path.exists())
+            if any(mark in text for mark in self.STARTED):
+                delay = self.plan.measure_after_s(SETTINGS.loadtest.warmup_fraction)
+                if not self.stopped.wait(delay):
+                    self.open()
+                return
+
+
 def p95(values: list[float]) -> float | None:
     """Nearest rank, as the service's own metrics compute it."""
     ordered = sorted(values)
@@ -148,38 +184,72 @@ def host_busy_percent(before: Any, after: Any) -> float:
     return 100 * (total - idle) / total if total > 0 else 0.0
 
 
-def measure(service: Service, run_time_s: int, folder: Path) -> dict[str, float | None]:
+def split_cpu(samples: Any) -> tuple[list[float], list[float]]:
+    """Per tick, the busiest locust process (master or worker) and the whole machine's busy share,
+    as the DAG's analysis reads the runner's samples: the machine's roles are no locust process."""
+    busiest: dict[float, float] = {}
+    host: list[float] = []
+    for sample in samples:
+        if sample.role == HOST_ROLE:
+            host.append(sample.cpu_percent)
+        elif sample.role not in MACHINE_ROLES:
+            busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
+    return list(busiest.values()), host
+
+
+def baseline_plan(service: Service, run_time_s: int, processes: int) -> RunPlan:
     profile = SETTINGS.profile("baseline")
+    return RunPlan(
+        "baseline", service.url, profile.users, profile.spawn_rate, run_time_s, processes, "never", "manual"
+    )
+
+
+def measure(service: Service, run_time_s: int, processes: int, folder: Path) -> dict[str, Any]:
     service.post("/api/performance/cache/clear")
     service.post("/api/performance/stats/reset")
     folder.mkdir(parents=True, exist_ok=True)
-    plan = RunPlan(
-        "baseline", service.url, profile.users, profile.spawn_rate, run_time_s, 0, "never", "manual"
-    )
+    plan = baseline_plan(service, run_time_s, processes)
     prober = Prober(service.url)
+    window = Window(folder, plan, prober.start)
     cpu_before, host_before = service.cpu_seconds(), psutil.cpu_times()
-    outcome = run_locust(plan, SETTINGS.loadtest, folder, on_window_open=prober.start, log=lambda _: None)
+    outcome = run_locust(plan, SETTINGS.loadtest, folder, on_window_open=window.open, log=lambda _: None)
     cpu_s, host_after = service.cpu_seconds() - cpu_before, psutil.cpu_times()
+    window.stopped.set()
     prober.stopped.set()
     if prober.is_alive():
         prober.join(30)
-    log_text = "".join(path.read_text(errors="replace") for path in folder.glob("*.log"))
+    # The DAG reads the single process's or the master's log: the workers' logs hold no run timer.
+    log_text = "".join(
+        (folder / f"{role}.log").read_text(errors="replace")
+        for role in ("locust", "master")
+        if (folder / f"{role}.log").exists()
+    )
     run = parse_run(
         csv_prefix=folder / "locust",
         json_path=folder / "locust.json",
         html_path=folder / "locust.html",
         log_text=log_text,
     )
-    busiest: dict[float, float] = {}
-    for sample in outcome.cpu_samples:
-        busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
+    generator, host = split_cpu(outcome.cpu_samples)
+    loadtest = SETTINGS.loadtest
     validity = validate_run(
         run,
         planned_duration_s=plan.planned_duration_s,
-        cpu_samples=list(busiest.values()),
-        cpu_saturation_percent=SETTINGS.loadtest.cpu_saturation_percent,
-        max_saturated_fraction=SETTINGS.loadtest.max_saturated_fraction,
+        cpu_samples=generator,
+        cpu_saturation_percent=loadtest.cpu_saturation_percent,
+        host_cpu_samples=host,
+        host_saturation_percent=loadtest.host_saturation_percent,
+        max_saturated_fraction=loadtest.max_saturated_fraction,
+        stall_min_s=loadtest.stall_min_s,
+        stall_fraction=loadtest.stall_fraction,
     )
+    reasons = list(validity.reasons)
+    if outcome.stopped_by:
+        reasons.append(f"the runner stopped locust: {outcome.stopped_by}")
+    if failed := {role: code for role, code in outcome.exit_codes.items() if code not in (0, None)}:
+        reasons.append(f"locust exited with {failed}")
+    if prober.errors:
+        reasons.append(f"{prober.errors} ids/sample probes failed")
     requests = run.aggregate.requests + len(prober.latencies_ms)
     figures = {
         "p95_ms": run.aggregate.p95_ms,
@@ -187,32 +257,31 @@ def measure(service: Service, run_time_s: int, folder: Path) -> dict[str, float 
         "errors_percent": run.aggregate.error_rate_percent,
         "cpu_ms_per_request": 1000 * cpu_s / requests if requests else None,
         "ids_sample_ms": p95(prober.latencies_ms),
-        "generator_cpu_max": max(busiest.values(), default=0.0),
+        "generator_cpu_max": max(generator, default=0.0),
         "host_busy_percent": host_busy_percent(host_before, host_after),
         "service_cpu_percent": 100 * cpu_s / (outcome.ended_at - outcome.started_at).total_seconds(),
-        "valid": validity.valid and not prober.errors,
+        "load_average": os.getloadavg()[0],
+        "valid": not reasons,
     }
-    reasons = f" INVALID: {'; '.join(validity.reasons)}" if not validity.valid else ""
+    verdict = f" INVALID (not counted): {'; '.join(reasons)}" if reasons else ""
     print(
         f"  {service.name:9}: p95 {figures['p95_ms']} ms, {figures['rps'] or 0:.0f} req/s steady, errors "
-        f"{figures['errors_percent'] or 0:.2f}%, service CPU {figures['cpu_ms_per_request'] or 0:.2f} ms/request "
+        f"{figures['errors_percent'] or 0:.2f}%, service CPU {figures['cpu_ms_per_request'] or 0:.3f} ms/request "
         f"({requests} requests), ids/sample p95 {figures['ids_sample_ms'] or 0:.0f} ms over "
-        f"{len(prober.latencies_ms)} probes ({prober.errors} failed), generator CPU max {figures['generator_cpu_max']:.0f}%; "
-        f"host CPU {figures['host_busy_percent']:.0f}% busy of {psutil.cpu_count()} cores, the service "
-        f"{figures['service_cpu_percent']:.0f}% of one{reasons}",
+        f"{len(prober.latencies_ms)} probes, busiest locust process max {figures['generator_cpu_max']:.0f}% "
+        f"({processes or 1} {'workers' if processes else 'process'}); host CPU {figures['host_busy_percent']:.0f}% "
+        f"busy of {psutil.cpu_count()} cores, the service {figures['service_cpu_percent']:.0f}% of one; "
+        f"load average {figures['load_average']:.2f}{verdict}",
         flush=True,
     )
     return figures
 
 
-def flame(service: Service, run_time_s: int, folder: Path) -> dict[str, float]:
+def flame(service: Service, run_time_s: int, processes: int, folder: Path) -> dict[str, float]:
     """A run under py-spy: `flame_<name>.svg` and `flame_<name>.txt` (collapsed stacks); the share of
     on-CPU samples per layer."""
     folder.mkdir(parents=True, exist_ok=True)
-    profile = SETTINGS.profile("baseline")
-    plan = RunPlan(
-        "baseline", service.url, profile.users, profile.spawn_rate, run_time_s, 0, "never", "manual"
-    )
+    plan = baseline_plan(service, run_time_s, processes)
     spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(service.process.pid), "--subprocesses",
            "--gil", "--nonblocking", "--rate", "50", "--duration", str(run_time_s // 2)]  # fmt: skip
     recorders: list[subprocess.Popen[bytes]] = []
@@ -223,7 +292,9 @@ def flame(service: Service, run_time_s: int, folder: Path) -> dict[str, float]:
             recorders.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     service.post("/api/performance/cache/clear")
-    run_locust(plan, SETTINGS.loadtest, folder, on_window_open=record, log=lambda _: None)
+    window = Window(folder, plan, record)
+    run_locust(plan, SETTINGS.loadtest, folder, on_window_open=window.open, log=lambda _: None)
+    window.stopped.set()
     for recorder in recorders:
         recorder.wait(60)
     layers: Counter[str] = Counter()
@@ -242,10 +313,12 @@ def flame(service: Service, run_time_s: int, folder: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-time", type=int, default=60, help="seconds per run, ramp-up included")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of reference and current")
+    parser.add_argument("--rounds", type=int, default=3, help="valid alternations wanted per service")
+    parser.add_argument("--extra-rounds", type=int, default=2, help="more alternations for invalid ones")
     parser.add_argument(
         "--workers", type=int, default=len(os.sched_getaffinity(0)), help="uvicorn workers of current"
     )
+    parser.add_argument("--processes", type=int, default=2, help="locust workers beside its master")
     parser.add_argument("--reference-rev", default=REFERENCE_REV)
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
     args = parser.parse_args()
@@ -254,7 +327,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     work = OUT / "work"
     shutil.rmtree(work, ignore_errors=True)
-    results: dict[str, list[dict[str, float | None]]] = {"reference": [], "current": []}
+    results: dict[str, list[dict[str, Any]]] = {"reference": [], "current": []}
     layers: dict[str, dict[str, float]] = {}
     with devstack.running_stack(work / "stack") as stack:
         db_url, redis_base = stack.endpoints.db_url, stack.endpoints.redis_url.rsplit("/", 1)[0]
@@ -279,48 +352,74 @@ def main() -> None:
             services.append(Service(name, f"http://{LOOPBACK}:{port}", process))
         print(
             f"reference = the service at {args.reference_rev[:10]} with 1 worker; current = this tree with "
-            f"{args.workers}; baseline profile, {args.run_time} s per run, {args.rounds} rounds",
+            f"{args.workers}; baseline profile, {args.run_time} s per run, locust master + {args.processes} "
+            f"workers, {args.rounds} valid rounds wanted (+{args.extra_rounds} spare); load average "
+            f"{os.getloadavg()[0]:.2f}",
             flush=True,
         )
-        for round_no in range(1, args.rounds + 1):
+
+        def valid_count(name: str) -> int:
+            return sum(run["valid"] for run in results[name])
+
+        round_no = 0
+        while round_no < args.rounds + args.extra_rounds and min(map(valid_count, results)) < args.rounds:
+            round_no += 1
             print(f"round {round_no}", flush=True)
             for service in services:
-                results[service.name].append(
-                    measure(service, args.run_time, work / f"{service.name}-{round_no}")
+                folder = work / f"{service.name}-{round_no}"
+                results[service.name].append(measure(service, args.run_time, args.processes, folder))
+            reference, current = results["reference"][-1], results["current"][-1]
+            if reference["cpu_ms_per_request"] and current["cpu_ms_per_request"] is not None:
+                both = "both valid" if reference["valid"] and current["valid"] else "NOT both valid"
+                print(
+                    f"  round {round_no} CPU ratio current/reference "
+                    f"{current['cpu_ms_per_request'] / reference['cpu_ms_per_request']:.3f} ({both})",
+                    flush=True,
                 )
         if not args.no_profile:
             for service in services:
-                layers[service.name] = flame(service, args.run_time, work / f"{service.name}-profile")
+                folder = work / f"{service.name}-profile"
+                layers[service.name] = flame(service, args.run_time, args.processes, folder)
                 print(f"  {service.name} on-CPU samples by layer (py-spy --gil): {layers[service.name]}")
             print(f"flame graphs: {OUT}/flame_reference.svg, {OUT}/flame_current.svg")
     shutil.rmtree(work / "stack", ignore_errors=True)
 
     def median(name: str, key: str) -> float | None:
-        values = [run[key] for run in results[name] if run[key] is not None]
-        return round(statistics.median(values), 2) if values else None
+        values = [run[key] for run in results[name] if run["valid"] and run[key] is not None]
+        return round(statistics.median(values), 3) if values else None
 
+    valid_rounds = {name: valid_count(name) for name in results}
+    every_run = [run for runs in results.values() for run in runs]
     summary = {
         "baseline_p95_ms": median("current", "p95_ms"),
         "service_cpu_ms_per_request": median("current", "cpu_ms_per_request"),
+        "reference_cpu_ms_per_request": median("reference", "cpu_ms_per_request"),
+        "cpu_ratio": None,
         "ids_sample_ms": median("current", "ids_sample_ms"),
+        "valid_rounds": valid_rounds,
+        "rounds_run": round_no,
+        "enough_valid_rounds": min(valid_rounds.values()) >= args.rounds,
         "current_workers": args.workers,
+        "locust_processes": args.processes,
         "reference": args.reference_rev[:10],
         "reference_baseline_p95_ms": median("reference", "p95_ms"),
-        "reference_service_cpu_ms_per_request": median("reference", "cpu_ms_per_request"),
         "reference_ids_sample_ms": median("reference", "ids_sample_ms"),
-        "host_busy_percent": round(
-            statistics.median(run["host_busy_percent"] for runs in results.values() for run in runs), 1
-        ),
-        "all_runs_valid": all(run["valid"] for runs in results.values() for run in runs),
+        "host_busy_percent": round(statistics.median(run["host_busy_percent"] for run in every_run), 1),
+        "load_average_max": round(max(run["load_average"] for run in every_run), 2),
+        "all_runs_valid": all(run["valid"] for run in every_run),
     }
-    for key in ("baseline_p95_ms", "service_cpu_ms_per_request", "ids_sample_ms"):
+    before, after = summary["reference_cpu_ms_per_request"], summary["service_cpu_ms_per_request"]
+    summary["cpu_ratio"] = round(after / before, 3) if before and after is not None else None
+    for key in ("baseline_p95_ms", "ids_sample_ms"):
         before, after = summary[f"reference_{key}"], summary[key]
         summary[f"{key}_ratio"] = round(after / before, 3) if before and after is not None else None
+    enough = "" if summary["enough_valid_rounds"] else f" — FEWER THAN {args.rounds} VALID ROUNDS"
     print(
-        f"current vs reference (medians of {args.rounds}): p95 {summary['baseline_p95_ms']} vs "
-        f"{summary['reference_baseline_p95_ms']} ms (target ≤ 100), CPU {summary['service_cpu_ms_per_request']} vs "
-        f"{summary['reference_service_cpu_ms_per_request']} ms/request (target ≤ half), ids/sample p95 "
-        f"{summary['ids_sample_ms']} vs {summary['reference_ids_sample_ms']} ms (target ≤ 50)"
+        f"current vs reference (medians of valid rounds {valid_rounds}{enough}): p95 "
+        f"{summary['baseline_p95_ms']} vs {summary['reference_baseline_p95_ms']} ms (target ≤ 100), CPU "
+        f"{summary['service_cpu_ms_per_request']} vs {summary['reference_cpu_ms_per_request']} ms/request, "
+        f"ratio {summary['cpu_ratio']} (target ≤ 0.5), ids/sample p95 {summary['ids_sample_ms']} vs "
+        f"{summary['reference_ids_sample_ms']} ms (target ≤ 50)"
     )
     print(json.dumps(summary))
 
