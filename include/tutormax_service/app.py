@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tutormax_service.cache import Cache
 from tutormax_service.db import make_engine
 from tutormax_service.errors import ServiceError
+from tutormax_service.fastpath import CachedReads
 from tutormax_service.metrics import QueryStats, instrument_engine
 from tutormax_service.routes import admin, health, ids, performance, sessions, students, tutors
 from tutormax_service.sampling import IdSampler
@@ -112,6 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cache = Cache(redis_client, aredis_client, settings.cache_ttl_seconds)
     app.state.query_stats = query_stats
     app.state.id_sampler = IdSampler(settings.id_snapshot_seconds)
+    if settings.fast_path and not settings.injected_latency_ms:
+        # Added first, so it runs inside ResponseTimeMiddleware: its answers are timed too.
+        app.add_middleware(CachedReads, state=app.state)
     app.add_middleware(ResponseTimeMiddleware)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RedisError, _redis_unavailable)
