@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size + settings.db_max_overflow)
         await anyio.to_thread.run_sync(app.state.id_sampler.preload, app.state.session_factory)
         yield
+        await app.state.cache.aclose()
         await aredis_client.aclose()
         redis_client.close()
         engine.dispose()
