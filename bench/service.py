@@ -22,7 +22,8 @@ Figures are medians over the VALID rounds only: an invalid round is printed with
 counted. Up to `--extra-rounds` more alternations are run while either service has fewer valid rounds
 than `--rounds`; the JSON says how many counted (`valid_rounds`) and whether that was enough
 (`enough_valid_rounds`). `cpu_ratio` is current over reference of the median CPU per request; each
-round also prints its own ratio against the reference run just before it. Finally, unless `--no-profile`, one more short run per service
+round also prints its own ratio against the reference run just before it, and
+`cpu_ratio_paired_median` is the median of those ratios over the rounds where both runs were valid. Finally, unless `--no-profile`, one more short run per service
 under py-spy (`--gil`: only samples holding the GIL, i.e. Python on a CPU) writes a flame graph
 and collapsed stacks to .tutormax/bench/service/, and prints where the CPU goes by layer.
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
@@ -44,8 +44,6 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import threading
-import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -58,12 +56,13 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
+# bench/ is this script's folder, first on sys.path.
+from servicebench.probes import Prober, Window, host_busy_percent, p95, split_cpu  # noqa: E402
 from tutormax_ops.collectors.locust import parse_run  # noqa: E402
 from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
 from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
-from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES  # noqa: E402
 from tutormax_ops.loadtest.plan import RunPlan  # noqa: E402
 from tutormax_ops.loadtest.runner import run_locust  # noqa: E402
 from tutormax_ops.loadtest.validity import validate_run  # noqa: E402
@@ -72,7 +71,6 @@ from tutormax_ops.loadtest.validity import validate_run  # noqa: E402
 REFERENCE_REV = "95888b393502cdb75d33fa968072f8956185751d"
 SETTINGS = load_settings()
 OUT = STATE_DIR / "bench" / "service"
-IDS_PATH = "/api/ids/sample?limit=200"
 # (layer, substrings of a frame): a sample is charged to the first layer found walking its stack
 # from the innermost frame outwards.
 LAYERS = (
@@ -121,82 +119,6 @@ def export_reference(rev: str, into: Path) -> Path:
     return into / "include"
 
 
-class Prober(threading.Thread):
-    """GET /api/ids/sample once a second until stopped; keeps the latencies in ms and counts errors."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.latencies_ms, self.errors, self.stopped = url, [], 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            started = time.perf_counter()
-            try:
-                with urllib.request.urlopen(self.url + IDS_PATH, timeout=30) as response:
-                    response.read()
-                self.latencies_ms.append((time.perf_counter() - started) * 1000)
-            except OSError:
-                self.errors += 1
-            self.stopped.wait(max(0.0, 1.0 - (time.perf_counter() - started)))
-
-
-class Window:
-    """Calls `action` once, when the runner opens its server-side window or, when it does not, at
-    the same moment by this script's own reading of the log. The runner (tutormax_ops.loadtest)
-    opens it on "Ramping to N users", which only a single locust process logs: a master logs
-    "Sending spawn jobs of N users", so with workers its window never opens."""
-
-    STARTED = ("Ramping to ", "Sending spawn jobs of ", "Shape test starting")
-
-    def __init__(self, folder: Path, plan: RunPlan, action: Any) -> None:
-        self.folder, self.plan, self.action, self.lock = folder, plan, action, threading.Lock()
-        self.opened, self.stopped = False, threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def open(self) -> None:
-        with self.lock:
-            if not self.opened and not self.stopped.is_set():
-                self.opened = True
-                self.action()
-
-    def _watch(self) -> None:
-        logs = [self.folder / f"{role}.log" for role in ("locust", "master")]
-        while not self.stopped.wait(0.5):
-            text = "".join(path.read_text(errors="replace") for path in logs if path.exists())
-            if any(mark in text for mark in self.STARTED):
-                delay = self.plan.measure_after_s(SETTINGS.loadtest.warmup_fraction)
-                if not self.stopped.wait(delay):
-                    self.open()
-                return
-
-
-def p95(values: list[float]) -> float | None:
-    """Nearest rank, as the service's own metrics compute it."""
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(0.95 * len(ordered))) - 1] if ordered else None
-
-
-def host_busy_percent(before: Any, after: Any) -> float:
-    """Busy share of all cores between two `psutil.cpu_times()`: what the whole machine did, this
-    stack and every other process on it."""
-    total = sum(after) - sum(before)
-    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
-    return 100 * (total - idle) / total if total > 0 else 0.0
-
-
-def split_cpu(samples: Any) -> tuple[list[float], list[float]]:
-    """Per tick, the busiest locust process (master or worker) and the whole machine's busy share,
-    as the DAG's analysis reads the runner's samples: the machine's roles are no locust process."""
-    busiest: dict[float, float] = {}
-    host: list[float] = []
-    for sample in samples:
-        if sample.role == HOST_ROLE:
-            host.append(sample.cpu_percent)
-        elif sample.role not in MACHINE_ROLES:
-            busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
-    return list(busiest.values()), host
-
-
 def baseline_plan(service: Service, run_time_s: int, processes: int) -> RunPlan:
     profile = SETTINGS.profile("baseline")
     return RunPlan(
@@ -210,7 +132,7 @@ def measure(service: Service, run_time_s: int, processes: int, folder: Path) -> 
     folder.mkdir(parents=True, exist_ok=True)
     plan = baseline_plan(service, run_time_s, processes)
     prober = Prober(service.url)
-    window = Window(folder, plan, prober.start)
+    window = Window(folder, plan, SETTINGS.loadtest.warmup_fraction, prober.start)
     cpu_before, host_before = service.cpu_seconds(), psutil.cpu_times()
     outcome = run_locust(plan, SETTINGS.loadtest, folder, on_window_open=window.open, log=lambda _: None)
     cpu_s, host_after = service.cpu_seconds() - cpu_before, psutil.cpu_times()
@@ -292,7 +214,7 @@ def flame(service: Service, run_time_s: int, processes: int, folder: Path) -> di
             recorders.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     service.post("/api/performance/cache/clear")
-    window = Window(folder, plan, record)
+    window = Window(folder, plan, SETTINGS.loadtest.warmup_fraction, record)
     run_locust(plan, SETTINGS.loadtest, folder, on_window_open=window.open, log=lambda _: None)
     window.stopped.set()
     for recorder in recorders:
@@ -410,6 +332,14 @@ def main() -> None:
     }
     before, after = summary["reference_cpu_ms_per_request"], summary["service_cpu_ms_per_request"]
     summary["cpu_ratio"] = round(after / before, 3) if before and after is not None else None
+    # Each round's current over the reference run just before it, over the rounds where both were
+    # valid: drift on the shared machine between rounds cancels out.
+    paired = [
+        current["cpu_ms_per_request"] / reference["cpu_ms_per_request"]
+        for reference, current in zip(results["reference"], results["current"], strict=True)
+        if reference["valid"] and current["valid"] and reference["cpu_ms_per_request"]
+    ]
+    summary["cpu_ratio_paired_median"] = round(statistics.median(paired), 3) if paired else None
     for key in ("baseline_p95_ms", "ids_sample_ms"):
         before, after = summary[f"reference_{key}"], summary[key]
         summary[f"{key}_ratio"] = round(after / before, 3) if before and after is not None else None
@@ -418,7 +348,7 @@ def main() -> None:
         f"current vs reference (medians of valid rounds {valid_rounds}{enough}): p95 "
         f"{summary['baseline_p95_ms']} vs {summary['reference_baseline_p95_ms']} ms (target ≤ 100), CPU "
         f"{summary['service_cpu_ms_per_request']} vs {summary['reference_cpu_ms_per_request']} ms/request, "
-        f"ratio {summary['cpu_ratio']} (target ≤ 0.5), ids/sample p95 {summary['ids_sample_ms']} vs "
+        f"ratio {summary['cpu_ratio']} (paired {summary['cpu_ratio_paired_median']}; target ≤ 0.5), ids/sample p95 {summary['ids_sample_ms']} vs "
         f"{summary['reference_ids_sample_ms']} ms (target ≤ 50)"
     )
     print(json.dumps(summary))
