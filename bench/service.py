@@ -108,6 +108,10 @@ class Service:
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
 
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.loads(response.read())
+
 
 def export_reference(rev: str, into: Path) -> Path:
     """The service's package at `rev`, as a folder to put first on PYTHONPATH."""
@@ -173,6 +177,9 @@ def measure(service: Service, run_time_s: int, processes: int, folder: Path) -> 
     if prober.errors:
         reasons.append(f"{prober.errors} ids/sample probes failed")
     requests = run.aggregate.requests + len(prober.latencies_ms)
+    # Misses (the first read of each entry, and each entry a booking invalidated) cost a database
+    # load each, many times a hit: their share explains much of a run's CPU per request.
+    cache = service.get_json("/api/performance/cache/stats")
     figures = {
         "p95_ms": run.aggregate.p95_ms,
         "rps": run.aggregate.steady_rps,
@@ -183,13 +190,14 @@ def measure(service: Service, run_time_s: int, processes: int, folder: Path) -> 
         "host_busy_percent": host_busy_percent(host_before, host_after),
         "service_cpu_percent": 100 * cpu_s / (outcome.ended_at - outcome.started_at).total_seconds(),
         "load_average": os.getloadavg()[0],
+        "cache_misses": cache["misses"],
         "valid": not reasons,
     }
     verdict = f" INVALID (not counted): {'; '.join(reasons)}" if reasons else ""
     print(
         f"  {service.name:9}: p95 {figures['p95_ms']} ms, {figures['rps'] or 0:.0f} req/s steady, errors "
         f"{figures['errors_percent'] or 0:.2f}%, service CPU {figures['cpu_ms_per_request'] or 0:.3f} ms/request "
-        f"({requests} requests), ids/sample p95 {figures['ids_sample_ms'] or 0:.0f} ms over "
+        f"({requests} requests, {cache['misses']} cache misses), ids/sample p95 {figures['ids_sample_ms'] or 0:.0f} ms over "
         f"{len(prober.latencies_ms)} probes, busiest locust process max {figures['generator_cpu_max']:.0f}% "
         f"({processes or 1} {'workers' if processes else 'process'}); host CPU {figures['host_busy_percent']:.0f}% "
         f"busy of {psutil.cpu_count()} cores, the service {figures['service_cpu_percent']:.0f}% of one; "
