@@ -71,17 +71,23 @@ from tutormax_ops.loadtest.validity import validate_run  # noqa: E402
 REFERENCE_REV = "95888b393502cdb75d33fa968072f8956185751d"
 SETTINGS = load_settings()
 OUT = STATE_DIR / "bench" / "service"
-# (layer, substrings of a frame): a sample is charged to the first layer found walking its stack
-# from the innermost frame outwards.
+# (layer, substrings of a frame): a sample is charged to the first layer, in this order, that any
+# frame of its stack names. Innermost-first would charge a socket write to the asyncio frame that
+# made it (the Redis command's send showed up as "event loop"), and the fast path's Redis call to
+# the service code around it.
 LAYERS = (
+    ("Redis round trip (client, its socket writes and reads)", ("redis/", "Cache._command", "Cache._get_and_count")),
     ("SQLAlchemy + psycopg (cache misses, writes)", ("sqlalchemy/", "psycopg/")),
-    ("Redis client", ("redis/",)),
+    ("response send (uvicorn's writes)", ("RequestResponseCycle.send", "_HeaderHolding")),
     ("JSON serialization", ("json/", "render (starlette")),
     ("validation (pydantic, FastAPI params)", ("pydantic", "request_params_to_args", "_validate_value")),
-    ("thread hand-off (anyio, threadpool)", ("anyio/", "concurrent/", "threading.py", "queue.py")),
-    ("routing, dependencies, middleware (FastAPI/Starlette)", ("starlette/", "fastapi/")),
-    ("service code", ("tutormax_service/",)),
-    ("HTTP server (uvicorn, httptools)", ("uvicorn/", "httptools")),
+    ("worker threads (hand-off, loaders' Python)", ("anyio/", "concurrent/", "threading.py", "queue.py")),
+    ("HTTP parsing and request set-up (uvicorn, httptools)", ("HttpToolsProtocol", "H11Protocol")),
+    ("service code (handlers, fast path, reads)", ("tutormax_service/routes", "fastpath.py", "reads.py")),
+    (
+        "routing, dependencies, middleware (FastAPI/Starlette)",
+        ("starlette/", "fastapi/", "tutormax_service/"),
+    ),
     ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop", "selectors.py")),
 )
 
@@ -230,9 +236,9 @@ def flame(service: Service, run_time_s: int, processes: int, folder: Path) -> di
     layers: Counter[str] = Counter()
     for line in (OUT / f"flame_{service.name}.txt").read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")[::-1]
+        frames = stack.split(";")
         layer = next(
-            (name for frame in frames for name, marks in LAYERS if any(mark in frame for mark in marks)),
+            (name for name, marks in LAYERS if any(mark in frame for frame in frames for mark in marks)),
             "other",
         )
         layers[layer] += int(count)
