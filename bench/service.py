@@ -76,7 +76,10 @@ OUT = STATE_DIR / "bench" / "service"
 # made it (the Redis command's send showed up as "event loop"), and the fast path's Redis call to
 # the service code around it.
 LAYERS = (
-    ("Redis round trip (client, its socket writes and reads)", ("redis/", "Cache._command", "Cache._get_and_count")),
+    (
+        "Redis round trip (client, its socket writes and reads)",
+        ("redis/", "Cache._command", "Cache._get_and_count"),
+    ),
     ("SQLAlchemy + psycopg (cache misses, writes)", ("sqlalchemy/", "psycopg/")),
     ("response send (uvicorn's writes)", ("RequestResponseCycle.send", "_HeaderHolding")),
     ("JSON serialization", ("json/", "render (starlette")),
