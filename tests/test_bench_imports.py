@@ -12,7 +12,7 @@ import pytest
 
 from tutormax_ops.core.paths import PROJECT_ROOT
 
-BENCH_SCRIPTS = sorted((PROJECT_ROOT / "bench").glob("*.py"))
+BENCH_SCRIPTS = sorted((PROJECT_ROOT / "bench").rglob("*.py"))
 
 
 def _package_imports(path: Path) -> list[tuple[str, str]]:

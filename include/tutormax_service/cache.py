@@ -1,8 +1,11 @@
 """Redis read-through cache with service-side hit/miss counters.
 
-Request handlers read and invalidate through the asyncio client, on the event loop: a cache hit
-costs one Redis round trip and no thread hop, and the stored JSON bytes go out as they are. The
-synchronous client serves the management endpoints (warm, clear, stats), which run in threads.
+Request handlers read and invalidate on the event loop: a cache hit costs one Redis round trip
+and no thread hop, and the stored JSON bytes go out as they are. Those commands go straight to
+connections the cache keeps itself (made by the asyncio client's pool, so with its URL, password
+and timeouts), not through the client's `execute_command`: its pool lock, connection checks, retry
+wrapper and metrics hooks cost more CPU than the command (issue 16's profile). The synchronous
+client serves the management endpoints (warm, clear, stats), which run in threads.
 
 Hits and misses are counted by the service itself, in two Redis counters outside the
 cache prefix (so clearing the cache does not reset them, and every uvicorn worker adds
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -22,7 +26,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ local value = redis.call('GET', KEYS[1])
 if value then redis.call('INCR', KEYS[2]) else redis.call('INCR', KEYS[3]) end
 return value
 """
+_GET_AND_COUNT_SHA = hashlib.sha1(_GET_AND_COUNT.encode()).hexdigest()
 
 
 def tutor_dashboard_key(tutor_id: int) -> str:
@@ -74,11 +79,50 @@ class Cache:
         self.client = client
         self.aclient = aclient
         self.ttl_seconds = ttl_seconds
-        self._get_and_count = aclient.register_script(_GET_AND_COUNT)
-        # One slot per connection of the asyncio client's pool, held around each command: a request
-        # waits here for a free connection, where the pool itself would raise. (BlockingConnectionPool
-        # waits too, but its Condition and timeout per command cost more CPU than the Redis call.)
+        # One slot per connection of the asyncio client's pool size, held around each command: a
+        # request waits here for a free connection rather than open one more.
         self._slots = asyncio.Semaphore(aclient.connection_pool.max_connections)
+        self._idle: list[redis.asyncio.Connection] = []
+        self._open = 0
+
+    @property
+    def connections(self) -> int:
+        """The request path's Redis connections open now (never more than the pool's size)."""
+        return self._open
+
+    async def _command(self, *args: Any) -> Any:
+        async with self._slots:
+            if self._idle:
+                conn = self._idle.pop()
+            else:
+                conn = self.aclient.connection_pool.make_connection()
+                self._open += 1
+            try:
+                await conn.send_command(*args)
+                reply = await conn.read_response()
+            except ResponseError:
+                self._idle.append(conn)  # an error reply was read whole: the connection is in step
+                raise
+            except BaseException:
+                # Broken, timed out or cancelled mid-command: a reply may still be on its way.
+                self._open -= 1
+                await conn.disconnect(nowait=True)
+                raise
+            self._idle.append(conn)
+            return reply
+
+    async def _get_and_count(self, key: str) -> bytes | None:
+        keys = (key, HITS_KEY, MISSES_KEY)
+        try:
+            return await self._command("EVALSHA", _GET_AND_COUNT_SHA, len(keys), *keys)
+        except NoScriptError:  # a restarted or flushed Redis: load it once, then as before
+            await self._command("SCRIPT", "LOAD", _GET_AND_COUNT)
+            return await self._command("EVALSHA", _GET_AND_COUNT_SHA, len(keys), *keys)
+
+    async def aclose(self) -> None:
+        while self._idle:
+            self._open -= 1
+            await self._idle.pop().disconnect()
 
     async def read_through(self, key: str, load: Callable[[], Awaitable[bytes]]) -> tuple[bytes, bool]:
         """Return ``(json_body, was_hit)``; on a miss, ``load()`` the body, store it with the TTL.
@@ -87,8 +131,7 @@ class Cache:
         reports the outage.
         """
         try:
-            async with self._slots:
-                cached = await self._get_and_count(keys=[key, HITS_KEY, MISSES_KEY])
+            cached = await self._get_and_count(key)
         except RedisError:
             logger.warning("cache read failed for %s; serving from the database", key, exc_info=True)
             return await load(), False
@@ -96,8 +139,7 @@ class Cache:
             return cached, True
         body = await load()
         try:
-            async with self._slots:
-                await self.aclient.set(key, body, ex=self.ttl_seconds)
+            await self._command("SET", key, body, "EX", self.ttl_seconds)
         except RedisError:
             logger.warning("cache write failed for %s", key, exc_info=True)
         return body, False
@@ -112,8 +154,7 @@ class Cache:
         if not keys:
             return 0
         try:
-            async with self._slots:
-                return int(await self.aclient.unlink(*keys))
+            return int(await self._command("UNLINK", *keys))
         except RedisError:
             # Entries then live until their TTL: acceptable staleness, not worth failing a write.
             logger.warning("cache invalidation failed for %s", keys, exc_info=True)

@@ -33,6 +33,8 @@ def test_requests_beyond_the_pool_size_wait_for_a_connection(redis_url: str) -> 
                 *(cache.read_through(f"{CACHE_PREFIX}test:{i % 5}", load) for i in range(REQUESTS))
             )
         finally:
+            assert 0 < cache.connections <= POOL_SIZE
+            await cache.aclose()
             await cache.aclient.aclose()
 
     try:
@@ -41,7 +43,36 @@ def test_requests_beyond_the_pool_size_wait_for_a_connection(redis_url: str) -> 
         # Every lookup reached Redis (a failed one would have been served uncounted, from load()).
         stats = cache.stats()
         assert stats["hits"] + stats["misses"] == REQUESTS
-        assert len(pool._available_connections) + len(pool._in_use_connections) <= POOL_SIZE
+        assert cache.connections == 0  # all closed
+    finally:
+        sync_client.flushdb()
+        sync_client.close()
+
+
+def test_a_flushed_script_cache_is_reloaded_and_counted(redis_url: str) -> None:
+    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
+    sync_client = redis.Redis.from_url(url)
+    sync_client.flushdb()
+    pool = redis.asyncio.ConnectionPool.from_url(url, max_connections=POOL_SIZE)
+    cache = Cache(sync_client, redis.asyncio.Redis.from_pool(pool), ttl_seconds=30)
+
+    async def load() -> bytes:
+        return b"[2]"
+
+    async def twice() -> list[tuple[bytes, bool]]:
+        try:
+            first = await cache.read_through(f"{CACHE_PREFIX}test:script", load)
+            # What a Redis restart does to the scripts the cache's EVALSHA names.
+            sync_client.script_flush()
+            return [first, await cache.read_through(f"{CACHE_PREFIX}test:script", load)]
+        finally:
+            await cache.aclose()
+            await cache.aclient.aclose()
+
+    try:
+        # The second read is a hit: NOSCRIPT did not send it to load() uncounted.
+        assert asyncio.run(twice()) == [(b"[2]", False), (b"[2]", True)]
+        assert (cache.stats()["hits"], cache.stats()["misses"]) == (1, 1)
     finally:
         sync_client.flushdb()
         sync_client.close()

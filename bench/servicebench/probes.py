@@ -1,0 +1,93 @@
+"""What bench/service.py runs beside each load test: the /api/ids/sample prober, the server-side
+window's opening, and the figures read from the runner's CPU samples."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES
+from tutormax_ops.loadtest.plan import RunPlan
+
+IDS_PATH = "/api/ids/sample?limit=200"  # the locustfile's sample size
+
+
+class Prober(threading.Thread):
+    """GET /api/ids/sample once a second until stopped; keeps the latencies in ms and counts errors."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.latencies_ms, self.errors, self.stopped = url, [], 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url + IDS_PATH, timeout=30) as response:
+                    response.read()
+                self.latencies_ms.append((time.perf_counter() - started) * 1000)
+            except OSError:
+                self.errors += 1
+            self.stopped.wait(max(0.0, 1.0 - (time.perf_counter() - started)))
+
+
+class Window:
+    """Calls `action` once, when the runner opens its server-side window or, when it does not, at
+    the same moment by this script's own reading of the log. The runner (tutormax_ops.loadtest)
+    opens it on "Ramping to N users", which only a single locust process logs: a master logs
+    "Sending spawn jobs of N users", so with workers its window never opens."""
+
+    STARTED = ("Ramping to ", "Sending spawn jobs of ", "Shape test starting")
+
+    def __init__(self, folder: Path, plan: RunPlan, warmup_fraction: float, action: Any) -> None:
+        self.folder, self.plan, self.action, self.lock = folder, plan, action, threading.Lock()
+        self.warmup_fraction = warmup_fraction
+        self.opened, self.stopped = False, threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def open(self) -> None:
+        with self.lock:
+            if not self.opened and not self.stopped.is_set():
+                self.opened = True
+                self.action()
+
+    def _watch(self) -> None:
+        logs = [self.folder / f"{role}.log" for role in ("locust", "master")]
+        while not self.stopped.wait(0.5):
+            text = "".join(path.read_text(errors="replace") for path in logs if path.exists())
+            if any(mark in text for mark in self.STARTED):
+                delay = self.plan.measure_after_s(self.warmup_fraction)
+                if not self.stopped.wait(delay):
+                    self.open()
+                return
+
+
+def p95(values: list[float]) -> float | None:
+    """Nearest rank, as the service's own metrics compute it."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(0.95 * len(ordered))) - 1] if ordered else None
+
+
+def host_busy_percent(before: Any, after: Any) -> float:
+    """Busy share of all cores between two `psutil.cpu_times()`: what the whole machine did, this
+    stack and every other process on it."""
+    total = sum(after) - sum(before)
+    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
+    return 100 * (total - idle) / total if total > 0 else 0.0
+
+
+def split_cpu(samples: Any) -> tuple[list[float], list[float]]:
+    """Per tick, the busiest locust process (master or worker) and the whole machine's busy share,
+    as the DAG's analysis reads the runner's samples: the machine's roles are no locust process."""
+    busiest: dict[float, float] = {}
+    host: list[float] = []
+    for sample in samples:
+        if sample.role == HOST_ROLE:
+            host.append(sample.cpu_percent)
+        elif sample.role not in MACHINE_ROLES:
+            busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
+    return list(busiest.values()), host
