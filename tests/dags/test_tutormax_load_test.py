@@ -482,3 +482,7 @@ def test_distributed_mode_with_two_workers_gives_one_merged_result(service: str,
         f"{entry['method']} {entry['name']}" for entry in entries
     }  # one result: every endpoint once, the workers' counts merged
     assert "2 workers connected" in (artifacts(run) / "master.log").read_text()
+    # The master's own start line opens the server-side window, as a single process's does.
+    summary = json.loads((artifacts(run) / "summary.json").read_text())
+    assert summary["server"]["window"] == "steady state", summary["server"]
+    assert outcome["window_opened_s"] is not None

@@ -51,9 +51,11 @@ LOCUST_OUTPUTS = (
 SAMPLE_EVERY_S = 1.0
 PROGRESS_EVERY_S = 5.0
 _LOG_PROBLEM = re.compile(r"/(WARNING|ERROR|CRITICAL)/")
-# The load starts when locust (or its master) logs one of these. Its log is written as it happens;
-# the history CSV is flushed only every 5 s, too late to time the server-side window by.
-_LOAD_STARTED = re.compile(r"Ramping to \d+ users|Shape test starting")
+# The load starts when locust logs one of these: "Ramping to" from a single process, "Sending
+# spawn jobs" from a master (its workers log to their own files), "Shape test starting" from either.
+# Its log is written as it happens; the history CSV is flushed only every 5 s, too late to time the
+# server-side window by.
+_LOAD_STARTED = re.compile(r"Ramping to \d+ users|Sending spawn jobs of \d+ users|Shape test starting")
 
 
 @dataclass(frozen=True)
