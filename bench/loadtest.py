@@ -32,7 +32,9 @@
     p95 of each step's settled rows, the last step before the first failing one) agrees with the
     reported one. `--stress-max-users N` stops the steps at N users (a shorter check).
 
-    .venv/bin/python bench/loadtest.py [--quick] [--stress-only] [--stress-max-users N]
+`--real-only` runs only (e) and (b'), for a quiet machine.
+
+    .venv/bin/python bench/loadtest.py [--quick] [--stress-only | --real-only] [--stress-max-users N]
 
 The last line is one JSON object of the figures.
 """
@@ -52,6 +54,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -328,29 +331,13 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke-sized (d)")
-    parser.add_argument("--stress-only", action="store_true", help="only (f), the stress profile")
-    parser.add_argument("--stress-max-users", type=int, metavar="N", help="stop (f)'s steps at N users")
-    parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_trivial:
-        serve_trivial(args.serve_trivial)
-        return
-    if args.stress_only:
-        print(json.dumps(bench_stress(SETTINGS, args.stress_max_users)))
-        return
-    capacity = bench_capacity()
-    detect, false_alarms = bench_detector()
-    analysis_s = bench_analysis()
-    baseline = bench_baseline(args.quick)
-    stress = bench_stress(SETTINGS, args.stress_max_users)
+def bench_real(quick: bool) -> dict[str, Any]:
+    """(e), then (b') from its runs' spreads: the real runs' keys and the per-run false-alarm shares."""
     real = bench_real_runs(SETTINGS, unchanged=8)
     rng = np.random.default_rng(11)
     spreads = real.pop("spreads") or [0.1] * 19
     lengths = (3, 5, 10, SETTINGS.loadtest.regression.alarm_history, 30)
-    trials = 100 if args.quick else 300
+    trials = 100 if quick else 300
     per_run = {length: false_alarms_per_run(spreads, length, trials, rng, _regressed) for length in lengths}
     drift = statistics.median(spreads)
     sampled = {
@@ -364,13 +351,41 @@ def main() -> None:
             + ", ".join(f"{share:.1%} at {length}" for length, share in shares.items())
             + f" runs of history (alarm_history {SETTINGS.loadtest.regression.alarm_history}: target ≤ 1%)"
         )
+    return {
+        **real,
+        "false_alarms_per_run_pct": {str(k): round(100 * v, 2) for k, v in sampled.items()},
+        "false_alarms_per_run_t3_pct": {str(k): round(100 * v, 2) for k, v in per_run.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke-sized (d)")
+    parser.add_argument("--stress-only", action="store_true", help="only (f), the stress profile")
+    parser.add_argument("--real-only", action="store_true", help="only (e) and (b'), the real runs")
+    parser.add_argument("--stress-max-users", type=int, metavar="N", help="stop (f)'s steps at N users")
+    parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_trivial:
+        serve_trivial(args.serve_trivial)
+        return
+    if args.stress_only:
+        print(json.dumps(bench_stress(SETTINGS, args.stress_max_users)))
+        return
+    if args.real_only:
+        print(json.dumps(bench_real(args.quick)))
+        return
+    capacity = bench_capacity()
+    detect, false_alarms = bench_detector()
+    analysis_s = bench_analysis()
+    baseline = bench_baseline(args.quick)
+    stress = bench_stress(SETTINGS, args.stress_max_users)
+    real = bench_real(args.quick)
     print(
         json.dumps(
             {
                 **real,
                 **stress,
-                "false_alarms_per_run_pct": {str(k): round(100 * v, 2) for k, v in sampled.items()},
-                "false_alarms_per_run_t3_pct": {str(k): round(100 * v, 2) for k, v in per_run.items()},
                 "capacity_ratio": round(capacity, 3),
                 "detect_rate": round(detect, 3),
                 "false_alarms_per_100": round(false_alarms, 2),

@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
 # bench/ is this script's folder, first on sys.path.
-from servicebench.probes import Prober, Window, host_busy_percent, p95, split_cpu  # noqa: E402
+from servicebench.probes import Prober, host_busy_percent, p95, split_cpu  # noqa: E402
 from tutormax_ops.collectors.locust import parse_run  # noqa: E402
 from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
@@ -145,11 +145,9 @@ def measure(service: Service, run_time_s: int, processes: int, folder: Path) -> 
     folder.mkdir(parents=True, exist_ok=True)
     plan = baseline_plan(service, run_time_s, processes)
     prober = Prober(service.url)
-    window = Window(folder, plan, SETTINGS.loadtest.warmup_fraction, prober.start)
     cpu_before, host_before = service.cpu_seconds(), psutil.cpu_times()
-    outcome = run_locust(plan, SETTINGS.loadtest, folder, on_window_open=window.open, log=lambda _: None)
+    outcome = run_locust(plan, SETTINGS.loadtest, folder, on_window_open=prober.start, log=lambda _: None)
     cpu_s, host_after = service.cpu_seconds() - cpu_before, psutil.cpu_times()
-    window.stopped.set()
     prober.stopped.set()
     if prober.is_alive():
         prober.join(30)
@@ -231,9 +229,7 @@ def flame(service: Service, run_time_s: int, processes: int, folder: Path) -> di
             recorders.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     service.post("/api/performance/cache/clear")
-    window = Window(folder, plan, SETTINGS.loadtest.warmup_fraction, record)
-    run_locust(plan, SETTINGS.loadtest, folder, on_window_open=window.open, log=lambda _: None)
-    window.stopped.set()
+    run_locust(plan, SETTINGS.loadtest, folder, on_window_open=record, log=lambda _: None)
     for recorder in recorders:
         recorder.wait(60)
     layers: Counter[str] = Counter()

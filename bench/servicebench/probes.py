@@ -1,5 +1,5 @@
-"""What bench/service.py runs beside each load test: the /api/ids/sample prober, the server-side
-window's opening, and the figures read from the runner's CPU samples."""
+"""What bench/service.py runs beside each load test: the /api/ids/sample prober (started when the
+runner opens its server-side window), and the figures read from the runner's CPU samples."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import math
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES
-from tutormax_ops.loadtest.plan import RunPlan
 
 IDS_PATH = "/api/ids/sample?limit=200"  # the locustfile's sample size
 
@@ -33,37 +31,6 @@ class Prober(threading.Thread):
             except OSError:
                 self.errors += 1
             self.stopped.wait(max(0.0, 1.0 - (time.perf_counter() - started)))
-
-
-class Window:
-    """Calls `action` once, when the runner opens its server-side window or, when it does not, at
-    the same moment by this script's own reading of the log. The runner (tutormax_ops.loadtest)
-    opens it on "Ramping to N users", which only a single locust process logs: a master logs
-    "Sending spawn jobs of N users", so with workers its window never opens."""
-
-    STARTED = ("Ramping to ", "Sending spawn jobs of ", "Shape test starting")
-
-    def __init__(self, folder: Path, plan: RunPlan, warmup_fraction: float, action: Any) -> None:
-        self.folder, self.plan, self.action, self.lock = folder, plan, action, threading.Lock()
-        self.warmup_fraction = warmup_fraction
-        self.opened, self.stopped = False, threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def open(self) -> None:
-        with self.lock:
-            if not self.opened and not self.stopped.is_set():
-                self.opened = True
-                self.action()
-
-    def _watch(self) -> None:
-        logs = [self.folder / f"{role}.log" for role in ("locust", "master")]
-        while not self.stopped.wait(0.5):
-            text = "".join(path.read_text(errors="replace") for path in logs if path.exists())
-            if any(mark in text for mark in self.STARTED):
-                delay = self.plan.measure_after_s(self.warmup_fraction)
-                if not self.stopped.wait(delay):
-                    self.open()
-                return
 
 
 def p95(values: list[float]) -> float | None:
