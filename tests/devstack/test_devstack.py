@@ -164,6 +164,30 @@ def test_stopping_a_service_ends_its_process(tmp_path) -> None:
     assert not devstack.port_accepts(port)
 
 
+@pytest.mark.parametrize("stopped_by", ["timeout", "interrupt"])
+def test_a_server_that_does_not_come_up_is_stopped_before_the_error(tmp_path, stopped_by: str) -> None:
+    """Every self-started server is awaited through `wait_ready`: a server that never answers (a
+    service whose database is down), or a wait cut short by Ctrl-C or SIGTERM, leaves no process."""
+    import sys
+
+    from tutormax_ops.core.processes import spawn
+    from tutormax_ops.devstack.waiting import wait_ready
+
+    never = spawn(
+        "never-ready", [sys.executable, "-c", "import time; time.sleep(600)"], log_path=tmp_path / "n.log"
+    )
+
+    def check() -> bool:
+        if stopped_by == "interrupt":
+            raise KeyboardInterrupt("stopped by SIGTERM")
+        return False
+
+    expected = KeyboardInterrupt if stopped_by == "interrupt" else devstack.ServiceStartError
+    with pytest.raises(expected, match="stopped by SIGTERM" if stopped_by == "interrupt" else "within 1 s"):
+        wait_ready(never, check, timeout_s=1, what="never-ready")
+    assert never.process.poll() is not None
+
+
 @pytest.mark.server_variant
 def test_every_self_started_server_wants_its_password(stack: devstack.Stack) -> None:
     """PostgreSQL, Redis and the SMTP sink refuse a client without the password; each password has

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
 from tutormax_ops.core.processes import LOOPBACK, spawn
 from tutormax_ops.devstack.passwords import new_password, with_credentials, write_private
-from tutormax_ops.devstack.waiting import Server, ServiceStartError, wait_until
+from tutormax_ops.devstack.waiting import Server, ServiceStartError, wait_ready
 
 POSTGRES_OS_USER = "tutormax_pg"
 # What the seed's quick start enables on the service database; pgstattuple serves exact bloat checks.
@@ -143,7 +143,7 @@ def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> Server:
         pid_file=log_dir / "postgres.pid.json",
     )
     url = with_credentials(f"postgresql://{LOOPBACK}:{port}/postgres", "postgres", password)
-    wait_until(lambda: _pg_ready(url), timeout_s=60, what="PostgreSQL", log_path=managed.log_path)
+    wait_ready(managed, lambda: _pg_ready(url), timeout_s=60, what="PostgreSQL")
     return Server(managed, url)
 
 

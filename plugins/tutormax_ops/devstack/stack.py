@@ -38,7 +38,7 @@ from tutormax_ops.devstack.postgres import (
     stop_leftover_postmaster,
     with_database,
 )
-from tutormax_ops.devstack.waiting import Server, ServiceStartError, port_accepts, wait_until
+from tutormax_ops.devstack.waiting import Server, ServiceStartError, port_accepts, wait_ready
 
 __all__ = [
     "SERVICE_EXTENSIONS",
@@ -109,7 +109,7 @@ def start_redis(data_dir: Path, port: int, *, log_dir: Path) -> Server:
         pid_file=log_dir / "redis.pid.json",
     )
     url = with_credentials(f"redis://{LOOPBACK}:{port}/0", "", password)
-    wait_until(lambda: port_accepts(port), timeout_s=30, what="Redis", log_path=managed.log_path)
+    wait_ready(managed, lambda: port_accepts(port), timeout_s=30, what="Redis")
     return Server(managed, url)
 
 
@@ -139,7 +139,7 @@ def start_smtp_sink(maildir: Path, port: int, *, log_dir: Path) -> Server:
         pid_file=log_dir / "smtp-sink.pid.json",
     )
     url = with_credentials(f"smtp://{LOOPBACK}:{port}", SMTP_SINK_LOGIN, password_file.read_text())
-    wait_until(lambda: port_accepts(port), timeout_s=30, what="SMTP sink", log_path=managed.log_path)
+    wait_ready(managed, lambda: port_accepts(port), timeout_s=30, what="SMTP sink")
     return Server(managed, url)
 
 
@@ -176,7 +176,7 @@ def start_reference_service(
         pid_file=log_dir / f"tutormax-service-{port}.pid.json",
     )
     health = f"http://{LOOPBACK}:{port}/health"
-    wait_until(lambda: _http_ok(health), timeout_s=60, what="TutorMax service", log_path=managed.log_path)
+    wait_ready(managed, lambda: _http_ok(health), timeout_s=60, what="TutorMax service")
     return managed
 
 

@@ -40,6 +40,16 @@ def wait_until(
     raise ServiceStartError(f"{what} did not become ready within {timeout_s:.0f} s{hint}")
 
 
+def wait_ready(managed: ManagedProcess, check: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    """Wait for a server just spawned; when it does not come up in time, or the wait is interrupted
+    (Ctrl-C, SIGTERM), stop it before raising: a failed start leaves no process behind."""
+    try:
+        wait_until(check, timeout_s=timeout_s, what=what, log_path=managed.log_path)
+    except BaseException:
+        managed.stop()
+        raise
+
+
 def port_accepts(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
