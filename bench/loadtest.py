@@ -16,7 +16,8 @@
     10/s, think time 0.5–1.5 s, 120 s) against a self-started stack with two days of
     production-like data; `--quick` runs a smoke-sized load (20 users, 30 s) instead.
 
-(e) Real runs (`loadtest_real.py`): 8 smoke runs against the unchanged reference service, one with
+(e) Real runs (`loadtest_real.py`): 8 smoke runs (the profile as shipped: its users, think time and
+    run time, so its request volume) against the unchanged reference service, one with
     +120 ms on the tutor routes, 2 recovery runs, judged as the DAG judges them with the shipped
     settings: `real_false_alarms` (findings on unchanged runs, provisional ones included; target 0),
     `real_detected` (slowed endpoints flagged; target all), `real_wrongly_flagged` (other endpoints
@@ -336,12 +337,15 @@ def bench_real(quick: bool) -> dict[str, Any]:
     real = bench_real_runs(SETTINGS, unchanged=8)
     rng = np.random.default_rng(11)
     spreads = real.pop("spreads") or [0.1] * 19
+    series_requests = real.pop("series_requests")
     lengths = (3, 5, 10, SETTINGS.loadtest.regression.alarm_history, 30)
     trials = 100 if quick else 300
     per_run = {length: false_alarms_per_run(spreads, length, trials, rng, _regressed) for length in lengths}
     drift = statistics.median(spreads)
     sampled = {
-        length: false_alarms_per_run_sampled(drift, length, trials, rng, SETTINGS.loadtest.regression)
+        length: false_alarms_per_run_sampled(
+            drift, series_requests, length, trials, rng, SETTINGS.loadtest.regression
+        )
         for length in lengths
     }
     for label, shares in (("t3 noise on the values, no sampling guard", per_run),

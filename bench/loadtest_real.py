@@ -56,9 +56,10 @@ STEP_MS = 120
 
 
 def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[str, Any]:
-    """Smoke runs (the profile's users and think time, 30 s) judged as the DAG judges them, with
-    the shipped settings: `unchanged` runs, one with +120 ms on the tutor routes, `recovery` runs.
-    Also returns each series' run-to-run spread (relative MAD) for the simulation in (b)."""
+    """Smoke runs (the profile's users, think time and run time: its request volume) judged as the
+    DAG judges them, with the shipped settings: `unchanged` runs, one with +120 ms on the tutor
+    routes, `recovery` runs. Also returns each series' run-to-run spread (relative MAD) and its
+    median judged requests per run over the unchanged runs, for the simulation in (b')."""
     from tutormax_ops.collectors.locust import parse_run
     from tutormax_ops.collectors.sampling import min_requests
     from tutormax_ops.loadtest.plan import RunPlan
@@ -89,7 +90,9 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
             folder = root / f"run-{index}"
             folder.mkdir(parents=True, exist_ok=True)
             host = f"http://{devstack.LOOPBACK}:{port}"
-            plan = RunPlan("smoke", host, profile.users, profile.spawn_rate, 30, 0, "never", "manual")
+            plan = RunPlan(
+                "smoke", host, profile.users, profile.spawn_rate, profile.run_time_s, 0, "never", "manual"
+            )
             try:
                 outcome = run_locust(plan, settings.loadtest, folder, log=lambda _: None)
             finally:
@@ -103,7 +106,9 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
                 steady_after_s=plan.measure_after_s(settings.loadtest.warmup_fraction),
             )
             judged = run.judged_figures  # the steady state, as the DAG judges and stores it
-            validity = validity_as_the_dag_judges(settings, run, outcome, 30, host_check=False)
+            validity = validity_as_the_dag_judges(
+                settings, run, outcome, profile.run_time_s, host_check=False
+            )
             run_id, started = f"{phase}-{index}", T0 + timedelta(days=index)
             current = current_values(run, {"cache_hit_rate": None, "query_p95_ms": None}, needed)
             verdicts = (
@@ -119,6 +124,16 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
                          "flagged": sorted({f.scope for f in findings}), "min_steps": steps})  # fmt: skip
             print(f"    {run_id}: valid {validity.valid} {'; '.join(validity.reasons)} "
                   f"flagged {sorted({f.scope for f in findings}) or 'nothing'}", flush=True)  # fmt: skip
+            if phase == "step":  # what the detector saw of each slowed endpoint, flagged or not
+                counts = {f"{e.method} {e.name}": e.requests for e in judged.endpoints}
+                for v in verdicts:
+                    if v.metric == "p95_ms" and v.scope.removeprefix("GET ") in TUTOR_ROUTES:
+                        print(f"      {v.scope}: {counts.get(v.scope)} judged requests, {v.status}, "
+                              f"{v.baseline} → {v.current} ms over {v.history_runs} runs", flush=True)  # fmt: skip
+                missing = [r for r in TUTOR_ROUTES if not any(v.scope == f"GET {r}" for v in verdicts)]
+                if missing:
+                    print(f"      not judged (under {needed} requests): "
+                          f"{ {r: counts.get(f'GET {r}') for r in missing} }", flush=True)  # fmt: skip
             if validity.valid:
                 history.append({
                     "run_id": run_id, "started_at": started, "p95_ms": judged.aggregate.p95_ms,
@@ -126,6 +141,8 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
                     "regression_verdict": "regression" if any(not f.provisional for f in findings) else "ok",
                     "endpoints": {f"{e.method} {e.name}": {"p95_ms": e.p95_ms, "error_rate": e.error_rate_percent}
                                   for e in judged.endpoints if e.requests >= needed},
+                    "requests": {AGGREGATE: judged.aggregate.requests}
+                                | {f"{e.method} {e.name}": e.requests for e in judged.endpoints if e.requests >= needed},
                 })  # fmt: skip
     shutil.rmtree(root, ignore_errors=True)
     slowed = {f"GET {route}" for route in TUTOR_ROUTES}
@@ -133,6 +150,10 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
     last_steps = next((row["min_steps"] for row in reversed(rows) if row["min_steps"]), [])
     unchanged_history = [run for run in history if run["run_id"].startswith("unchanged")]
     spreads = _relative_spreads(unchanged_history)
+    requests = [
+        statistics.median(run["requests"][name] for run in unchanged_history if name in run["requests"])
+        for name in {name for run in unchanged_history for name in run["requests"]}
+    ]
     result = {
         "real_runs": len(rows),
         "real_invalid": sum(not row["valid"] for row in rows),
@@ -141,8 +162,11 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
         "real_wrongly_flagged": len(set(step["flagged"]) - slowed - {AGGREGATE}),
         "min_detectable_step_pct": round(100 * statistics.median(last_steps), 1) if last_steps else None,
         "spreads": spreads,
+        "series_requests": sorted(requests, reverse=True),
     }
-    print(f"(e) real runs: {json.dumps({k: v for k, v in result.items() if k != 'spreads'})}")
+    print(
+        f"(e) real runs: {json.dumps({k: v for k, v in result.items() if k not in ('spreads', 'series_requests')})}"
+    )
     return result
 
 
@@ -180,13 +204,16 @@ def false_alarms_per_run(
     return runs_with_findings / trials
 
 
-SMOKE_COUNTS = (570, 220, 115, 95, 80)  # requests per judged series in a 30 s smoke run, measured here
-
-
 def false_alarms_per_run_sampled(
-    drift: float, history_length: int, trials: int, rng: np.random.Generator, params: Any
+    drift: float,
+    series_requests: list[float],
+    history_length: int,
+    trials: int,
+    rng: np.random.Generator,
+    params: Any,
 ) -> float:
-    """The same share, with each run's p95 drawn the way a run makes it: `n` response times
+    """The same share, with each run's p95 drawn the way a run makes it: for each judged series, its
+    real runs' median number `n` of judged requests, then `n` response times
     (lognormal, p95/p50 ≈ 2.7, in whole ms) around a run-to-run level that moves by `drift`
     (relative σ), with its order-statistic interval, judged by the DAG's rule, sampling guard included."""
     from tutormax_ops.collectors.sampling import quantile_interval
@@ -200,7 +227,7 @@ def false_alarms_per_run_sampled(
 
     runs_with_findings = 0
     for _ in range(trials):
-        for n in SMOKE_COUNTS:
+        for n in (round(count) for count in series_requests):
             points = [run_p95(n) for _ in range(history_length + 1)]
             points = [
                 Point(f"run-{i}", T0 + timedelta(days=i), p.value, p.low, p.high)
