@@ -90,8 +90,9 @@ class TcpProxy:
             sink.shutdown(2)
 
 
-def serving(app: object):
-    """A context manager: `app` served by uvicorn on a free loopback port, in a thread; yields the port."""
+def serving(app: object, **config: object):
+    """A context manager: `app` served by uvicorn on a free loopback port, in a thread; yields the port.
+    `config`: more `uvicorn.Config` arguments (its HTTP protocol, its loop, its log level)."""
     import contextlib
     import threading
     import time
@@ -103,7 +104,9 @@ def serving(app: object):
     @contextlib.contextmanager
     def serve():
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=LOOPBACK, port=port, **{"log_level": "warning", **config})
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tutormax_ops.collectors.locust import EndpointMetrics
+from tutormax_ops.collectors.locust import EndpointMetrics, LocustRun
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.loadtest.plan import RunPlan
 
@@ -39,4 +39,19 @@ def endpoint(name: str, *, requests: int = 100, failures: int = 0, p95: int | No
         p99_ms=60,
         max_ms=90.0,
         steady_rps=250.0,
+    )
+
+
+def locust_run(aggregate: EndpointMetrics, *, cpu_warning: bool = False) -> LocustRun:
+    """A 6 s run of one user with only its aggregate: what validity and the gap read."""
+    return LocustRun(
+        endpoints=(),
+        aggregate=aggregate,
+        window=None,
+        started_at=None,
+        ended_at=None,
+        duration_s=6.0,
+        peak_users=1,
+        html_report_present=True,
+        cpu_warning=cpu_warning,
     )

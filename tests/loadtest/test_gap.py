@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.factories import SETTINGS, endpoint, plan
+from loadtest.factories import SETTINGS, endpoint, locust_run, plan
 from tutormax_ops.collectors.locust import LocustRun, parse_run
 from tutormax_ops.loadtest import gap as gaps
 from tutormax_ops.loadtest.gap import CpuWindow, GapReport, Spread, attribute_gap, cpu_window, material_gap
@@ -143,17 +143,7 @@ def test_the_line_shows_the_gap_its_share_the_side_and_the_cpu() -> None:
 
 def _run(client_p95: int, server_p95: float | None, *, cpu_warning: bool = False) -> LocustRun:
     aggregate = replace(endpoint("Aggregated", p95=client_p95), server_p95_ms=server_p95)
-    return LocustRun(
-        endpoints=(),
-        aggregate=aggregate,
-        window=None,
-        started_at=None,
-        ended_at=None,
-        duration_s=6.0,
-        peak_users=1,
-        html_report_present=True,
-        cpu_warning=cpu_warning,
-    )
+    return locust_run(aggregate, cpu_warning=cpu_warning)
 
 
 def test_a_saturated_generator_or_host_names_a_material_gap_in_its_invalid_reason() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from loadtest.factories import endpoint
-from tutormax_ops.collectors.locust import LocustRun, _log_span
+from loadtest.factories import endpoint, locust_run
+from tutormax_ops.collectors.locust import _log_span
 from tutormax_ops.loadtest.validity import find_stall, validate_run
 
 T0 = 1_796_000_000
@@ -45,17 +45,7 @@ def test_duration_runs_from_locusts_timer_to_its_stop_line() -> None:
 
 
 def test_a_saturated_machine_makes_the_run_invalid_and_100_switches_the_check_off() -> None:
-    run = LocustRun(
-        endpoints=(),
-        aggregate=endpoint("Aggregated"),
-        window=None,
-        started_at=None,
-        ended_at=None,
-        duration_s=6.0,
-        peak_users=1,
-        html_report_present=True,
-        cpu_warning=False,
-    )
+    run = locust_run(endpoint("Aggregated"))
     busy = [99.0] * 30 + [60.0] * 10
     reasons = validate_run(
         run, planned_duration_s=6, host_cpu_samples=busy, host_saturation_percent=95

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
+import pytest
 import redis
 import redis.asyncio
 
@@ -15,12 +17,31 @@ POOL_SIZE = 2
 REQUESTS = 60
 
 
-def test_requests_beyond_the_pool_size_wait_for_a_connection(redis_url: str) -> None:
-    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    sync_client = redis.Redis.from_url(url)
-    sync_client.flushdb()
+@pytest.fixture
+def url(redis_url: str) -> str:
+    return f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
+
+
+@pytest.fixture
+def sync_client(url: str) -> Iterator[redis.Redis]:
+    """A client of this module's own db, empty before and after the test."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def cache_of(url: str, sync_client: redis.Redis) -> Cache:
+    """The cache as the service builds it, its async client on a pool of POOL_SIZE connections."""
     pool = redis.asyncio.ConnectionPool.from_url(url, max_connections=POOL_SIZE)
-    cache = Cache(sync_client, redis.asyncio.Redis.from_pool(pool), ttl_seconds=30)
+    return Cache(sync_client, redis.asyncio.Redis.from_pool(pool), ttl_seconds=30)
+
+
+def test_requests_beyond_the_pool_size_wait_for_a_connection(url: str, sync_client: redis.Redis) -> None:
+    cache = cache_of(url, sync_client)
 
     async def load() -> bytes:
         await asyncio.sleep(0.005)  # keeps many requests between their GET and their SET
@@ -37,24 +58,16 @@ def test_requests_beyond_the_pool_size_wait_for_a_connection(redis_url: str) -> 
             await cache.aclose()
             await cache.aclient.aclose()
 
-    try:
-        results = asyncio.run(burst())
-        assert [body for body, _ in results] == [b"[1]"] * REQUESTS
-        # Every lookup reached Redis (a failed one would have been served uncounted, from load()).
-        stats = cache.stats()
-        assert stats["hits"] + stats["misses"] == REQUESTS
-        assert cache.connections == 0  # all closed
-    finally:
-        sync_client.flushdb()
-        sync_client.close()
+    results = asyncio.run(burst())
+    assert [body for body, _ in results] == [b"[1]"] * REQUESTS
+    # Every lookup reached Redis (a failed one would have been served uncounted, from load()).
+    stats = cache.stats()
+    assert stats["hits"] + stats["misses"] == REQUESTS
+    assert cache.connections == 0  # all closed
 
 
-def test_a_flushed_script_cache_is_reloaded_and_counted(redis_url: str) -> None:
-    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    sync_client = redis.Redis.from_url(url)
-    sync_client.flushdb()
-    pool = redis.asyncio.ConnectionPool.from_url(url, max_connections=POOL_SIZE)
-    cache = Cache(sync_client, redis.asyncio.Redis.from_pool(pool), ttl_seconds=30)
+def test_a_flushed_script_cache_is_reloaded_and_counted(url: str, sync_client: redis.Redis) -> None:
+    cache = cache_of(url, sync_client)
 
     async def load() -> bytes:
         return b"[2]"
@@ -69,10 +82,6 @@ def test_a_flushed_script_cache_is_reloaded_and_counted(redis_url: str) -> None:
             await cache.aclose()
             await cache.aclient.aclose()
 
-    try:
-        # The second read is a hit: NOSCRIPT did not send it to load() uncounted.
-        assert asyncio.run(twice()) == [(b"[2]", False), (b"[2]", True)]
-        assert (cache.stats()["hits"], cache.stats()["misses"]) == (1, 1)
-    finally:
-        sync_client.flushdb()
-        sync_client.close()
+    # The second read is a hit: NOSCRIPT did not send it to load() uncounted.
+    assert asyncio.run(twice()) == [(b"[2]", False), (b"[2]", True)]
+    assert (cache.stats()["hits"], cache.stats()["misses"]) == (1, 1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -15,7 +14,8 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from tutormax_ops.core.processes import LOOPBACK, free_port
+from support import serving
+from tutormax_ops.core.processes import LOOPBACK
 from tutormax_service.http import OneWriteHttpToolsProtocol, _HeaderHolding
 
 START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]}
@@ -46,20 +46,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, host=LOOPBACK, port=port, http=OneWriteHttpToolsProtocol, loop="uvloop", log_level="critical"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start in 30 s"
-        time.sleep(0.05)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, http=OneWriteHttpToolsProtocol, loop="uvloop", log_level="critical") as port:
+        yield port
 
 
 def _exchange(port: int, raw: bytes, *, until: bytes, times: int = 1, timeout: float = 5.0) -> bytes:
