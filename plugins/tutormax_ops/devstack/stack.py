@@ -38,7 +38,7 @@ from tutormax_ops.devstack.postgres import (
     stop_leftover_postmaster,
     with_database,
 )
-from tutormax_ops.devstack.waiting import Server, ServiceStartError, port_accepts, wait_ready
+from tutormax_ops.devstack.waiting import Server, ServiceStartError, port_accepts, wait_ready, wait_until
 
 __all__ = [
     "SERVICE_EXTENSIONS",
@@ -54,6 +54,7 @@ __all__ = [
     "redis_connection",
     "smtp_connection",
     "start_postgres",
+    "wait_until",
     "with_database",
 ]
 SMTP_SINK_LOGIN = "tutormax"
