@@ -4,7 +4,7 @@ log file, in a session or process group of its own, stopped by its PID.
 The load test runs Locust through `spawn`; the devstack starts its servers the same way.
 A process spawned with `pid_file` records its PID and start time there until it is stopped, so a
 later run can find and stop what a killed run left behind (`stop_recorded`). `signals_raise`
-turns SIGTERM and SIGHUP into KeyboardInterrupt, so the `finally` blocks that stop children run
+turns SIGTERM, SIGHUP and SIGINT into KeyboardInterrupt, so the `finally` blocks that stop children run
 whichever way the parent is told to stop.
 """
 
@@ -91,9 +91,13 @@ def stop_recorded(pid_file: Path, *, grace_s: float = 20) -> bool:
 
 
 @contextlib.contextmanager
-def signals_raise(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
-    """Within the block, the first SIGTERM/SIGHUP raises KeyboardInterrupt (as Ctrl-C does), so
-    cleanup in `finally` runs; later ones are ignored, so they cannot interrupt that cleanup."""
+def signals_raise(
+    signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT),
+) -> Iterator[None]:
+    """Within the block, the first SIGTERM/SIGHUP/SIGINT raises KeyboardInterrupt (as Ctrl-C does),
+    so cleanup in `finally` runs; later ones are ignored, so they cannot interrupt that cleanup.
+    SIGINT is handled here too: a process started in the background by a non-interactive shell
+    inherits it ignored, and Python would leave it so."""
     received: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
