@@ -7,6 +7,7 @@ The stack runs as `python -m tutormax_ops.devstack.demo --serve`: the same start
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +32,16 @@ def state(tmp_path: Path) -> Iterator[Path]:
     """A demo folder inside the checkout (as root, PostgreSQL's user may not enter /tmp's pytest folder)."""
     folder = STATE_DIR / "test" / str(os.getpid()) / f"signals-{tmp_path.name}"
     yield folder
+    # A failed or interrupted test may leave the demo running: stop it (it stops its servers), then
+    # whatever of its servers outlived it.
+    leftovers = processes_of(folder)
+    for process in leftovers:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(leftovers, timeout=30)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
     devstack.stop_leftovers(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
