@@ -45,22 +45,30 @@ def test_distributed_mode_is_a_master_expecting_every_worker(tmp_path: Path) -> 
     assert "--worker" in worker and "--headless" not in worker and worker[-1] == "5557"
 
 
+@pytest.mark.parametrize("ignore_sigint", [False, True], ids=["sigint-as-is", "sigint-ignored"])
 def test_an_interrupted_run_stops_the_whole_group_and_leaves_no_process(
-    tutormax_api: str, tmp_path: Path
+    tutormax_api: str, tmp_path: Path, ignore_sigint: bool
 ) -> None:
     """What an execution timeout does: an exception raised while locust runs (here from the window
     callback, as AirflowTaskTimeout would from its alarm) stops the group with SIGINT, so locust
-    still writes its HTML report, and nothing of the group survives."""
+    still writes its HTML report, and nothing of the group survives. Also when this process ignores
+    SIGINT, as a worker started in the background does: locust inherits that, and must still stop."""
     started: dict[str, int] = {}
+    previous = signal.getsignal(signal.SIGINT)
+    if ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def interrupt() -> None:
         started["pgid"] = runner._active_group.pgid
         raise TimeoutError("simulated execution timeout")
 
     loadtest_settings = SETTINGS.loadtest.model_copy(update={"warmup_fraction": 0.0, "kill_grace_s": 10})
-    with pytest.raises(TimeoutError):
-        run_locust(plan(host=tutormax_api, users=4, spawn_rate=4, run_time_s=120), loadtest_settings, tmp_path,
-                   on_window_open=interrupt)  # fmt: skip
+    try:
+        with pytest.raises(TimeoutError):
+            run_locust(plan(host=tutormax_api, users=4, spawn_rate=4, run_time_s=120), loadtest_settings, tmp_path,
+                       on_window_open=interrupt)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     survivors = [
         process.pid for process in psutil.process_iter() if _process_group(process) == started["pgid"]
     ]
