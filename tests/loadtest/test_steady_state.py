@@ -15,21 +15,14 @@ from loadtest.factories import SETTINGS, plan
 from support import serving
 from tutormax_ops.collectors.locust import parse_run
 from tutormax_ops.collectors.locust_seconds import SECONDS_GLOB, STEADY_STATE, read_seconds
+from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.loadtest.runner import run_locust
 
 SLOW_S, SLOW_MS, FAST_MS = 2.5, 400, 1  # slow from the first request on, for SLOW_S seconds
-USERS, SPAWN_RATE, RUN_S, WAIT_S = 8, 8, 15, 0.5
-LOCUSTFILE = f"""
-from locust import HttpUser, constant, task
-
-
-class Visitor(HttpUser):
-    wait_time = constant({WAIT_S})
-
-    @task
-    def index(self) -> None:
-        self.client.get("/")
-"""
+USERS, SPAWN_RATE, RUN_S = 8, 8, 15
+# A user's own locustfile; the test copies it out of include/locust, so only the runner adds ours.
+LOCUSTFILE = LOCUST_DIR / "paced_visitor_locustfile.py"
+WAIT_S = 0.5  # that locustfile's constant wait time
 
 
 def slow_start_app():
@@ -57,7 +50,7 @@ def slow_start_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     it anyway), and one that imports `server_time` as the README says it may (recorded once)."""
     folder = tmp_path_factory.mktemp("steady")
     locustfile = folder / "elsewhere_locustfile.py"
-    locustfile.write_text(LOCUSTFILE.replace("{imports}", request.param))
+    locustfile.write_text(f"{request.param}\n{LOCUSTFILE.read_text()}")
     loadtest = SETTINGS.loadtest.model_copy(update={"warmup_fraction": 0.25})
     with serving(slow_start_app()) as port:
         run_plan = plan(
