@@ -26,22 +26,20 @@ def validity_as_the_dag_judges(
 ) -> Any:
     """`validate_run` with the DAG's settings and the runner's CPU samples. (e) judges the detector
     on whatever machine runs it, so it leaves the host check out, as the detector's tests do."""
-    from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES
+    from dataclasses import asdict
+
+    from tutormax_ops.loadtest.machine import cpu_by_role
     from tutormax_ops.loadtest.validity import validate_run
 
-    busiest: dict[float, float] = {}
-    for sample in outcome.cpu_samples:
-        if sample.role not in MACHINE_ROLES:
-            busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
-    host = [sample.cpu_percent for sample in outcome.cpu_samples if sample.role == HOST_ROLE]
+    split = cpu_by_role(asdict(sample) for sample in outcome.cpu_samples)
     loadtest = settings.loadtest
     return validate_run(
         run,
         planned_duration_s=run_time,
-        cpu_samples=list(busiest.values()),
+        cpu_samples=split.generator,
         cpu_saturation_percent=loadtest.cpu_saturation_percent,
         max_saturated_fraction=loadtest.max_saturated_fraction,
-        host_cpu_samples=host if host_check else (),
+        host_cpu_samples=split.host if host_check else (),
         host_saturation_percent=loadtest.host_saturation_percent,
         stall_min_s=loadtest.stall_min_s,
         stall_fraction=loadtest.stall_fraction,

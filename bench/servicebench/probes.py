@@ -7,9 +7,10 @@ import math
 import threading
 import time
 import urllib.request
+from dataclasses import asdict
 from typing import Any
 
-from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES
+from tutormax_ops.loadtest.machine import cpu_by_role
 
 IDS_PATH = "/api/ids/sample?limit=200"  # the locustfile's sample size
 
@@ -49,12 +50,6 @@ def host_busy_percent(before: Any, after: Any) -> float:
 
 def split_cpu(samples: Any) -> tuple[list[float], list[float]]:
     """Per tick, the busiest locust process (master or worker) and the whole machine's busy share,
-    as the DAG's analysis reads the runner's samples: the machine's roles are no locust process."""
-    busiest: dict[float, float] = {}
-    host: list[float] = []
-    for sample in samples:
-        if sample.role == HOST_ROLE:
-            host.append(sample.cpu_percent)
-        elif sample.role not in MACHINE_ROLES:
-            busiest[sample.elapsed_s] = max(busiest.get(sample.elapsed_s, 0.0), sample.cpu_percent)
-    return list(busiest.values()), host
+    as the DAG's analysis reads the runner's samples (`machine.cpu_by_role`)."""
+    split = cpu_by_role(asdict(sample) for sample in samples)
+    return split.generator, split.host

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tutormax_ops.collectors.sampling import min_requests
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
-from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES, Limits
+from tutormax_ops.loadtest.machine import Limits, cpu_by_role
 from tutormax_ops.loadtest.plan import RunPlan
 from tutormax_ops.loadtest.report import write_reports
 from tutormax_ops.loadtest.runner import LOCUST_OUTPUTS, PREFIX
@@ -315,11 +315,5 @@ def _busiest_cpu(samples_csv: ObjectStoragePath) -> tuple[list[float], list[floa
     """Per sample: the busiest locust process's CPU, and the whole machine's."""
     if not samples_csv.exists():
         return [], []
-    busiest: dict[str, float] = {}
-    host: list[float] = []
-    for row in csv.DictReader(samples_csv.read_text().splitlines()):
-        if row["role"] == HOST_ROLE:
-            host.append(float(row["cpu_percent"]))
-        elif row["role"] not in MACHINE_ROLES:
-            busiest[row["elapsed_s"]] = max(busiest.get(row["elapsed_s"], 0.0), float(row["cpu_percent"]))
-    return list(busiest.values()), host
+    split = cpu_by_role(csv.DictReader(samples_csv.read_text().splitlines()))
+    return split.generator, split.host

@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tutormax_ops.loadtest.machine import HOST_ROLE, MACHINE_ROLES, SERVICE_ROLE
+from tutormax_ops.loadtest.machine import cpu_by_role
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -211,25 +211,13 @@ def cpu_window(
 ) -> CpuWindow:
     """The runner's samples (`cpu_samples.csv` rows: elapsed_s, role, pid, cpu_percent) from
     `window_opened_s` to `load_ended_s` (seconds after launch), per role."""
-    busiest: dict[float, float] = {}
-    host: list[float] = []
-    service: list[float] = []
-    for row in rows:
-        at, value = float(row["elapsed_s"]), float(row["cpu_percent"])
-        if not window_opened_s <= at <= load_ended_s:
-            continue
-        if row["role"] == HOST_ROLE:
-            host.append(value)
-        elif row["role"] == SERVICE_ROLE:
-            service.append(value)
-        elif row["role"] not in MACHINE_ROLES:
-            busiest[at] = max(busiest.get(at, 0.0), value)
+    split = cpu_by_role(rows, start_s=window_opened_s, end_s=load_ended_s)
     return CpuWindow(
-        samples=len(busiest) or len(host),
-        generator=spread(list(busiest.values())),
-        host=spread(host),
-        service=spread(service),
-        service_cores=min(service_processes, cores) if service else 0,
+        samples=len(split.generator) or len(split.host),
+        generator=spread(split.generator),
+        host=spread(split.host),
+        service=spread(split.service),
+        service_cores=min(service_processes, cores) if split.service else 0,
     )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -91,6 +92,38 @@ class Limits:
     cores: int
     processes: int  # locust worker processes (0: one process)
     note: str
+
+
+@dataclass(frozen=True)
+class CpuByRole:
+    """The runner's CPU samples split by who used the CPU, one value per sample tick."""
+
+    generator: list[float]  # the busiest locust process (master or worker), % of one core
+    host: list[float]  # the whole machine, % of all cores
+    service: list[float]  # the service's processes together, % of one core
+
+
+def cpu_by_role(
+    rows: Iterable[Mapping[str, Any]], *, start_s: float = -math.inf, end_s: float = math.inf
+) -> CpuByRole:
+    """Rows of the runner's samples (`cpu_samples.csv` rows, or `asdict` of its `CpuSample`s: elapsed_s,
+    role, cpu_percent) between `start_s` and `end_s` seconds after launch. The machine's own roles
+    are no locust process; of the locust processes, each tick counts the busiest, since one gevent
+    process cannot use more than one core."""
+    busiest: dict[float, float] = {}
+    host: list[float] = []
+    service: list[float] = []
+    for row in rows:
+        at, value = float(row["elapsed_s"]), float(row["cpu_percent"])
+        if not start_s <= at <= end_s:
+            continue
+        if row["role"] == HOST_ROLE:
+            host.append(value)
+        elif row["role"] == SERVICE_ROLE:
+            service.append(value)
+        elif row["role"] not in MACHINE_ROLES:
+            busiest[at] = max(busiest.get(at, 0.0), value)
+    return CpuByRole(list(busiest.values()), host, service)
 
 
 def read_samples(samples_csv_text: str, launched_at: float) -> dict[str, list[tuple[float, float]]]:
