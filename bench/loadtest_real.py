@@ -9,6 +9,7 @@ import os
 import shutil
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -146,12 +147,7 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
     slowed = {f"GET {route}" for route in TUTOR_ROUTES}
     step = next(row for row in rows if row["phase"] == "step")
     last_steps = next((row["min_steps"] for row in reversed(rows) if row["min_steps"]), [])
-    unchanged_history = [run for run in history if run["run_id"].startswith("unchanged")]
-    spreads = _relative_spreads(unchanged_history)
-    requests = [
-        statistics.median(run["requests"][name] for run in unchanged_history if name in run["requests"])
-        for name in {name for run in unchanged_history for name in run["requests"]}
-    ]
+    noise = series_noise([run for run in history if run["run_id"].startswith("unchanged")])
     result = {
         "real_runs": len(rows),
         "real_invalid": sum(not row["valid"] for row in rows),
@@ -159,27 +155,39 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
         "real_detected": f"{len(slowed & set(step['flagged']))}/{len(slowed)}",
         "real_wrongly_flagged": len(set(step["flagged"]) - slowed - {AGGREGATE}),
         "min_detectable_step_pct": round(100 * statistics.median(last_steps), 1) if last_steps else None,
-        "spreads": spreads,
-        "series_requests": sorted(requests, reverse=True),
+        "noise": noise,
     }
-    print(
-        f"(e) real runs: {json.dumps({k: v for k, v in result.items() if k not in ('spreads', 'series_requests')})}"
-    )
+    print(f"(e) real runs: {json.dumps({k: v for k, v in result.items() if k != 'noise'})}")
     return result
 
 
-def _relative_spreads(history: list[dict[str, Any]]) -> list[float]:
-    """Each series' run-to-run spread over the unchanged runs: 1.4826 × MAD / median."""
-    series: dict[str, list[float]] = {AGGREGATE: [run["p95_ms"] for run in history]}
+@dataclass(frozen=True)
+class SeriesNoise:
+    """One judged series as the unchanged real runs made it."""
+
+    name: str
+    level_ms: float  # its median p95
+    spread: float  # run-to-run: 1.4826 × MAD / median
+    requests: int  # its median number of judged requests
+
+
+def series_noise(history: list[dict[str, Any]]) -> list[SeriesNoise]:
+    """Each series seen in at least 5 unchanged runs, with its level, spread and request count."""
+    series: dict[str, list[tuple[float, int]]] = {
+        AGGREGATE: [(run["p95_ms"], run["requests"][AGGREGATE]) for run in history]
+    }
     for run in history:
         for name, figures in run["endpoints"].items():
-            series.setdefault(name, []).append(figures["p95_ms"])
-    spreads = []
-    for values in series.values():
-        if len(values) >= 5 and statistics.median(values) > 0:
-            median = statistics.median(values)
-            spreads.append(1.4826 * statistics.median(abs(v - median) for v in values) / median)
-    return spreads
+            series.setdefault(name, []).append((figures["p95_ms"], run["requests"][name]))
+    noise = []
+    for name, pairs in series.items():
+        values = [value for value, _ in pairs]
+        median = statistics.median(values) if len(values) >= 5 else 0
+        if median > 0:
+            spread = 1.4826 * statistics.median(abs(v - median) for v in values) / median
+            requests = round(statistics.median(count for _, count in pairs))
+            noise.append(SeriesNoise(name, median, spread, requests))
+    return noise
 
 
 def false_alarms_per_run(
@@ -203,35 +211,62 @@ def false_alarms_per_run(
 
 
 def false_alarms_per_run_sampled(
-    drift: float,
-    series_requests: list[float],
+    noise: list[SeriesNoise],
     history_length: int,
     trials: int,
     rng: np.random.Generator,
     params: Any,
 ) -> float:
-    """The same share, with each run's p95 drawn the way a run makes it: for each judged series, its
-    real runs' median number `n` of judged requests, then `n` response times
-    (lognormal, p95/p50 ≈ 2.7, in whole ms) around a run-to-run level that moves by `drift`
-    (relative σ), with its order-statistic interval, judged by the DAG's rule, sampling guard included."""
+    """The same share, with each run's p95 drawn the way a run makes it: for each series, its real
+    median number of judged requests, drawn as response times in whole ms (lognormal, p95/p50 ≈ 2.7)
+    whose p95 sits at the series' real level, moved from run to run by a drift calibrated so that
+    these draws show the series' real spread (`calibrated_drift`), with the order-statistic
+    interval, judged by the DAG's rule, sampling guard included."""
     from tutormax_ops.collectors.sampling import quantile_interval
     from tutormax_ops.loadtest.regression import Point, analyze_series
 
-    def run_p95(n: int) -> Point:
-        level = float(np.exp(rng.normal(0, drift)))
-        times, counts = np.unique(np.rint(level * rng.lognormal(3, 0.6, n)).astype(int), return_counts=True)
-        interval = quantile_interval(dict(zip(times.tolist(), counts.tolist(), strict=True)))
+    drifts = {series.name: calibrated_drift(series, rng) for series in noise}
+
+    def run_p95(series: SeriesNoise) -> Point:
+        times = _response_times(series, drifts[series.name], rng)
+        values, counts = np.unique(times, return_counts=True)
+        interval = quantile_interval(dict(zip(values.tolist(), counts.tolist(), strict=True)))
         return Point("run", T0, interval.value, interval.low, interval.high)
 
     runs_with_findings = 0
     for _ in range(trials):
-        for n in (round(count) for count in series_requests):
-            points = [run_p95(n) for _ in range(history_length + 1)]
+        for series in noise:
             points = [
                 Point(f"run-{i}", T0 + timedelta(days=i), p.value, p.low, p.high)
-                for i, p in enumerate(points)
+                for i, p in enumerate(run_p95(series) for _ in range(history_length + 1))
             ]
             if analyze_series(AGGREGATE, "p95_ms", points, params).findings:
                 runs_with_findings += 1
                 break
     return runs_with_findings / trials
+
+
+RESPONSE_SIGMA = 0.6  # lognormal σ of one run's response times: p95/p50 ≈ 2.7, as the smoke runs show
+DRIFT_GRID = np.linspace(0, 0.6, 31)
+
+
+def _response_times(series: SeriesNoise, drift: float, rng: np.random.Generator) -> np.ndarray:
+    """One run's response times in whole ms (Locust's resolution), its level moved by `drift`."""
+    mu = np.log(series.level_ms) - 1.6449 * RESPONSE_SIGMA + rng.normal(0, drift)
+    return np.rint(rng.lognormal(mu, RESPONSE_SIGMA, series.requests)).astype(int)
+
+
+def calibrated_drift(series: SeriesNoise, rng: np.random.Generator, runs: int = 300) -> float:
+    """The run-to-run drift of the series' true level: the one whose simulated runs show the real
+    spread. The real spread also holds the p95's sampling noise and Locust's whole-ms rounding (a
+    3 ms p95 moves in 33% steps), which the simulation adds itself; using the real spread as the
+    drift would count them twice."""
+
+    def spread(drift: float) -> float:
+        p95s = [
+            np.quantile(_response_times(series, drift, rng), 0.95, method="inverted_cdf") for _ in range(runs)
+        ]
+        median = float(np.median(p95s))
+        return 1.4826 * float(np.median(np.abs(np.array(p95s) - median))) / median if median else 0.0
+
+    return float(min(DRIFT_GRID, key=lambda drift: abs(spread(drift) - series.spread)))
