@@ -67,6 +67,7 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
 from loadtest_real import (  # noqa: E402
     bench_real_runs,
+    calibrated_drift,
     false_alarms_per_run,
     false_alarms_per_run_sampled,
     validity_as_the_dag_judges,
@@ -344,8 +345,9 @@ def bench_real(quick: bool) -> dict[str, Any]:
     lengths = sorted({3, 5, 10, 20, SETTINGS.loadtest.regression.alarm_history, 30, 40})
     trials = 100 if quick else 300
     per_run = {length: false_alarms_per_run(spreads, length, trials, rng, _regressed) for length in lengths}
+    drifts = {series.name: calibrated_drift(series, rng) for series in noise}
     sampled = {
-        length: false_alarms_per_run_sampled(noise, length, trials, rng, SETTINGS.loadtest.regression)
+        length: false_alarms_per_run_sampled(noise, drifts, length, trials, rng, SETTINGS.loadtest.regression)
         for length in lengths
     }
     for label, shares in (("t3 noise on the values, no sampling guard", per_run),

@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -212,6 +213,7 @@ def false_alarms_per_run(
 
 def false_alarms_per_run_sampled(
     noise: list[SeriesNoise],
+    drifts: dict[str, float],
     history_length: int,
     trials: int,
     rng: np.random.Generator,
@@ -219,13 +221,11 @@ def false_alarms_per_run_sampled(
 ) -> float:
     """The same share, with each run's p95 drawn the way a run makes it: for each series, its real
     median number of judged requests, drawn as response times in whole ms (lognormal, p95/p50 ≈ 2.7)
-    whose p95 sits at the series' real level, moved from run to run by a drift calibrated so that
-    these draws show the series' real spread (`calibrated_drift`), with the order-statistic
+    whose p95 sits at the series' real level, moved from run to run by its drift in `drifts`
+    (`calibrated_drift`, once per bench run: it does not depend on the history length), with the order-statistic
     interval, judged by the DAG's rule, sampling guard included."""
     from tutormax_ops.collectors.sampling import quantile_interval
     from tutormax_ops.loadtest.regression import Point, analyze_series
-
-    drifts = {series.name: calibrated_drift(series, rng) for series in noise}
 
     def run_p95(series: SeriesNoise) -> Point:
         times = _response_times(series, drifts[series.name], rng)
@@ -248,11 +248,12 @@ def false_alarms_per_run_sampled(
 
 RESPONSE_SIGMA = 0.6  # lognormal σ of one run's response times: p95/p50 ≈ 2.7, as the smoke runs show
 DRIFT_GRID = np.linspace(0, 0.6, 31)
+Z95 = NormalDist().inv_cdf(0.95)  # the 95th percentile of a lognormal sits Z95 σ above its log-mean
 
 
 def _response_times(series: SeriesNoise, drift: float, rng: np.random.Generator) -> np.ndarray:
     """One run's response times in whole ms (Locust's resolution), its level moved by `drift`."""
-    mu = np.log(series.level_ms) - 1.6449 * RESPONSE_SIGMA + rng.normal(0, drift)
+    mu = np.log(series.level_ms) - Z95 * RESPONSE_SIGMA + rng.normal(0, drift)
     return np.rint(rng.lognormal(mu, RESPONSE_SIGMA, series.requests)).astype(int)
 
 
