@@ -36,9 +36,13 @@
     p95 of each step's settled rows, the last step before the first failing one) agrees with the
     reported one. `--stress-max-users N` stops the steps at N users (a shorter check).
 
-`--real-only` runs only (e) and (b'), for a quiet machine.
+`--real-only` runs only (e) and (b'), for a quiet machine. (e) records its series (level, spread,
+requests) in a `noise-*.json` under the state folder; `--noise FILE` runs (b') alone on such a file.
+`bench/noise_wide.json` is a harder set than the smoke runs here give: 8 series at 12–150 ms,
+spreads of 10–30%, 100–800 requests, chosen by hand, not measured.
 
-    .venv/bin/python bench/loadtest.py [--quick] [--stress-only | --real-only] [--stress-max-users N]
+    .venv/bin/python bench/loadtest.py [--quick] [--stress-only | --real-only | --noise FILE]
+                                       [--stress-max-users N]
 
 The last line is one JSON object of the figures.
 """
@@ -58,20 +62,13 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
-from loadtest_real import (  # noqa: E402
-    bench_real_runs,
-    calibrated_drift,
-    false_alarms_per_run,
-    false_alarms_per_run_sampled,
-    validity_as_the_dag_judges,
-)
+from loadtest_real import bench_real, validity_as_the_dag_judges  # noqa: E402
 from loadtest_stress import bench_stress  # noqa: E402
 from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import LOCUST_DIR, STATE_DIR  # noqa: E402
@@ -336,39 +333,14 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
     return figures
 
 
-def bench_real(quick: bool) -> dict[str, Any]:
-    """(e), then (b') from its runs' spreads: the real runs' keys and the per-run false-alarm shares."""
-    real = bench_real_runs(SETTINGS, unchanged=8)
-    rng = np.random.default_rng(11)
-    noise = real.pop("noise")
-    spreads = [series.spread for series in noise]
-    lengths = sorted({3, 5, 10, 20, SETTINGS.loadtest.regression.alarm_history, 30, 40})
-    trials = 100 if quick else 300
-    per_run = {length: false_alarms_per_run(spreads, length, trials, rng, _regressed) for length in lengths}
-    drifts = {series.name: calibrated_drift(series, rng) for series in noise}
-    sampled = {
-        length: false_alarms_per_run_sampled(noise, drifts, length, trials, rng, SETTINGS.loadtest.regression)
-        for length in lengths
-    }
-    for label, shares in (("t3 noise on the values, no sampling guard", per_run),
-                          ("runs sampled as real ones, each series at its own level and spread, the DAG's rule", sampled)):  # fmt: skip
-        print(
-            f"(b') unchanged runs with any finding over all series, {label}: "
-            + ", ".join(f"{share:.1%} at {length}" for length, share in shares.items())
-            + f" runs of history (alarm_history {SETTINGS.loadtest.regression.alarm_history}: target ≤ 1%)"
-        )
-    return {
-        **real,
-        "false_alarms_per_run_pct": {str(k): round(100 * v, 2) for k, v in sampled.items()},
-        "false_alarms_per_run_t3_pct": {str(k): round(100 * v, 2) for k, v in per_run.items()},
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke-sized (d)")
     parser.add_argument("--stress-only", action="store_true", help="only (f), the stress profile")
     parser.add_argument("--real-only", action="store_true", help="only (e) and (b'), the real runs")
+    parser.add_argument(
+        "--noise", type=Path, metavar="FILE", help="only (b'), on the series recorded in FILE"
+    )
     parser.add_argument("--stress-max-users", type=int, metavar="N", help="stop (f)'s steps at N users")
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -378,15 +350,15 @@ def main() -> None:
     if args.stress_only:
         print(json.dumps(bench_stress(SETTINGS, args.stress_max_users)))
         return
-    if args.real_only:
-        print(json.dumps(bench_real(args.quick)))
+    if args.real_only or args.noise:
+        print(json.dumps(bench_real(SETTINGS, _regressed, args.quick, args.noise)))
         return
     capacity = bench_capacity()
     detect, false_alarms = bench_detector()
     analysis_s = bench_analysis()
     baseline = bench_baseline(args.quick)
     stress = bench_stress(SETTINGS, args.stress_max_users)
-    real = bench_real(args.quick)
+    real = bench_real(SETTINGS, _regressed, args.quick)
     print(
         json.dumps(
             {

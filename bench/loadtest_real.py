@@ -4,6 +4,7 @@ share simulated from the real runs' spreads. Imported by bench/loadtest.py, not 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
@@ -271,3 +273,49 @@ def calibrated_drift(series: SeriesNoise, rng: np.random.Generator, runs: int = 
         return 1.4826 * float(np.median(np.abs(np.array(p95s) - median))) / median if median else 0.0
 
     return float(min(DRIFT_GRID, key=lambda drift: abs(spread(drift) - series.spread)))
+
+
+def bench_real(
+    settings: Any, regressed: Callable[[np.ndarray], bool], quick: bool, noise_file: Path | None = None
+) -> dict[str, Any]:
+    """(e), then (b') from its runs' spreads: the real runs' keys and the per-run false-alarm shares,
+    the crude t3 share judged by `regressed`.
+    With `noise_file`, (b') alone, from the series recorded there (e's `noise-*.json`, or another set)."""
+    if noise_file is None:
+        real = bench_real_runs(settings, unchanged=8)
+        noise = real.pop("noise")
+        recorded = STATE_DIR / "bench" / f"noise-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+        recorded.parent.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(json.dumps({"about": "bench/loadtest.py (e): the unchanged real runs",
+                                        "series": [dataclasses.asdict(series) for series in noise]}, indent=1))  # fmt: skip
+        print(f"(b') the real series, recorded in {recorded} (replay with --noise):")
+    else:
+        real = {}
+        recorded = json.loads(noise_file.read_text())
+        noise = [SeriesNoise(**series) for series in recorded["series"]]
+        print(f"(b') the series of {noise_file}: {recorded['about']}")
+    rng = np.random.default_rng(11)
+    drifts = {series.name: calibrated_drift(series, rng) for series in noise}
+    for series in noise:
+        print(f"    {series.name}: p95 {series.level_ms:g} ms, run-to-run spread {series.spread:.1%}, "
+              f"{series.requests} requests, simulated with a drift of {drifts[series.name]:.2f} (log scale)")  # fmt: skip
+    spreads = [series.spread for series in noise]
+    lengths = sorted({3, 5, 10, 20, settings.loadtest.regression.alarm_history, 30, 40})
+    trials = 100 if quick else 1000
+    per_run = {length: false_alarms_per_run(spreads, length, trials, rng, regressed) for length in lengths}
+    sampled = {
+        length: false_alarms_per_run_sampled(noise, drifts, length, trials, rng, settings.loadtest.regression)
+        for length in lengths
+    }
+    for label, shares in (("t3 noise on the values, no sampling guard", per_run),
+                          ("runs sampled as real ones, each series at its own level and spread, the DAG's rule", sampled)):  # fmt: skip
+        print(
+            f"(b') unchanged runs with any finding over all series ({trials} per length), {label}: "
+            + ", ".join(f"{share:.1%} at {length}" for length, share in shares.items())
+            + f" runs of history (alarm_history {settings.loadtest.regression.alarm_history}: target ≤ 1%)"
+        )
+    return {
+        **real,
+        "false_alarms_per_run_pct": {str(k): round(100 * v, 2) for k, v in sampled.items()},
+        "false_alarms_per_run_t3_pct": {str(k): round(100 * v, 2) for k, v in per_run.items()},
+    }

@@ -112,6 +112,27 @@ def test_detection_rate_and_false_alarms_on_synthetic_histories() -> None:
     assert alarms <= 2
 
 
+def test_a_latency_is_judged_on_a_log_scale() -> None:
+    # 20 runs spread as a latency is, by a factor e^±0.25 around 30 ms: evenly spaced normal quantiles
+    # (the log-scale robust σ is 0.25 exactly), in a shuffled order (no trend for a change point).
+    from statistics import NormalDist
+
+    spread = 0.25
+    quantiles = [30 * np.exp(spread * NormalDist().inv_cdf((i + 0.5) / 20)) for i in range(20)]
+    history = [quantiles[i] for i in np.random.default_rng(3).permutation(20)]
+    # 63 ms: 3.0 σ on the log scale, a move this history makes on its own. On the raw values, whose
+    # MAD ignores the skew, the same run is 4.5 σ above the median.
+    doubled = analyze_series(AGGREGATE, "p95_ms", points([*history, 63]), PARAMS)
+    raw = np.array(history)
+    raw_z = (63 - np.median(raw)) / (1.4826 * np.median(np.abs(raw - np.median(raw))))
+    assert raw_z > PARAMS.robust_z
+    assert not any(finding.rule == "robust" for finding in doubled.findings)
+    # 4.2 σ on the log scale: flagged, and the smallest step it reports is that of the log scale.
+    tripled = analyze_series(AGGREGATE, "p95_ms", points([*history, 30 * np.exp(4.2 * spread)]), PARAMS)
+    assert [finding.rule for finding in tripled.findings if finding.rule == "robust"] == ["robust"]
+    assert doubled.min_step == pytest.approx(np.exp(PARAMS.robust_z * spread) - 1, rel=0.01)
+
+
 def test_only_a_move_in_the_bad_direction_is_a_regression() -> None:
     history = [100.0, 102.0, 98.0, 101.0, 99.0, 100.0]
     assert analyze_series(AGGREGATE, "p95_ms", points([*history, 50]), PARAMS).status == "ok"

@@ -17,6 +17,13 @@ answering in 3 ms sits in one bucket run after run, so its history's MAD is 0 an
 infinitely far. A shared host moves such an endpoint by a few ms on its own: a fresh-clone test run
 saw 3 → 6 ms on an unchanged endpoint after six runs at exactly 3 ms, which a 2 ms minimum flagged.
 
+Scale: the robust rule judges a latency (p95, query p95, knee p95) on a log scale. Its run-to-run
+moves are multiplicative and skewed upwards (a slow run doubles a p95 far more often than a fast
+one halves it), and the MAD of the raw values, symmetric by construction, puts the upper tail too
+close: in bench/loadtest.py (b') that rule made most false alarms. The change-point rule needs no
+such care, since its permutation test holds its p-value whatever the distribution.
+`min_relative_change` and `min_abs_change` stay on the metric's own scale.
+
 Sampling: where a point carries its run's own confidence interval (`collectors.sampling`), both
 rules measure the move from the interval's bound nearest the baseline, so a finding clears this
 run's sampling uncertainty and the history's run-to-run spread at once.
@@ -55,16 +62,19 @@ class MetricSpec:
     unit: str
     higher_is_worse: bool
     min_abs_change: float  # smaller moves are noise at the metric's resolution
+    # A latency is judged on a log scale (see the module), its values clamped up to this floor (its
+    # resolution) so that a 0 ms bucket has a logarithm; None: judged on its own scale.
+    log_floor: float | None = None
 
 
 METRICS: dict[str, MetricSpec] = {
-    "p95_ms": MetricSpec("p95", "ms", higher_is_worse=True, min_abs_change=5.0),
+    "p95_ms": MetricSpec("p95", "ms", higher_is_worse=True, min_abs_change=5.0, log_floor=1.0),
     "error_rate": MetricSpec("error rate", "%", higher_is_worse=True, min_abs_change=0.5),
     "rps": MetricSpec("throughput", "req/s", higher_is_worse=False, min_abs_change=2.0),
     "cache_hit_rate": MetricSpec("cache hit rate", "%", higher_is_worse=False, min_abs_change=2.0),
-    "query_p95_ms": MetricSpec("query p95", "ms", higher_is_worse=True, min_abs_change=1.0),
+    "query_p95_ms": MetricSpec("query p95", "ms", higher_is_worse=True, min_abs_change=1.0, log_floor=0.01),
     "knee_rps": MetricSpec("knee throughput", "req/s", higher_is_worse=False, min_abs_change=5.0),
-    "knee_p95_ms": MetricSpec("knee p95", "ms", higher_is_worse=True, min_abs_change=2.0),
+    "knee_p95_ms": MetricSpec("knee p95", "ms", higher_is_worse=True, min_abs_change=2.0, log_floor=1.0),
 }
 AGGREGATE_METRICS = (
     "p95_ms",
@@ -299,8 +309,17 @@ def _nearest_bound(spec: MetricSpec, point: Point) -> float:
     return point.value if bound is None else bound
 
 
-def _scale(reference: np.ndarray) -> float:
-    return MAD_TO_SIGMA * float(np.median(np.abs(reference - np.median(reference))))
+def _judged(spec: MetricSpec, values: np.ndarray) -> np.ndarray:
+    """The values on the scale the rules measure them: the logarithm for a latency."""
+    return values if spec.log_floor is None else np.log(np.maximum(values, spec.log_floor))
+
+
+def _unjudged(spec: MetricSpec, value: float) -> float:
+    return value if spec.log_floor is None else math.exp(value)
+
+
+def _scale(judged: np.ndarray) -> float:
+    return MAD_TO_SIGMA * float(np.median(np.abs(judged - np.median(judged))))
 
 
 def _min_step(spec: MetricSpec, reference: np.ndarray, current: Point, params: Regression) -> float | None:
@@ -308,8 +327,13 @@ def _min_step(spec: MetricSpec, reference: np.ndarray, current: Point, params: R
     median = float(np.median(reference))
     if not median:
         return None
+    judged = _judged(spec, reference)
+    centre = float(np.median(judged))
+    spread = params.robust_z * _scale(judged) * (1 if spec.higher_is_worse else -1)
     needed = max(
-        params.robust_z * _scale(reference), params.min_relative_change * abs(median), spec.min_abs_change
+        abs(_unjudged(spec, centre + spread) - median),
+        params.min_relative_change * abs(median),
+        spec.min_abs_change,
     )
     assert current.value is not None
     margin = abs(current.value - _nearest_bound(spec, current))
@@ -321,9 +345,11 @@ def _robust_finding(
 ) -> Finding | None:
     assert current.value is not None
     median = float(np.median(reference))
-    scale = _scale(reference)
+    judged = _judged(spec, reference)
+    scale = _scale(judged)
     bound = _nearest_bound(spec, current)
-    deviation = bound - median if spec.higher_is_worse else median - bound
+    moved = float(_judged(spec, np.array([bound]))[0]) - float(np.median(judged))
+    deviation = moved if spec.higher_is_worse else -moved
     # Identical history (MAD 0, e.g. an error rate of 0 every night): any move is infinitely far,
     # and only the minimum-change rule decides.
     z = deviation / scale if scale > 0 else math.copysign(math.inf, deviation) if deviation else 0.0
