@@ -94,10 +94,11 @@ def test_a_20_percent_step_is_confirmed_as_a_change_point_since_its_first_run() 
 
 
 def test_detection_rate_and_false_alarms_on_synthetic_histories() -> None:
-    """A smaller version of bench/loadtest.py (b), with fixed seeds."""
+    """A smaller version of bench/loadtest.py (b), with fixed seeds. 400 trials: the rate is about
+    96% against a target of 95%, and 40 trials (±3.5 points) could not tell the two apart."""
     rng = np.random.default_rng(7)
     detected = 0
-    for _ in range(40):
+    for _ in range(400):
         series = np.concatenate([rng.normal(100, 5, 40), rng.normal(120, 6, 3)])
         detected += any(
             analyze_series(AGGREGATE, "p95_ms", points(series[: 41 + k]), PARAMS).status == "regression"
@@ -108,7 +109,7 @@ def test_detection_rate_and_false_alarms_on_synthetic_histories() -> None:
         analyze_series(AGGREGATE, "p95_ms", points(noise[:end]), PARAMS).status == "regression"
         for end in range(41, 141)
     )
-    assert detected >= 38
+    assert detected >= 0.95 * 400
     assert alarms <= 2
 
 
