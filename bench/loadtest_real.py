@@ -20,7 +20,7 @@ import numpy as np
 
 from tutormax_ops.core.paths import STATE_DIR
 from tutormax_ops.devstack import stack as devstack
-from tutormax_ops.loadtest.regression import AGGREGATE, analyze_history
+from tutormax_ops.loadtest.regression import AGGREGATE, MAD_TO_SIGMA, analyze_history
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -170,7 +170,7 @@ class SeriesNoise:
 
     name: str
     level_ms: float  # its median p95
-    spread: float  # run-to-run: 1.4826 × MAD / median
+    spread: float  # run-to-run: `relative_spread`
     requests: int  # its median number of judged requests
 
 
@@ -187,9 +187,8 @@ def series_noise(history: list[dict[str, Any]]) -> list[SeriesNoise]:
         values = [value for value, _ in pairs]
         median = statistics.median(values) if len(values) >= 5 else 0
         if median > 0:
-            spread = 1.4826 * statistics.median(abs(v - median) for v in values) / median
             requests = round(statistics.median(count for _, count in pairs))
-            noise.append(SeriesNoise(name, median, spread, requests))
+            noise.append(SeriesNoise(name, median, relative_spread(values), requests))
     return noise
 
 
@@ -259,6 +258,13 @@ def _response_times(series: SeriesNoise, drift: float, rng: np.random.Generator)
     return np.rint(rng.lognormal(mu, RESPONSE_SIGMA, series.requests)).astype(int)
 
 
+def relative_spread(values: list[float]) -> float:
+    """Run-to-run spread relative to the level: σ estimated from the MAD, over the median; 0 at a
+    median of 0."""
+    median = float(np.median(values))
+    return MAD_TO_SIGMA * float(np.median(np.abs(np.array(values) - median))) / median if median else 0.0
+
+
 def calibrated_drift(series: SeriesNoise, rng: np.random.Generator, runs: int = 300) -> float:
     """The run-to-run drift of the series' true level: the one whose simulated runs show the real
     spread. The real spread also holds the p95's sampling noise and Locust's whole-ms rounding (a
@@ -266,11 +272,12 @@ def calibrated_drift(series: SeriesNoise, rng: np.random.Generator, runs: int = 
     drift would count them twice."""
 
     def spread(drift: float) -> float:
-        p95s = [
-            np.quantile(_response_times(series, drift, rng), 0.95, method="inverted_cdf") for _ in range(runs)
-        ]
-        median = float(np.median(p95s))
-        return 1.4826 * float(np.median(np.abs(np.array(p95s) - median))) / median if median else 0.0
+        return relative_spread(
+            [
+                np.quantile(_response_times(series, drift, rng), 0.95, method="inverted_cdf")
+                for _ in range(runs)
+            ]
+        )
 
     return float(min(DRIFT_GRID, key=lambda drift: abs(spread(drift) - series.spread)))
 
@@ -284,16 +291,16 @@ def bench_real(
     if noise_file is None:
         real = bench_real_runs(settings, unchanged=8)
         noise = real.pop("noise")
-        recorded = STATE_DIR / "bench" / f"noise-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-        recorded.parent.mkdir(parents=True, exist_ok=True)
-        recorded.write_text(json.dumps({"about": "bench/loadtest.py (e): the unchanged real runs",
+        record = STATE_DIR / "bench" / f"noise-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"about": "bench/loadtest.py (e): the unchanged real runs",
                                         "series": [dataclasses.asdict(series) for series in noise]}, indent=1))  # fmt: skip
-        print(f"(b') the real series, recorded in {recorded} (replay with --noise):")
+        print(f"(b') the real series, recorded in {record} (replay with --noise):")
     else:
         real = {}
-        recorded = json.loads(noise_file.read_text())
-        noise = [SeriesNoise(**series) for series in recorded["series"]]
-        print(f"(b') the series of {noise_file}: {recorded['about']}")
+        replayed = json.loads(noise_file.read_text())
+        noise = [SeriesNoise(**series) for series in replayed["series"]]
+        print(f"(b') the series of {noise_file}: {replayed['about']}")
     rng = np.random.default_rng(11)
     drifts = {series.name: calibrated_drift(series, rng) for series in noise}
     for series in noise:

@@ -11,6 +11,7 @@ import pytest
 from tutormax_ops.core.loadtest_settings import Regression
 from tutormax_ops.loadtest.regression import (
     AGGREGATE,
+    MAD_TO_SIGMA,
     Point,
     analyze_history,
     analyze_series,
@@ -125,7 +126,7 @@ def test_a_latency_is_judged_on_a_log_scale() -> None:
     # MAD ignores the skew, the same run is 4.5 σ above the median.
     doubled = analyze_series(AGGREGATE, "p95_ms", points([*history, 63]), PARAMS)
     raw = np.array(history)
-    raw_z = (63 - np.median(raw)) / (1.4826 * np.median(np.abs(raw - np.median(raw))))
+    raw_z = (63 - np.median(raw)) / (MAD_TO_SIGMA * np.median(np.abs(raw - np.median(raw))))
     assert raw_z > PARAMS.robust_z
     assert not any(finding.rule == "robust" for finding in doubled.findings)
     # 4.2 σ on the log scale: flagged, and the smallest step it reports is that of the log scale.

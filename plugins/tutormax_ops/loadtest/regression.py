@@ -244,10 +244,11 @@ def analyze_series(scope: str, metric: str, points: Sequence[Point], params: Reg
     if reference.size < params.min_history:
         return SeriesVerdict(scope, metric, "insufficient history", baseline, current.value, reference.size)
     provisional = reference.size < params.alarm_history
+    robust = _RobustReference.of(spec, reference)
     findings = [
         replace(finding, provisional=provisional)
         for finding in (
-            _robust_finding(scope, metric, spec, reference, current, params),
+            _robust_finding(scope, metric, spec, robust, current, params),
             _change_point_finding(scope, metric, known, changes, current, params),
         )
         if finding is not None
@@ -261,7 +262,7 @@ def analyze_series(scope: str, metric: str, points: Sequence[Point], params: Reg
         current.value,
         reference.size,
         tuple(findings),
-        min_step=_min_step(spec, reference, current, params),
+        min_step=_min_step(spec, robust, current, params),
     )
 
 
@@ -315,24 +316,32 @@ def _judged(spec: MetricSpec, values: np.ndarray) -> np.ndarray:
     return values if spec.log_floor is None else np.log(np.maximum(values, spec.log_floor))
 
 
-def _unjudged(spec: MetricSpec, value: float) -> float:
-    return value if spec.log_floor is None else math.exp(value)
+@dataclass(frozen=True)
+class _RobustReference:
+    """The robust rule's reference runs: their median, and their centre and σ (MAD × 1.4826) on the
+    judged scale."""
+
+    median: float
+    centre: float
+    scale: float
+
+    @classmethod
+    def of(cls, spec: MetricSpec, reference: np.ndarray) -> _RobustReference:
+        judged = _judged(spec, reference)
+        centre = float(np.median(judged))
+        scale = MAD_TO_SIGMA * float(np.median(np.abs(judged - centre)))
+        return cls(float(np.median(reference)), centre, scale)
 
 
-def _scale(judged: np.ndarray) -> float:
-    return MAD_TO_SIGMA * float(np.median(np.abs(judged - np.median(judged))))
-
-
-def _min_step(spec: MetricSpec, reference: np.ndarray, current: Point, params: Regression) -> float | None:
+def _min_step(spec: MetricSpec, robust: _RobustReference, current: Point, params: Regression) -> float | None:
     """The smallest relative move the robust rule can flag for this history and this run's sample."""
-    median = float(np.median(reference))
+    median = robust.median
     if not median:
         return None
-    judged = _judged(spec, reference)
-    centre = float(np.median(judged))
-    spread = params.robust_z * _scale(judged) * (1 if spec.higher_is_worse else -1)
+    spread = params.robust_z * robust.scale * (1 if spec.higher_is_worse else -1)
+    flagged_from = robust.centre + spread
     needed = max(
-        abs(_unjudged(spec, centre + spread) - median),
+        abs((flagged_from if spec.log_floor is None else math.exp(flagged_from)) - median),
         params.min_relative_change * abs(median),
         spec.min_abs_change,
     )
@@ -342,14 +351,12 @@ def _min_step(spec: MetricSpec, reference: np.ndarray, current: Point, params: R
 
 
 def _robust_finding(
-    scope: str, metric: str, spec: MetricSpec, reference: np.ndarray, current: Point, params: Regression
+    scope: str, metric: str, spec: MetricSpec, robust: _RobustReference, current: Point, params: Regression
 ) -> Finding | None:
     assert current.value is not None
-    median = float(np.median(reference))
-    judged = _judged(spec, reference)
-    scale = _scale(judged)
+    median, scale = robust.median, robust.scale
     bound = _nearest_bound(spec, current)
-    moved = float(_judged(spec, np.array([bound]))[0]) - float(np.median(judged))
+    moved = float(_judged(spec, np.asarray(bound))) - robust.centre
     deviation = moved if spec.higher_is_worse else -moved
     # Identical history (MAD 0, e.g. an error rate of 0 every night): any move is infinitely far,
     # and only the minimum-change rule decides.
