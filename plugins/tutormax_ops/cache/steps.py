@@ -23,6 +23,7 @@ from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_I
 from tutormax_ops.core.db import collector_session, load_sql
 from tutormax_ops.core.notify import send_email
 from tutormax_ops.core.reports import render
+from tutormax_ops.core.runs import run_type_of, trigger_of
 from tutormax_ops.core.service import api_base_url
 from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, upsert_rows
 
@@ -96,16 +97,19 @@ def snapshot(settings: Settings | None = None) -> dict[str, Any]:
     }
 
 
-def should_invalidate(params: Mapping[str, Any], run_type: str) -> bool:
-    """`invalidate` param, or by default only when a migration's Asset event triggered the run."""
+def should_invalidate(params: Mapping[str, Any], run_type: Any) -> bool:
+    """`invalidate` param, or by default only when a migration's Asset event triggered the run.
+    `run_type` is the DAG run's (either enum, or its value)."""
     chosen = params.get("invalidate")
-    return run_type == "asset_triggered" if chosen is None else bool(chosen)
+    return trigger_of(run_type) == "asset" if chosen is None else bool(chosen)
 
 
-def invalidate_step(params: Mapping[str, Any], run_type: str) -> dict[str, int]:
+def invalidate_step(params: Mapping[str, Any], run_type: Any) -> dict[str, int]:
     settings = load_settings(with_variable=True)
     if not should_invalidate(params, run_type):
-        log.info("no invalidation: run type %s, invalidate=%s", run_type, params.get("invalidate"))
+        log.info(
+            "no invalidation: run type %s, invalidate=%s", run_type_of(run_type), params.get("invalidate")
+        )
         return {}
     removed = {}
     with _redis() as client:
@@ -186,7 +190,7 @@ def record_step(
     warmed: Sequence[Mapping[str, Any]],
     *,
     run_id: str,
-    run_type: str,
+    run_type: Any,
     started_at: datetime,
 ) -> dict[str, Any]:
     """Take the after-snapshot, store the history rows, then email when the hit rate is below the alert
@@ -208,7 +212,7 @@ def record_step(
             conn,
             schema,
             "cache_warm_runs",
-            [_run_row(before, after, invalidated, alerts, run_id, run_type, started_at)],
+            [_run_row(before, after, invalidated, alerts, run_id, run_type_of(run_type), started_at)],
             key=("dag_id", "run_id"),
         )
         replace_run_rows(
