@@ -138,7 +138,7 @@ def test_schedules_chain_migration_warming_and_load_test() -> None:
     warming, load_test = _dag(DAG_ID), _dag("tutormax_load_test")
     assert list(warming.timetable.asset_condition.objects) == [SCHEMA_MIGRATED]
     assert list(load_test.timetable.asset_condition.objects) == [CACHE_WARMED]
-    assert _dag("tutormax_migrations").get_task("verify").outlets == [SCHEMA_MIGRATED]
+    assert _dag("tutormax_migrations").get_task("announce").outlets == [SCHEMA_MIGRATED]
     assert warming.get_task("record").outlets == [CACHE_WARMED]
 
 

@@ -21,6 +21,7 @@ from tutormax_ops.collectors.redis import cache_stats
 from tutormax_ops.core.config import Settings, WarmTarget, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID
 from tutormax_ops.core.db import collector_session, load_sql
+from tutormax_ops.core.errors import ReportedFailure, fail_fast
 from tutormax_ops.core.notify import send_email
 from tutormax_ops.core.reports import render
 from tutormax_ops.core.runs import run_type_of, trigger_of
@@ -45,6 +46,7 @@ def _redis() -> Iterator[Any]:
 # --- tutormax_cache_clear ---------------------------------------------------------------------
 
 
+@fail_fast
 def clear_step(params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the pattern (before Redis is touched), then SCAN + UNLINK, or only count on a dry run."""
     settings = load_settings(with_variable=True)
@@ -104,6 +106,7 @@ def should_invalidate(params: Mapping[str, Any], run_type: Any) -> bool:
     return trigger_of(run_type) == "asset" if chosen is None else bool(chosen)
 
 
+@fail_fast
 def invalidate_step(params: Mapping[str, Any], run_type: Any) -> dict[str, int]:
     settings = load_settings(with_variable=True)
     if not should_invalidate(params, run_type):
@@ -156,6 +159,7 @@ def pacing(settings: Settings) -> Pacing:
     return Pacing(warm.concurrency, warm.rate_per_s, warm.retries, warm.backoff_s, warm.request_timeout_s)
 
 
+@fail_fast
 def warm_step(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     settings = load_settings(with_variable=True)
     wanted = list(params.get("targets") or [])
@@ -184,6 +188,7 @@ def warm_step(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [asdict(result) for result in results]
 
 
+@fail_fast
 def record_step(
     before: Mapping[str, Any],
     invalidated: Mapping[str, int],
@@ -238,7 +243,10 @@ def record_step(
         )
     dead = [w["target"] for w in warmed if w["requested"] and not w["ok"]]
     if dead:
-        raise RuntimeError(f"no request of {dead} succeeded (see the warm task's log); results were stored")
+        # Emailed above (a failed request is an alert); a retry of `record` would not warm anything.
+        raise ReportedFailure(
+            f"no request of {dead} succeeded (see the warm task's log); results were stored"
+        )
     return summary
 
 
