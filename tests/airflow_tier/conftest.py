@@ -1,0 +1,142 @@
+"""The tier that runs the DAGs as operators do: one real `airflow standalone` (scheduler, DAG
+processor, API server, triggerer) for the whole tier, against the session's PostgreSQL, Redis and
+SMTP sink, and a reference service of the tier's own.
+
+- The tier's service has its own database (on the session's server) and its own Redis database
+  number: migrations, vacuums, bookings and cache invalidations of the tier touch nothing another
+  test reads.
+- Airflow reaches the service through a counting proxy (`service_proxy`), so a test counts the
+  requests that arrived, and who sent them.
+- The fixtures are package-scoped: Airflow starts before the tier's first test and stops after its
+  last, whatever happened (its process group is signalled, then killed). pytest runs a folder's
+  tests together, so this is one Airflow for the whole tier.
+- Load tests are sized to the minimum through `TUTORMAX_OPS__…` settings of the Airflow processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from airflow_api import AirflowApi, wait_for
+from service_proxy import CountingProxy, counting_proxy
+
+from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
+from tutormax_ops.core.processes import free_port
+from tutormax_ops.devstack import stack as devstack
+from tutormax_ops.devstack.airflow_server import start_airflow
+
+# The session's own folder (tests/conftest.py's TEST_STATE): a killed session's Airflow is stopped
+# by the next session through the PID file kept there.
+TIER_STATE = STATE_DIR / "test" / str(os.getpid()) / "airflow_tier"
+# Not the session's Redis database 0: the tier's service caches its own database's rows.
+TIER_REDIS_DB = 1
+# Settings of the Airflow processes (environment, read by the DAG files and the tasks).
+TIER_SETTINGS = {
+    # The smallest smoke load test the DAG accepts (its run_time minimum is 30 s): the tier checks
+    # how runs are started and chained, not the service's speed, which bench/ and tests/dags judge.
+    "TUTORMAX_OPS__LOADTEST__PROFILES__SMOKE__USERS": "2",
+    "TUTORMAX_OPS__LOADTEST__PROFILES__SMOKE__SPAWN_RATE": "2",
+    "TUTORMAX_OPS__LOADTEST__PROFILES__SMOKE__RUN_TIME_S": "30",
+    "TUTORMAX_OPS__NOTIFY__RECIPIENTS": '["tier@tutormax.example"]',
+}
+# Airflow on a busy 2-core machine: `airflow standalone` migrates SQLite and starts four components,
+# about 30-60 s alone; five other suites may be running beside it.
+START_TIMEOUT_S = 420
+# The DAG processor's first pass over the 7 files (one parsing process on 2 cores, each file up to
+# `dagbag_import_timeout`); usually under 30 s.
+PARSE_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class TierService:
+    """The tier's own reference service: its database, Redis URL and the proxy in front of it."""
+
+    db_url: str
+    redis_url: str
+    proxy: CountingProxy
+
+
+def _with_redis_db(url: str, number: int) -> str:
+    return urlsplit(url)._replace(path=f"/{number}").geturl()
+
+
+@pytest.fixture(scope="package")
+def tier_service(stack: devstack.Stack) -> Iterator[TierService]:
+    name = f"tutormax_tier_{os.getpid()}"
+    db_url = devstack.create_database(stack.admin_url, name, extensions=devstack.SERVICE_EXTENSIONS)
+    try:
+        devstack.migrate_service_schema(db_url)
+        devstack.load_service_data(db_url, days=1, sessions_per_day=3000)
+        redis_url = _with_redis_db(stack.endpoints.redis_url, TIER_REDIS_DB)
+        port = free_port()
+        service = devstack.start_reference_service(
+            database_url=db_url, redis_url=redis_url, port=port, log_dir=TIER_STATE / "logs", workers=1
+        )
+        try:
+            with counting_proxy(f"http://127.0.0.1:{port}") as proxy:
+                yield TierService(db_url, redis_url, proxy)
+        finally:
+            service.stop()
+    finally:
+        devstack.drop_database(stack.admin_url, name)
+
+
+@pytest.fixture(scope="package")
+def airflow(stack: devstack.Stack, tier_service: TierService) -> Iterator[AirflowApi]:
+    """One `airflow standalone` for the tier, its REST API logged in as the admin."""
+    endpoints = replace(
+        stack.endpoints,
+        db_url=tier_service.db_url,
+        results_url=tier_service.db_url,
+        redis_url=tier_service.redis_url,
+        api_url=tier_service.proxy.url,
+    )
+    env = {
+        **endpoints.airflow_env(),
+        **TIER_SETTINGS,
+        "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (TIER_STATE / "artifacts").as_uri(),
+    }
+    shutil.rmtree(TIER_STATE / "airflow_home", ignore_errors=True)
+    server = start_airflow(
+        TIER_STATE / "airflow_home",
+        port=free_port(),
+        log_dir=TIER_STATE / "logs",
+        env=env,
+        dag_refresh_s=5,
+        timeout_s=START_TIMEOUT_S,
+    )
+    try:
+        yield AirflowApi(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="package")
+def tier_log(airflow: AirflowApi) -> Path:
+    """Airflow's own output (all four components), for failure messages."""
+    return airflow.server.managed.log_path
+
+
+def dag_ids() -> list[str]:
+    return sorted(path.stem for path in (PROJECT_ROOT / "dags").glob("tutormax_*.py"))
+
+
+@pytest.fixture(scope="package")
+def parsed_dags(airflow: AirflowApi) -> list[str]:
+    """Every DAG file's DAG, once the DAG processor has serialized them all (and nothing failed to import)."""
+    expected = dag_ids()
+
+    def parsed() -> bool:
+        errors = airflow.get("/importErrors")["import_errors"]
+        assert errors == [], [(error["filename"], error["stack_trace"][-1500:]) for error in errors]
+        listed = {dag["dag_id"] for dag in airflow.get("/dags", limit=100)["dags"]}
+        return listed >= set(expected)
+
+    wait_for(parsed, timeout_s=PARSE_TIMEOUT_S, what=f"the DAG processor parsed {expected}")
+    return expected
