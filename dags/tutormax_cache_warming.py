@@ -79,7 +79,7 @@ def tutormax_cache_warming() -> None:
     def invalidate(params: dict | None = None, dag_run=None) -> dict:
         from tutormax_ops.cache.steps import invalidate_step
 
-        return invalidate_step(params or {}, str(dag_run.run_type))
+        return invalidate_step(params or {}, dag_run.run_type)
 
     @task
     def warm(params: dict | None = None) -> list:
@@ -98,7 +98,7 @@ def tutormax_cache_warming() -> None:
             invalidated,
             warmed,
             run_id=run_id,
-            run_type=str(dag_run.run_type),
+            run_type=dag_run.run_type,
             started_at=dag_run.start_date,
         )
 

@@ -15,15 +15,17 @@ Where the project lives, how it runs and how it receives the database URL are se
 `migrations.project` (config only; the credentials come from the `tutormax_db` connection).
 
 ### Schedule
-Manual only (`max_active_runs=1`). Success emits the `tutormax_schema_migrated` Asset, which
-triggers `tutormax_cache_warming` (invalidate, warm), whose `tutormax_cache_warmed` Asset triggers
-the smoke load test.
+Manual only (`max_active_runs=1`): no schedule, so unpausing starts nothing. A verified migration
+that applied revisions emits the `tutormax_schema_migrated` Asset (`announce`, with the revisions
+in its metadata), which triggers `tutormax_cache_warming` (invalidate, warm), whose
+`tutormax_cache_warmed` Asset triggers the smoke load test. A run that applied nothing (already at
+the target) or only previewed SQL emits no event: nothing downstream runs for no change.
 
 ### Params
 - `action`: `upgrade`, `downgrade` or `preview_sql`.
 - `target_revision`: `head` (default), `base` or a revision id.
 - `backup_first`: take the pg_dump backup before applying (default true).
-- `confirm`: must equal `target_revision` for a downgrade to run.
+- `confirm`: must equal `target_revision` for a downgrade to run; empty (the default) otherwise.
 
 ### Outputs
 Under `storage.artifacts_base`/tutormax_migrations/<run_id>/: the `.dump` backup and/or
@@ -31,10 +33,13 @@ Under `storage.artifacts_base`/tutormax_migrations/<run_id>/: the `.dump` backup
 backup's path and size and any warning. The `tutormax_schema_migrated` Asset event.
 
 ### On failure
-A bad param fails `preflight` naming the field before any server is touched; several heads, an
-unknown revision or a blocking transaction fail it with the details. A pg_dump older than the
+A bad param fails `preflight` naming the field before any server is touched; several heads or an
+unknown revision fail it with the details. These, a config or permission error (wrong password,
+missing `alembic.ini`) and a failed `apply` fail at once, without the retry: only a transient fault
+(a refused connection, a timeout, a transaction that would block the DDL) is retried once. A pg_dump older than the
 server fails `backup` before anything is applied. A failed `apply` (e.g. a lock held past
-`lock_timeout`) is recorded and emailed with the backup's path and the `pg_restore` command; an
+`lock_timeout`) is recorded and emailed with the backup's path and the `pg_restore` command (that
+one email: no second failure email); an
 invalid index fails `verify` naming it with the `REINDEX` that fixes it. No Asset event then.
 """
 
@@ -74,8 +79,8 @@ DAG_ID = "tutormax_migrations"
             True, type="boolean", title="Back up first", description_md="`pg_dump -Fc` to storage."
         ),
         "confirm": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             maxLength=64,
             title="Confirm",
             description_md="For a downgrade: type the target revision again.",
@@ -107,7 +112,7 @@ def tutormax_migrations() -> None:
 
         return apply_step(plan, backup, run_id, dag_run.start_date)
 
-    @task(outlets=[SCHEMA_MIGRATED], trigger_rule="none_failed")  # a skipped backup is not a failure
+    @task(trigger_rule="none_failed")  # a skipped backup is not a failure
     def verify(
         plan: dict, backup: dict | None, applied: dict, run_id: str | None = None, dag_run=None
     ) -> dict:
@@ -115,10 +120,17 @@ def tutormax_migrations() -> None:
 
         return verify_step(plan, backup, applied, run_id, dag_run.start_date)
 
+    @task(outlets=[SCHEMA_MIGRATED])
+    def announce(applied: dict, outlet_events=None) -> dict:
+        from tutormax_ops.migrations.steps import announce_step
+
+        return announce_step(applied, outlet_events[SCHEMA_MIGRATED])
+
     plan = preflight()
     preview_sql(plan)
     dumped = backup(plan)
-    verify(plan, dumped, apply(plan, dumped))
+    applied = apply(plan, dumped)
+    verify(plan, dumped, applied) >> announce(applied)
 
 
 tutormax_migrations()

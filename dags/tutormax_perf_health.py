@@ -54,13 +54,14 @@ from tutormax_ops.core.dag_policy import START_DATE, default_args
 )
 def tutormax_perf_health() -> None:
     @task
-    def snapshot(dag_run=None, logical_date=None) -> dict:
+    def snapshot(dag_run=None) -> dict:
         from tutormax_ops.core.config import load_settings
+        from tutormax_ops.core.runs import run_moment
         from tutormax_ops.health.snapshot import take_snapshot
 
         settings = load_settings(with_variable=True)
         return take_snapshot(
-            dag_id=dag_run.dag_id, run_id=dag_run.run_id, logical_date=logical_date, settings=settings
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id, moment=run_moment(dag_run), settings=settings
         )
 
     @task

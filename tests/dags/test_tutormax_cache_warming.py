@@ -4,6 +4,8 @@ with dag.test() and linked by the Asset events they record."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import psycopg
 import pytest
@@ -136,7 +138,7 @@ def test_schedules_chain_migration_warming_and_load_test() -> None:
     warming, load_test = _dag(DAG_ID), _dag("tutormax_load_test")
     assert list(warming.timetable.asset_condition.objects) == [SCHEMA_MIGRATED]
     assert list(load_test.timetable.asset_condition.objects) == [CACHE_WARMED]
-    assert _dag("tutormax_migrations").get_task("verify").outlets == [SCHEMA_MIGRATED]
+    assert _dag("tutormax_migrations").get_task("announce").outlets == [SCHEMA_MIGRATED]
     assert warming.get_task("record").outlets == [CACHE_WARMED]
 
 
@@ -169,3 +171,32 @@ def test_a_migration_leads_to_clear_warm_then_the_smoke_load_test(
     assert (states["guard"], states["run"]) == (["success"], ["success"]), states
     load_instances = {ti.task_id: ti for ti in load.get_task_instances()}
     assert warmed[0][0] < load_instances["run"].start_date
+
+
+def test_an_asset_triggered_run_invalidates_and_stores_the_run_type_value(
+    cache, airflow_connections, service_db_url
+) -> None:
+    """Under a real Airflow a task gets the task SDK's DagRunType, whose str() is
+    "DagRunType.ASSET_TRIGGERED": the tasks are called here as the task runner calls them."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    cache.set("tutormax:cache:dashboard:tutor:stale", b"old schema", ex=600)
+    dag = _dag(DAG_ID)
+    dag_run = SimpleNamespace(
+        run_type=DagRunType.ASSET_TRIGGERED, start_date=datetime.now(UTC), run_id="asset_run_type_test"
+    )
+    removed = dag.get_task("invalidate").python_callable(params={}, dag_run=dag_run)
+    assert removed["tutormax:cache:*"] >= 1
+    assert not cache.exists("tutormax:cache:dashboard:tutor:stale")
+
+    dag.get_task("record").python_callable({}, removed, [], run_id=dag_run.run_id, dag_run=dag_run)
+    with psycopg.connect(service_db_url) as conn:
+        triggered_by = conn.execute(
+            sql.SQL("SELECT triggered_by FROM {} WHERE run_id = %s").format(
+                sql.Identifier(SCHEMA, "cache_warm_runs")
+            ),
+            (dag_run.run_id,),
+        ).fetchone()[0]
+    assert triggered_by == "asset_triggered"

@@ -138,6 +138,7 @@ def test_preview_sql_applies_nothing_and_stores_the_sql(target_db, run_dag) -> N
         "backup": ["skipped"],
         "apply": ["skipped"],
         "verify": ["skipped"],
+        "announce": ["skipped"],
     }
     assert tables(target_db) == set()
     assert schema_migrated_events() == events
@@ -146,6 +147,33 @@ def test_preview_sql_applies_nothing_and_stores_the_sql(target_db, run_dag) -> N
     text = preview.read_text()
     assert "CREATE TABLE tutors" in text and "CREATE INDEX CONCURRENTLY ix_sessions_scheduled_at" in text
     assert "INFO" not in text  # Alembic's log lines go to the task log, not into the SQL
+
+
+def instances(dag_run) -> dict:
+    return {ti.task_id: ti for ti in dag_run.get_task_instances()}
+
+
+def test_a_migration_that_applies_nothing_emits_no_asset_event(target_db, run_dag) -> None:
+    first = run_dag(DAG_ID)
+    assert str(first.state) == "success", task_states(first)
+    events = schema_migrated_events()
+    again = run_dag(DAG_ID)  # already at head
+    assert str(again.state) == "success", task_states(again)
+    states = task_states(again)
+    assert (states["apply"], states["verify"], states["announce"]) == (["success"], ["success"], ["skipped"])
+    assert schema_migrated_events() == events
+
+
+def test_a_downgrade_without_confirm_fails_at_once_naming_the_field(target_db, run_dag, maildir) -> None:
+    """The form's default (`confirm` empty) is valid; the refusal comes from `preflight`, at once."""
+    before = len(read_emails(maildir))
+    dag_run = run_dag(DAG_ID, run_conf={"action": "downgrade", "target_revision": "base"})
+    preflight = instances(dag_run)["preflight"]
+    assert (str(preflight.state), preflight.try_number) == ("failed", 1)
+    about_run = [m for m in read_emails(maildir)[before:] if dag_run.run_id in m["subject"]]
+    assert len(about_run) == 1
+    body = about_run[0].get_body(("html",)).get_content()
+    assert "params.confirm" in body and "(try 1)" in body
 
 
 def test_a_blocked_migration_fails_fast_leaves_schema_and_backup_and_emails_where(
@@ -163,12 +191,15 @@ def test_a_blocked_migration_fails_fast_leaves_schema_and_backup_and_emails_wher
         holder.rollback()
     assert str(dag_run.state) == "failed"
     assert task_states(dag_run)["apply"] == ["failed"]
-    assert elapsed < 120  # two tries of a 0.5 s lock wait, not a queue behind the reader
+    assert instances(dag_run)["apply"].try_number == 1  # a failed migration is not retried
+    assert elapsed < 120  # a 0.5 s lock wait, not a queue behind the reader
     assert revision(target_db) == ["0002"]
     assert "hourly_rate_cents" not in columns(target_db, "tutors")
-    emails = [m for m in read_emails(maildir)[before:] if "migration upgrade to 0003 failed" in m["subject"]]
-    assert emails
-    body = emails[-1].get_body(("html",)).get_content()
+    about_run = [m for m in read_emails(maildir)[before:] if dag_run.run_id in m["subject"]]
+    assert [m["subject"] for m in about_run] == [
+        f"[TutorMax Ops] migration upgrade to 0003 failed ({dag_run.run_id})"
+    ]  # one failure, one email: the failure callback sends no second one
+    body = about_run[0].get_body(("html",)).get_content()
     assert "lock timeout" in body.lower()
     path = body.split("kept at <code>")[1].split("</code>")[0]
     assert Path(path.removeprefix("file://")).stat().st_size > 0

@@ -21,8 +21,10 @@ from tutormax_ops.collectors.redis import cache_stats
 from tutormax_ops.core.config import Settings, WarmTarget, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID
 from tutormax_ops.core.db import collector_session, load_sql
+from tutormax_ops.core.errors import ReportedFailure, fail_fast
 from tutormax_ops.core.notify import send_email
 from tutormax_ops.core.reports import render
+from tutormax_ops.core.runs import run_type_of, trigger_of
 from tutormax_ops.core.service import api_base_url
 from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, upsert_rows
 
@@ -44,6 +46,7 @@ def _redis() -> Iterator[Any]:
 # --- tutormax_cache_clear ---------------------------------------------------------------------
 
 
+@fail_fast
 def clear_step(params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the pattern (before Redis is touched), then SCAN + UNLINK, or only count on a dry run."""
     settings = load_settings(with_variable=True)
@@ -96,16 +99,20 @@ def snapshot(settings: Settings | None = None) -> dict[str, Any]:
     }
 
 
-def should_invalidate(params: Mapping[str, Any], run_type: str) -> bool:
-    """`invalidate` param, or by default only when a migration's Asset event triggered the run."""
+def should_invalidate(params: Mapping[str, Any], run_type: Any) -> bool:
+    """`invalidate` param, or by default only when a migration's Asset event triggered the run.
+    `run_type` is the DAG run's (either enum, or its value)."""
     chosen = params.get("invalidate")
-    return run_type == "asset_triggered" if chosen is None else bool(chosen)
+    return trigger_of(run_type) == "asset" if chosen is None else bool(chosen)
 
 
-def invalidate_step(params: Mapping[str, Any], run_type: str) -> dict[str, int]:
+@fail_fast
+def invalidate_step(params: Mapping[str, Any], run_type: Any) -> dict[str, int]:
     settings = load_settings(with_variable=True)
     if not should_invalidate(params, run_type):
-        log.info("no invalidation: run type %s, invalidate=%s", run_type, params.get("invalidate"))
+        log.info(
+            "no invalidation: run type %s, invalidate=%s", run_type_of(run_type), params.get("invalidate")
+        )
         return {}
     removed = {}
     with _redis() as client:
@@ -152,6 +159,7 @@ def pacing(settings: Settings) -> Pacing:
     return Pacing(warm.concurrency, warm.rate_per_s, warm.retries, warm.backoff_s, warm.request_timeout_s)
 
 
+@fail_fast
 def warm_step(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     settings = load_settings(with_variable=True)
     wanted = list(params.get("targets") or [])
@@ -180,13 +188,14 @@ def warm_step(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [asdict(result) for result in results]
 
 
+@fail_fast
 def record_step(
     before: Mapping[str, Any],
     invalidated: Mapping[str, int],
     warmed: Sequence[Mapping[str, Any]],
     *,
     run_id: str,
-    run_type: str,
+    run_type: Any,
     started_at: datetime,
 ) -> dict[str, Any]:
     """Take the after-snapshot, store the history rows, then email when the hit rate is below the alert
@@ -208,7 +217,7 @@ def record_step(
             conn,
             schema,
             "cache_warm_runs",
-            [_run_row(before, after, invalidated, alerts, run_id, run_type, started_at)],
+            [_run_row(before, after, invalidated, alerts, run_id, run_type_of(run_type), started_at)],
             key=("dag_id", "run_id"),
         )
         replace_run_rows(
@@ -234,7 +243,10 @@ def record_step(
         )
     dead = [w["target"] for w in warmed if w["requested"] and not w["ok"]]
     if dead:
-        raise RuntimeError(f"no request of {dead} succeeded (see the warm task's log); results were stored")
+        # Emailed above (a failed request is an alert); a retry of `record` would not warm anything.
+        raise ReportedFailure(
+            f"no request of {dead} succeeded (see the warm task's log); results were stored"
+        )
     return summary
 
 

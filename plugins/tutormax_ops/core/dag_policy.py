@@ -1,5 +1,9 @@
 """What every tutormax_* DAG shares: owner, retries, failure email, start date and the tag list
-that the DAG integrity tests enforce."""
+that the DAG integrity tests enforce.
+
+One retry after two minutes is for transient faults (a refused connection, a timeout); errors that
+cannot heal fail at once (`core.errors`), and a failure whose task already emailed is not emailed
+again."""
 
 from __future__ import annotations
 
@@ -14,12 +18,12 @@ ALLOWED_TAGS = frozenset({"tutormax", "smoke", "maintenance", "loadtest", "migra
 
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    from tutormax_ops.core.notify import notify_task_failure
+    from tutormax_ops.core.errors import notify_failure
 
     return {
         "owner": OWNER,
         "retries": 1,
         "retry_delay": timedelta(minutes=2),
-        "on_failure_callback": notify_task_failure,
+        "on_failure_callback": notify_failure,
         **overrides,
     }

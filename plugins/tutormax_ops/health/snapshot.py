@@ -34,14 +34,15 @@ SERVICE_SUMMARY = "/api/performance/summary"
 QUERY_TEXT_CHARS = 300  # statements kept in `samples` are for deltas, not for reading
 
 
-def take_snapshot(*, dag_id: str, run_id: str, logical_date: datetime, settings: Settings) -> dict[str, Any]:
-    """Collect, store the hour's row (replacing a rerun's), and return its small summary for XCom."""
+def take_snapshot(*, dag_id: str, run_id: str, moment: datetime, settings: Settings) -> dict[str, Any]:
+    """Collect, store the row of `moment`'s hour (replacing a rerun's), and return its small summary
+    for XCom. `moment` is the run's (`core.runs.run_moment`): a REST-triggered run has no logical date."""
     from psycopg.types.json import Jsonb
 
     from tutormax_ops.collectors.summary import build_summary
     from tutormax_ops.core.storage import upsert_rows
 
-    hour = hour_of(logical_date)
+    hour = hour_of(moment)
     schema = settings.storage.results_schema
     with results_db(settings) as results:
         previous = one(results, "previous_snapshot", schema, {"hour": hour})

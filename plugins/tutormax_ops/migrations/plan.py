@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from tutormax_ops.core.config import Settings
 from tutormax_ops.core.db import load_sql
+from tutormax_ops.core.errors import CannotHeal
 from tutormax_ops.migrations.runner import AlembicCommand, DbTarget
 
 ACTIONS = ("upgrade", "downgrade", "preview_sql")
@@ -25,8 +26,12 @@ _HEAD_LINE = re.compile(r"^(?P<rev>[A-Za-z0-9_]+)\b.*\((?:effective )?head\)")
 _HISTORY_LINE = re.compile(r"^(?P<down>.+?) -> (?P<rev>[A-Za-z0-9_]+)\b")
 
 
-class PreflightError(RuntimeError):
-    """The run must not go ahead; the message says why (and what to do)."""
+class PreflightError(CannotHeal):
+    """The run must not go ahead and a retry would not change that; the message says why (and what to do)."""
+
+
+class BlockedByTransactions(RuntimeError):
+    """Long transactions would block the DDL: they may have ended by the retry."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,7 @@ def preflight(
             f"{t['locks_held']} locks)"
             for t in blocking
         )
-        raise PreflightError(
+        raise BlockedByTransactions(
             f"{len(blocking)} transaction(s) open longer than migrations.max_transaction_age_s="
             f"{settings.migrations.max_transaction_age_s:g} s would block DDL: {described}"
         )

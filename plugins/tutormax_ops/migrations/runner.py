@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from tutormax_ops.core.config import AlembicProject, Settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
+from tutormax_ops.core.errors import CannotHeal
 from tutormax_ops.core.notify import redact
 from tutormax_ops.core.paths import PROJECT_ROOT
 
@@ -84,8 +85,9 @@ def db_target(conn_id: str) -> DbTarget:
     )
 
 
-class AlembicError(RuntimeError):
-    """Alembic exited non-zero; the message holds the redacted tail of its output."""
+class AlembicError(CannotHeal):
+    """Alembic exited non-zero (or ran past `command_timeout_s`); the message holds the redacted tail
+    of its output. A retry would run the same failing migration again."""
 
 
 @dataclass(frozen=True)

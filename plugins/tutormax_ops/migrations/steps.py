@@ -15,6 +15,7 @@ from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
 from tutormax_ops.core.coordination import exclusive
 from tutormax_ops.core.db import collector_session, connect
+from tutormax_ops.core.errors import ReportedFailure, fail_fast
 from tutormax_ops.core.notify import send_email
 from tutormax_ops.core.reports import render
 from tutormax_ops.core.storage import ensure_results_schema, path_segment, run_artifacts_dir, upsert_rows
@@ -48,6 +49,7 @@ def _folder(settings: Settings, run_id: str, *, reset: bool = False) -> Any:
     return run_artifacts_dir(settings.storage.artifacts_uri(), DAG_ID, run_id, reset=reset)
 
 
+@fail_fast
 def preflight_step(params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     run = validate_params(params)  # before any server is touched
     settings = load_settings(with_variable=True)
@@ -66,6 +68,7 @@ def preflight_step(params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     return plan
 
 
+@fail_fast
 def preview_step(plan: Mapping[str, Any], run_id: str) -> str:
     """`alembic … --sql` into `preview.sql` (and the log); nothing is applied."""
     if plan["action"] != "preview_sql":
@@ -82,6 +85,7 @@ def preview_step(plan: Mapping[str, Any], run_id: str) -> str:
     return str(path)
 
 
+@fail_fast
 def backup_step(plan: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     if plan["action"] == "preview_sql":
         _skip("preview_sql applies nothing")
@@ -103,10 +107,12 @@ def backup_step(plan: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     )
 
 
+@fail_fast
 def apply_step(
     plan: Mapping[str, Any], backup: Mapping[str, Any] | None, run_id: str, started_at: datetime
 ) -> dict[str, Any]:
-    """Under the shared advisory lock. A failure is stored and emailed with the backup's location."""
+    """Under the shared advisory lock. A failure is stored and emailed with the backup's location, and
+    fails the task at once: a retry of a failed migration is not the operator's decision to make."""
     if plan["action"] == "preview_sql":
         _skip("preview_sql applies nothing")
     settings = load_settings(with_variable=True)
@@ -124,10 +130,11 @@ def apply_step(
     except Exception as error:
         _record(settings, run_id, started_at, "failed", plan, backup, error=str(error))
         _email_failure(settings, plan, backup, run_id, str(error))
-        raise
+        raise ReportedFailure(f"{type(error).__name__}: {error}") from error
     return {**applied, "applied": plan["pending"]}
 
 
+@fail_fast
 def verify_step(
     plan: Mapping[str, Any],
     backup: Mapping[str, Any] | None,
@@ -146,6 +153,18 @@ def verify_step(
         raise
     _record(settings, run_id, started_at, "success", plan, backup, applied=applied, verified=verified)
     return verified
+
+
+def announce_step(applied: Mapping[str, Any], outlet_event: Any) -> dict[str, Any]:
+    """Emit `tutormax_schema_migrated` only for a change: with no revision applied the task skips, so
+    no event invalidates and warms the cache and load-tests the service for nothing. The event's
+    metadata names the revisions (`from`, `to`, `applied`)."""
+    if not applied.get("applied"):
+        _skip(f"nothing was applied (the database is at {applied.get('to') or 'base'}): no Asset event")
+    change = {key: applied.get(key) for key in ("from", "to", "applied")}
+    outlet_event.extra = change
+    log.info("schema changed from %s to %s: emitting the Asset event", change["from"], change["to"])
+    return change
 
 
 def _record(
