@@ -10,11 +10,32 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from service_proxy import CountingProxy, Seen
 
+from tutormax_ops.core.paths import PROJECT_ROOT
 from tutormax_ops.devstack.airflow_server import RunningAirflow
 
 TERMINAL = {"success", "failed"}
 POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class TierService:
+    """The tier's own reference service: its database, Redis URL and the proxy in front of it."""
+
+    db_url: str
+    redis_url: str = field(repr=False)
+    proxy: CountingProxy
+
+
+@dataclass(frozen=True)
+class Unpaused:
+    """What unpausing every DAG started, once it all finished: the runs, the Asset events and the
+    requests that reached the service meanwhile."""
+
+    runs: list[dict]
+    events: list[dict]
+    requests: list[Seen]
 
 
 class WaitTimeout(AssertionError):
@@ -108,6 +129,11 @@ class AirflowApi:
 
     def asset_events(self, **params: Any) -> list[dict]:
         return self.get("/assets/events", limit=100, order_by="-timestamp", **params)["asset_events"]
+
+
+def dag_ids() -> list[str]:
+    """The package's DAGs: one per file under dags/."""
+    return sorted(path.stem for path in (PROJECT_ROOT / "dags").glob("tutormax_*.py"))
 
 
 def parse_time(value: str) -> datetime:

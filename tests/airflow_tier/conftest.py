@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from airflow_api import AirflowApi, wait_for
-from service_proxy import CountingProxy, counting_proxy
+from airflow_api import TERMINAL, AirflowApi, TierService, Unpaused, dag_ids, parse_time, wait_for
+from service_proxy import counting_proxy
 
-from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
+from tutormax_ops.core.paths import STATE_DIR
 from tutormax_ops.core.processes import free_port
 from tutormax_ops.devstack import stack as devstack
 from tutormax_ops.devstack.airflow_server import start_airflow
@@ -43,6 +45,12 @@ TIER_SETTINGS = {
     "TUTORMAX_OPS__LOADTEST__PROFILES__SMOKE__USERS": "2",
     "TUTORMAX_OPS__LOADTEST__PROFILES__SMOKE__SPAWN_RATE": "2",
     "TUTORMAX_OPS__LOADTEST__PROFILES__SMOKE__RUN_TIME_S": "30",
+    # Its verdict judges the service's speed and the generator's health; on a 2-core machine shared
+    # with other suites those say how busy the machine was, not whether the run was started, chained
+    # and recorded as it should be. A run still fails on errors above 1 % or a broken report.
+    "TUTORMAX_OPS__LOADTEST__PROFILES__SMOKE__TARGETS": "{p95_api_ms: 10000, p95_query_ms: 10000, cache_hit_rate_percent: 0, throughput_rps: 0}",
+    "TUTORMAX_OPS__LOADTEST__HOST_SATURATION_PERCENT": "100",
+    "TUTORMAX_OPS__LOADTEST__CPU_SATURATION_PERCENT": "100",
     "TUTORMAX_OPS__NOTIFY__RECIPIENTS": '["tier@tutormax.example"]',
 }
 # Airflow on a busy 2-core machine: `airflow standalone` migrates SQLite and starts four components,
@@ -51,15 +59,9 @@ START_TIMEOUT_S = 420
 # The DAG processor's first pass over the 7 files (one parsing process on 2 cores, each file up to
 # `dagbag_import_timeout`); usually under 30 s.
 PARSE_TIMEOUT_S = 300
-
-
-@dataclass(frozen=True)
-class TierService:
-    """The tier's own reference service: its database, Redis URL and the proxy in front of it."""
-
-    db_url: str
-    redis_url: str
-    proxy: CountingProxy
+# Everything unpausing starts, chained runs included: before the fixes, a warming run (seconds) and
+# a 30 s load test with its analysis; a minute or two, several on a busy machine.
+SETTLE_TIMEOUT_S = 600
 
 
 def _with_redis_db(url: str, number: int) -> str:
@@ -87,6 +89,18 @@ def tier_service(stack: devstack.Stack) -> Iterator[TierService]:
         devstack.drop_database(stack.admin_url, name)
 
 
+def schedules_missed_hours_ago(now: datetime) -> dict[str, str]:
+    """The nightly warming and load test scheduled as in the YAML (warming 30 min before the load
+    test) but their latest time 3.5 h and 3 h ago, whatever the hour the tier runs: unpausing then
+    meets the issue's case, a nightly run missed hours before (outside the load test's 120-minute
+    window), at any time of day, instead of a real 02:00 run inside its window at night."""
+    warm, load = now - timedelta(hours=3, minutes=30), now - timedelta(hours=3)
+    return {
+        "TUTORMAX_OPS__CACHE_WARM__SCHEDULE": f"{warm.minute} {warm.hour} * * *",
+        "TUTORMAX_OPS__LOADTEST__SCHEDULE": f"{load.minute} {load.hour} * * *",
+    }
+
+
 @pytest.fixture(scope="package")
 def airflow(stack: devstack.Stack, tier_service: TierService) -> Iterator[AirflowApi]:
     """One `airflow standalone` for the tier, its REST API logged in as the admin."""
@@ -100,6 +114,7 @@ def airflow(stack: devstack.Stack, tier_service: TierService) -> Iterator[Airflo
     env = {
         **endpoints.airflow_env(),
         **TIER_SETTINGS,
+        **schedules_missed_hours_ago(datetime.now(UTC)),
         "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (TIER_STATE / "artifacts").as_uri(),
     }
     shutil.rmtree(TIER_STATE / "airflow_home", ignore_errors=True)
@@ -123,10 +138,6 @@ def tier_log(airflow: AirflowApi) -> Path:
     return airflow.server.managed.log_path
 
 
-def dag_ids() -> list[str]:
-    return sorted(path.stem for path in (PROJECT_ROOT / "dags").glob("tutormax_*.py"))
-
-
 @pytest.fixture(scope="package")
 def parsed_dags(airflow: AirflowApi) -> list[str]:
     """Every DAG file's DAG, once the DAG processor has serialized them all (and nothing failed to import)."""
@@ -140,3 +151,32 @@ def parsed_dags(airflow: AirflowApi) -> list[str]:
 
     wait_for(parsed, timeout_s=PARSE_TIMEOUT_S, what=f"the DAG processor parsed {expected}")
     return expected
+
+
+@pytest.fixture(scope="package")
+def unpaused(airflow: AirflowApi, parsed_dags: list[str], tier_service: TierService) -> Unpaused:
+    """Unpause every DAG, as an operator does after deploying, and wait until nothing is due, running
+    or waiting to be started by an Asset event. The tests that trigger runs need the DAGs unpaused
+    (the scheduler ignores a paused DAG's runs), so they all come after this."""
+    before = {run["dag_run_id"] for run in airflow.runs()}
+    started, started_at = time.monotonic(), datetime.now(UTC)
+    for dag_id in parsed_dags:
+        airflow.set_paused(dag_id, False)
+
+    def settled() -> tuple[list[dict], list[dict]] | None:
+        now = datetime.now(UTC)
+        due = [
+            dag_id
+            for dag_id in parsed_dags
+            if (next_run := airflow.dag(dag_id)["next_dagrun_run_after"]) and parse_time(next_run) <= now
+        ]
+        runs = [run for run in airflow.runs() if run["dag_run_id"] not in before]
+        unfinished = [(run["dag_id"], run["state"]) for run in runs if run["state"] not in TERMINAL]
+        events = [event for event in airflow.asset_events() if parse_time(event["timestamp"]) >= started_at]
+        unconsumed = [event["uri"] for event in events if not event["created_dagruns"]]
+        if due or unfinished or unconsumed:
+            return None
+        return runs, events
+
+    runs, events = wait_for(settled, timeout_s=SETTLE_TIMEOUT_S, what="the runs unpausing started finished")
+    return Unpaused(runs, events, tier_service.proxy.since(started))

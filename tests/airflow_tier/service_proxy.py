@@ -110,3 +110,13 @@ def counting_proxy(upstream: str) -> Iterator[CountingProxy]:
         proxy.shutdown()
         proxy.server_close()
         thread.join(timeout=30)
+
+
+# Locust's FastHttpUser sends geventhttpclient's User-Agent; each locust process first fetches its
+# ids from /api/ids/sample (include/locust/tutormax_locustfile.py). Nothing else sends either.
+LOCUST_USER_AGENT = "python/gevent-http-client"
+LOCUST_ID_SAMPLE = "/api/ids/sample"
+
+
+def from_load_test(seen: Seen) -> bool:
+    return seen.user_agent.startswith(LOCUST_USER_AGENT) or seen.path.startswith(LOCUST_ID_SAMPLE)
