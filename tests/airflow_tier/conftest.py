@@ -172,7 +172,10 @@ def unpaused(airflow: AirflowApi, parsed_dags: list[str], tier_service: TierServ
         ]
         runs = [run for run in airflow.runs() if run["dag_run_id"] not in before]
         unfinished = [(run["dag_id"], run["state"]) for run in runs if run["state"] not in TERMINAL]
-        events = [event for event in airflow.asset_events() if parse_time(event["timestamp"]) >= started_at]
+        listed = airflow.asset_events()
+        if listed is None:  # a run an event created is still queued
+            return None
+        events = [event for event in listed if parse_time(event["timestamp"]) >= started_at]
         unconsumed = [event["uri"] for event in events if not event["created_dagruns"]]
         if due or unfinished or unconsumed:
             return None

@@ -45,7 +45,7 @@ def consumer_run(airflow: AirflowApi, source_dag: str, source_run: str, consumer
     """The run of `consumer` that the Asset event of `source_dag`'s run created."""
 
     def created() -> list[dict]:
-        events = airflow.asset_events(source_dag_id=source_dag, source_run_id=source_run)
+        events = airflow.asset_events(source_dag_id=source_dag, source_run_id=source_run) or []
         return [run for event in events for run in event["created_dagruns"] if run["dag_id"] == consumer]
 
     (run,) = wait_for(created, timeout_s=EVENT_TIMEOUT_S, what=f"{source_dag}'s event started {consumer}")
