@@ -7,7 +7,7 @@ Removes the Redis cache keys that match one pattern, safely: the pattern must st
 with `UNLINK` in batches, page by page. Nothing ever lists or wipes the whole keyspace.
 
 ### Schedule
-Manual only.
+Manual only. Unpausing starts nothing: no schedule, no Asset event.
 
 ### Params
 - `pattern`: a Redis glob starting with the configured prefix, e.g. `tutormax:cache:dashboard:*`.
@@ -17,7 +17,9 @@ Manual only.
 The task's XCom and log: keys matched, keys removed, SCAN calls and seconds.
 
 ### On failure
-A refused pattern fails the task naming the `pattern` field before Redis is touched. A Redis error
+A pattern outside the prefix never creates a run: the form and the REST API refuse it (the param's
+`pattern`). Should the prefix differ at run time (the Airflow Variable), the task refuses it naming
+the `pattern` field before Redis is touched, at once, without a retry. A Redis error
 fails it; keys already removed stay removed (the service rebuilds them on the next read).
 """
 
@@ -25,11 +27,11 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.dag_policy import START_DATE, default_args
+from tutormax_ops.core.parse_view import parse_view, starts_with_regex
 
 # YAML and environment only: the Airflow Variable is read by the task, never while parsing.
-PREFIX = load_settings().cache_clear.key_prefix
+PREFIX = parse_view().cache_clear_prefix
 
 
 @dag(
@@ -47,6 +49,7 @@ PREFIX = load_settings().cache_clear.key_prefix
             type="string",
             minLength=len(PREFIX) + 1,
             maxLength=500,
+            pattern=starts_with_regex(PREFIX),
             title="Key pattern",
             description_md=f"A Redis glob that starts with `{PREFIX}`.",
         ),

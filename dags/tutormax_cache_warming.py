@@ -12,11 +12,20 @@ hit rate after, history stored, alert email) which emits `tutormax_cache_warmed`
 ### Schedule
 `cache_warm.schedule` (01:30 UTC nightly), and after each `tutormax_schema_migrated` Asset event
 (then it invalidates first). Its `tutormax_cache_warmed` event triggers the smoke load test, so
-that test runs after warming, never alongside it.
+that test runs after warming, never alongside it. The event's metadata says whether that test
+sends load (`planned`): yes after a scheduled run or a migration's run, after a manual run only
+with `load_test` true.
+
+A scheduled run warms only if it starts within `cache_warm.window_minutes` (60) of its scheduled
+time; a later one (the scheduler was down) skips every task: no request, no event, no load test.
+
+Unpausing runs the latest missed 01:30 run at once (`catchup=False`); in the afternoon it is
+outside its window, so it warms nothing and no load test follows.
 
 ### Params
 - `invalidate`: empty means only when a migration triggered the run; true/false forces it.
-- `targets`: names from `cache_warm.targets`; empty means all.
+- `targets`: names from `cache_warm.targets` (the form offers only those); empty means all.
+- `load_test`: whether the smoke load test follows this run (see Schedule); empty: as planned.
 
 ### Outputs
 In `tutormax_results`: one `cache_warm_runs` row (hit rate and key counts before/after, keys
@@ -25,9 +34,11 @@ upserted so a rerun replaces them. An email when the hit rate is below `alerts.c
 or a request failed. The `tutormax_cache_warmed` Asset event.
 
 ### On failure
-A host off the allowlist or an unknown target fails `warm` before any request. A target with no
-successful request fails `record` after the results were stored and emailed; no Asset event then,
-so no load test runs against a cold cache.
+An unknown target never creates a run (the form and the REST API refuse it). A host off the
+allowlist, or a target unknown to the Airflow Variable's config, fails `warm` before any request,
+at once (no retry). A target with no successful request fails `record` after the results were
+stored and emailed (that one email); no Asset event then, so no load test runs against a cold
+cache. A refused connection or a timeout is retried once.
 """
 
 from __future__ import annotations
@@ -35,15 +46,16 @@ from __future__ import annotations
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from tutormax_ops.core.assets import CACHE_WARMED, SCHEMA_MIGRATED
-from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.dag_policy import START_DATE, default_args
+from tutormax_ops.core.parse_view import parse_view
+
+VIEW = parse_view()  # YAML and environment only: the Airflow Variable is read by the tasks
 
 
 @dag(
     dag_id="tutormax_cache_warming",
-    # YAML and environment only: the Airflow Variable is read by the tasks, never while parsing.
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(load_settings().cache_warm.schedule, timezone="UTC"),
+        timetable=CronTriggerTimetable(VIEW.cache_warm_schedule, timezone="UTC"),
         assets=[SCHEMA_MIGRATED],
     ),
     start_date=START_DATE,
@@ -62,18 +74,30 @@ from tutormax_ops.core.dag_policy import START_DATE, default_args
         "targets": Param(
             [],
             type="array",
-            items={"type": "string", "pattern": "^[a-z0-9_]{1,63}$"},
+            uniqueItems=True,
+            **(
+                {"items": {"type": "string", "enum": list(VIEW.warm_targets)}}
+                if VIEW.warm_targets
+                else {"maxItems": 0}
+            ),
             title="Targets",
-            description_md="Names from `cache_warm.targets`; empty: all.",
+            description_md=f"Names from `cache_warm.targets` ({', '.join(VIEW.warm_targets) or 'none'}); empty: all.",
+        ),
+        "load_test": Param(
+            None,
+            type=["null", "boolean"],
+            title="Then the smoke load test",
+            description_md="Empty: only after a scheduled run in its window or a migration. "
+            "True: after this run too (its `tutormax_cache_warmed` event is marked planned). False: never.",
         ),
     },
 )
 def tutormax_cache_warming() -> None:
     @task
-    def snapshot() -> dict:
-        from tutormax_ops.cache.steps import snapshot
+    def snapshot(dag_run=None) -> dict:
+        from tutormax_ops.cache.steps import snapshot_step
 
-        return snapshot()
+        return snapshot_step(dag_run)
 
     @task
     def invalidate(params: dict | None = None, dag_run=None) -> dict:
@@ -89,7 +113,13 @@ def tutormax_cache_warming() -> None:
 
     @task(outlets=[CACHE_WARMED])
     def record(
-        before: dict, invalidated: dict, warmed: list, run_id: str | None = None, dag_run=None
+        before: dict,
+        invalidated: dict,
+        warmed: list,
+        run_id: str | None = None,
+        dag_run=None,
+        params: dict | None = None,
+        outlet_events=None,
     ) -> dict:
         from tutormax_ops.cache.steps import record_step
 
@@ -100,6 +130,8 @@ def tutormax_cache_warming() -> None:
             run_id=run_id,
             run_type=dag_run.run_type,
             started_at=dag_run.start_date,
+            params=params or {},
+            outlet_event=outlet_events[CACHE_WARMED],
         )
 
     before = snapshot()

@@ -22,8 +22,12 @@ statistics, which autovacuum never does.
 ### Schedule
 `maintenance.schedule` from the config (default Sunday 03:00 UTC), and on demand from the UI.
 A scheduled run's window opens at its scheduled time (`run_after`, the cron time): a run that
-starts after its window closed (unpaused late, scheduler down) vacuums nothing and reports
-"skipped: started N h after its window". A manual run's window opens when it starts.
+starts after its window closed (unpaused late, scheduler down) vacuums nothing and stores a report
+"skipped: started N h after its window", but sends no email. A manual run's window opens when it
+starts.
+
+Unpausing runs the latest missed Sunday at once (`catchup=False`): unless that is inside its
+window, it vacuums nothing and emails nobody. No Asset event starts it.
 
 ### Params
 - `tables`: SQL-style names (`orders`, `public.orders`, `"Mixed Case"."we""ird name"`); empty means
@@ -57,8 +61,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.dag_policy import START_DATE, default_args
+from tutormax_ops.core.parse_view import parse_view
 
 DAG_ID = "tutormax_db_maintenance"
 
@@ -66,7 +70,7 @@ DAG_ID = "tutormax_db_maintenance"
 @dag(
     dag_id=DAG_ID,
     # YAML and environment only: the Airflow Variable is read inside tasks, never while parsing.
-    schedule=load_settings().maintenance.schedule,
+    schedule=parse_view().maintenance_schedule,
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -194,10 +198,10 @@ def tutormax_db_maintenance() -> None:
         return store(summary, started_at=dag_run.start_date)
 
     @task
-    def notify(summary: dict, stored: dict) -> list[str]:
+    def notify(summary: dict, stored: dict, dag_run=None) -> list[str]:
         from tutormax_ops.maintenance.notify import notify
 
-        return notify(summary, stored)
+        return notify(summary, stored, dag_run=dag_run)
 
     # Last, after the report is stored and sent: fails the run when planned tables failed or the
     # report is incomplete, naming the cause and the fix.

@@ -28,12 +28,21 @@ shared advisory lock is held (a migration or maintenance is running). The run ho
 
 ### Schedule
 `loadtest.schedule` (02:00 UTC nightly, from `include/config/tutormax.yaml`), and after each
-`tutormax_schema_migrated` Asset event: that run is the `smoke` profile, a post-migration check.
+`tutormax_cache_warmed` Asset event (so never alongside the warming): that run is the `smoke`
+profile, a check after the nightly warming or a migration.
 
 A scheduled run's window opens at its scheduled time and lasts `loadtest.window_minutes`: a run
 that starts after it closed (unpaused late, scheduler down), or whose load could not end before it
 closes, sends nothing, stores a `skipped` row in `loadtest_runs` with "skipped: started N h after
-its window", and skips its tasks. Manual and Asset-triggered runs count from their start.
+its window", and skips its tasks. Manual runs count from their start.
+
+An Asset-triggered run sends load only if a triggering `tutormax_cache_warmed` event is marked
+`planned` in its metadata: the warming marks it after its scheduled run inside its window or a
+migration's run, and after a manual warm run only when that run's `load_test` param is true.
+Otherwise it stores a `skipped` row naming the event's run, and sends nothing.
+
+Unpausing: the latest missed 02:00 run starts at once and is skipped unless inside its window; the
+warming's catch-up run warms nothing and emits no event, so no load follows an unpause.
 
 ### Params
 - `profile`: one of `loadtest.profiles` (`smoke` 20 users/60 s, `baseline` 300 users at 10/s,
@@ -43,7 +52,9 @@ its window", and skips its tasks. Manual and Asset-triggered runs count from the
   and the local service's say who set the limit ("limited by this machine": the knee is a lower
   bound). The history keeps its knee (`knee_rps`, `knee_p95_ms`), not whole-run figures.
 - `users`, `spawn_rate`, `run_time` (seconds): override the profile; empty keeps its values.
-- `host`: empty means the `tutormax_api` connection; any host must be on the allowlist.
+- `users`: at most `loadtest.max_users`; the form and the REST API refuse more before a run exists.
+- `host`: empty (the default) means the `tutormax_api` connection's host; any host must be on the
+  allowlist.
 - `processes`: 0 runs one locust process; N runs `locust --master` and N local workers (remote
   workers join with `loadtest.remote_workers`, see the README's multi-host layout).
 - `notify`: `always`, `on_problem` (regression, target breach or invalid run) or `never`.
@@ -75,19 +86,20 @@ from datetime import timedelta
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from tutormax_ops.core.assets import CACHE_WARMED
-from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.dag_policy import START_DATE, default_args
+from tutormax_ops.core.parse_view import parse_view
 from tutormax_ops.loadtest.operator import NOTIFY_CHOICES, LoadTestRunOperator, notify_failure_unless_verdict
 
 # YAML and environment only: the Airflow Variable is read by the tasks, never while parsing.
-LOADTEST = load_settings().loadtest
+VIEW = parse_view()
 
 
-def _profile_override(json_type: str, description: str, **limits: float) -> Param:
+def _profile_override(json_type: str, title: str, description: str, **limits: float) -> Param:
     """A form field that overrides one value of the chosen profile; left empty, the profile's stands."""
     return Param(
         None,
         type=["null", json_type],
+        title=title,
         description_md=f"{description} Empty: the profile's.",
         section="Load",
         **limits,
@@ -97,7 +109,7 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
 @dag(
     dag_id="tutormax_load_test",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(LOADTEST.schedule, timezone="UTC"), assets=[CACHE_WARMED]
+        timetable=CronTriggerTimetable(VIEW.loadtest_schedule, timezone="UTC"), assets=[CACHE_WARMED]
     ),
     start_date=START_DATE,
     catchup=False,
@@ -107,18 +119,26 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
     doc_md=__doc__,
     params={
         "profile": Param(
-            LOADTEST.default_profile,
+            VIEW.loadtest_default_profile,
             type="string",
-            enum=sorted(LOADTEST.profiles),
+            enum=list(VIEW.loadtest_profiles),
+            title="Profile",
             description_md="Load profile from `loadtest.profiles`.",
             section="Load",
         ),
         "users": _profile_override(
-            "integer", f"Peak users. The guard refuses more than {LOADTEST.max_users}.", minimum=1
+            "integer",
+            "Users",
+            f"Peak users, at most `loadtest.max_users` ({VIEW.loadtest_max_users}).",
+            minimum=1,
+            maximum=VIEW.loadtest_max_users,
         ),
-        "spawn_rate": _profile_override("number", "Users started per second.", exclusiveMinimum=0),
+        "spawn_rate": _profile_override(
+            "number", "Spawn rate (users/s)", "Users started per second.", exclusiveMinimum=0
+        ),
         "run_time": _profile_override(
             "integer",
+            "Run time (s)",
             "Run time in seconds, ramp-up included. At least 30: the ramp-up, a warm-up of "
             "`loadtest.warmup_fraction` of the run, and a steady state several times the "
             "`loadtest.stall_min_s` a stall is told by, in which the busier endpoints reach the 72 "
@@ -127,11 +147,12 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
             maximum=86_400,
         ),
         "host": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             pattern=r"^(https?://[^\s/?#]+/?)?$",
-            description_md="Base URL to load, e.g. `http://127.0.0.1:8000`. Empty: the `tutormax_api` "
-            "connection. Must be on `loadtest.host_allowlist`.",
+            title="Host",
+            description_md="Empty (recommended): the `tutormax_api` connection's host. Otherwise a base "
+            "URL such as `https://api.example.com`, whose host is on `loadtest.host_allowlist`.",
             section="Target",
         ),
         "processes": Param(
@@ -139,6 +160,7 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
             type="integer",
             minimum=0,
             maximum=64,
+            title="Worker processes",
             description_md="0: one locust process. N: `locust --master` plus N worker processes.",
             section="Load",
         ),
@@ -146,6 +168,7 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
             "on_problem",
             type="string",
             enum=list(NOTIFY_CHOICES),
+            title="Email",
             description_md="Email on `always`, `on_problem` (regression, target breach, invalid run) or `never`.",
             section="Notify",
         ),
@@ -192,7 +215,7 @@ def tutormax_load_test() -> None:
 
     planned = plan()
     run = LoadTestRunOperator(
-        task_id="run", plan=planned, execution_timeout=timedelta(seconds=LOADTEST.run_task_timeout_s)
+        task_id="run", plan=planned, execution_timeout=timedelta(seconds=VIEW.loadtest_run_task_timeout_s)
     )
     guard(planned) >> run
     result = analyze(planned, run.output)

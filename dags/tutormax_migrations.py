@@ -15,7 +15,7 @@ Where the project lives, how it runs and how it receives the database URL are se
 `migrations.project` (config only; the credentials come from the `tutormax_db` connection).
 
 ### Schedule
-Manual only (`max_active_runs=1`): no schedule, so unpausing starts nothing. A verified migration
+Manual only (`max_active_runs=1`). Unpausing starts nothing: no schedule, no Asset. A verified migration
 that applied revisions emits the `tutormax_schema_migrated` Asset (`announce`, with the revisions
 in its metadata), which triggers `tutormax_cache_warming` (invalidate, warm), whose
 `tutormax_cache_warmed` Asset triggers the smoke load test. A run that applied nothing (already at
@@ -30,17 +30,18 @@ the target) or only previewed SQL emits no event: nothing downstream runs for no
 ### Outputs
 Under `storage.artifacts_base`/tutormax_migrations/<run_id>/: the `.dump` backup and/or
 `preview.sql`. One `runs` row (kind `migration`) in `tutormax_results` with the revisions, the
-backup's path and size and any warning. The `tutormax_schema_migrated` Asset event.
+backup's path and size and any warning. The `tutormax_schema_migrated` Asset event, only when
+revisions were applied (its metadata: `from`, `to`, `applied`).
 
 ### On failure
 A bad param fails `preflight` naming the field before any server is touched; several heads or an
-unknown revision fail it with the details. These, a config or permission error (wrong password,
-missing `alembic.ini`) and a failed `apply` fail at once, without the retry: only a transient fault
-(a refused connection, a timeout, a transaction that would block the DDL) is retried once. A pg_dump older than the
-server fails `backup` before anything is applied. A failed `apply` (e.g. a lock held past
-`lock_timeout`) is recorded and emailed with the backup's path and the `pg_restore` command (that
-one email: no second failure email); an
-invalid index fails `verify` naming it with the `REINDEX` that fixes it. No Asset event then.
+unknown revision fail it with the details. A pg_dump older than the server fails `backup` before
+anything is applied. A failed `apply` (e.g. a lock held past `lock_timeout`) is recorded and
+emailed with the backup's path and the `pg_restore` command (that one email, no second failure
+email); an invalid index fails `verify` naming it with the `REINDEX` that fixes it. No Asset event
+then. These, and a config or permission error (a wrong password, a missing `alembic.ini`), fail at
+once, without the retry; only a transient fault (a refused connection, a timeout, a transaction
+that would block the DDL) is retried once.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ the newest valid load test. Alerts have hysteresis (`health.raise_after`, `healt
 Checklist (pass, fail or cannot tell, with evidence). The Performance page in the UI shows it all.
 
 ### Schedule
-Hourly (`health.schedule`), and on demand from the UI.
+Hourly (`health.schedule`), and on demand from the UI or the REST API (a run without a logical
+date is the hour of its `run_after`). Unpausing runs the latest missed hour at once: it only reads
+(Redis INFO, pg_stat_statements, the service's summary) and stores that hour's snapshot; no load.
+No Asset event starts it.
 
 ### Params
 - `notify`: email raises and resolves (default true). Holds are never emailed.
@@ -24,7 +27,8 @@ hour, with its runbook filled with live evidence), `health_checklist` (one per i
 of the same hour replaces its rows and does not email a transition twice.
 
 ### On failure
-The failed task emails `notify.recipients`. A live source that cannot be read is not a failure: the
+The failed task emails `notify.recipients`, once: a config or permission error fails at once, a
+transient fault (a refused connection, a timeout) is retried once first. A live source that cannot be read is not a failure: the
 snapshot records it as the figure's source, and an unmeasured figure holds its alert's state.
 """
 
@@ -32,13 +36,13 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.dag_policy import START_DATE, default_args
+from tutormax_ops.core.parse_view import parse_view
 
 
 @dag(
     dag_id="tutormax_perf_health",
-    schedule=load_settings().health.schedule,
+    schedule=parse_view().health_schedule,
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -46,49 +50,44 @@ from tutormax_ops.core.dag_policy import START_DATE, default_args
     default_args=default_args(),
     doc_md=__doc__,
     params={
-        "notify": Param(True, type="boolean", description="Email alerts that were raised or resolved."),
+        "notify": Param(
+            True,
+            type="boolean",
+            title="Email changes",
+            description_md="Email alerts that were raised or resolved.",
+        ),
         "refresh_checklist": Param(
-            False, type="boolean", description="Check the Production Checklist now, even if fresh."
+            False,
+            type="boolean",
+            title="Refresh the checklist",
+            description_md="Check the Production Checklist now, even if it ran in the last day.",
         ),
     },
 )
 def tutormax_perf_health() -> None:
     @task
     def snapshot(dag_run=None) -> dict:
-        from tutormax_ops.core.config import load_settings
-        from tutormax_ops.core.runs import run_moment
-        from tutormax_ops.health.snapshot import take_snapshot
+        from tutormax_ops.health.steps import snapshot_step
 
-        settings = load_settings(with_variable=True)
-        return take_snapshot(
-            dag_id=dag_run.dag_id, run_id=dag_run.run_id, moment=run_moment(dag_run), settings=settings
-        )
+        return snapshot_step(dag_run)
 
     @task
     def evaluate(taken: dict) -> dict:
-        from datetime import datetime
+        from tutormax_ops.health.steps import evaluate_step
 
-        from tutormax_ops.core.config import load_settings
-        from tutormax_ops.health.evaluate import evaluate_alerts
-
-        return evaluate_alerts(datetime.fromisoformat(taken["hour"]), load_settings(with_variable=True))
+        return evaluate_step(taken)
 
     @task
     def notify(evaluated: dict, params=None) -> list[str]:
-        from datetime import datetime
+        from tutormax_ops.health.steps import notify_step
 
-        from tutormax_ops.core.config import load_settings
-        from tutormax_ops.health.evaluate import email_changes
-
-        hour = datetime.fromisoformat(evaluated["hour"])
-        return email_changes(hour, load_settings(with_variable=True), notify=params["notify"])
+        return notify_step(evaluated, notify=params["notify"])
 
     @task
     def checklist(params=None) -> dict:
-        from tutormax_ops.core.config import load_settings
-        from tutormax_ops.health.checklist import refresh_checklist
+        from tutormax_ops.health.steps import checklist_step
 
-        return refresh_checklist(load_settings(with_variable=True), force=params["refresh_checklist"])
+        return checklist_step(force=params["refresh_checklist"])
 
     taken = snapshot()
     notify(evaluate(taken))

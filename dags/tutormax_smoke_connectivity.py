@@ -8,7 +8,9 @@ Checks that every connection TutorMax Ops depends on answers: `SELECT 1` on `tut
 reads the same setting), and an SMTP handshake on `smtp_default`. Run it first after deploying the package or changing a connection.
 
 ### Schedule
-Daily at 06:00 UTC, and on demand from the UI.
+Daily at 06:00 UTC, and on demand from the UI. No Asset event starts it. Unpausing runs the latest
+missed 06:00 check at once: it only connects (`SELECT 1`, `PING`, a health `GET`, an SMTP
+handshake), sends no load and writes nothing.
 
 ### Params
 None.

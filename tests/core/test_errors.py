@@ -8,7 +8,13 @@ import redis
 
 from tutormax_ops.cache.keys import PatternError
 from tutormax_ops.core.config import SettingsError
-from tutormax_ops.core.errors import PermanentFailure, ReportedFailure, fail_fast, is_permanent, notify_failure
+from tutormax_ops.core.errors import (
+    PermanentFailure,
+    ReportedFailure,
+    fail_fast,
+    is_permanent,
+    notify_failure,
+)
 from tutormax_ops.migrations.plan import BlockedByTransactions, PreflightError
 from tutormax_ops.migrations.runner import AlembicError
 

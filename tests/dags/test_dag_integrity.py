@@ -116,3 +116,59 @@ def test_parsing_dags_opens_no_connection(tmp_path: Path) -> None:
                 accepted += 1
     assert report["errors"] == {}
     assert accepted == 0
+
+
+def _type_list(param) -> list[str]:
+    declared = param.schema.get("type", [])
+    return [declared] if isinstance(declared, str) else list(declared)
+
+
+def test_every_trigger_form_is_submittable_with_its_defaults(dagbag) -> None:
+    """The UI's form treats a field whose default is empty and whose type lacks "null" as required and
+    empty, and keeps its Trigger button disabled; a field without a title shows its raw key."""
+    problems = []
+    for dag_id, dag in dagbag.dags.items():
+        dag.params.validate()  # every default is valid
+        for key, param in dag.params.items():
+            if param.value in (None, "") and "null" not in _type_list(param):
+                problems.append(
+                    f"{dag_id}.{key}: default {param.value!r} but type {param.schema.get('type')}"
+                )
+            if not param.schema.get("title"):
+                problems.append(f"{dag_id}.{key}: no title")
+    assert problems == []
+
+
+def _refusal(dagbag, dag_id: str, key: str, value) -> str:
+    """What Airflow says when a trigger (the form, the REST API, dag.test) gives `key` this value."""
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dagbag.dags[dag_id].params)
+    with pytest.raises(ParamValidationError) as refused:
+        params[key] = value
+    return str(refused.value)
+
+
+def test_documented_limits_are_in_the_params_schema(dagbag) -> None:
+    from tutormax_ops.core.config import load_settings
+
+    settings = load_settings()
+    max_users = settings.loadtest.max_users
+    assert "param users" in _refusal(dagbag, "tutormax_load_test", "users", max_users + 1)
+    prefix = settings.cache_clear.key_prefix
+    assert "param pattern" in _refusal(dagbag, "tutormax_cache_clear", "pattern", "session:*")
+    assert "param pattern" in _refusal(dagbag, "tutormax_cache_clear", "pattern", "*" + prefix)
+    assert "param targets" in _refusal(dagbag, "tutormax_cache_warming", "targets", ["no_such_target"])
+    # ... and what they allow still passes.
+    params = dagbag.dags["tutormax_load_test"].params
+    params.get_param("users").resolve(value=max_users)
+    dagbag.dags["tutormax_cache_clear"].params.get_param("pattern").resolve(value=f"{prefix}dashboard:*")
+    names = [target.name for target in settings.cache_warm.targets]
+    dagbag.dags["tutormax_cache_warming"].params.get_param("targets").resolve(value=names)
+
+
+def test_every_dag_says_what_unpausing_does(dagbag) -> None:
+    missing = [dag_id for dag_id, dag in dagbag.dags.items() if "Unpausing" not in (dag.doc_md or "")]
+    assert missing == []

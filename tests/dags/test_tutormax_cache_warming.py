@@ -4,7 +4,7 @@ with dag.test() and linked by the Asset events they record."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
@@ -191,7 +191,18 @@ def test_an_asset_triggered_run_invalidates_and_stores_the_run_type_value(
     assert removed["tutormax:cache:*"] >= 1
     assert not cache.exists("tutormax:cache:dashboard:tutor:stale")
 
-    dag.get_task("record").python_callable({}, removed, [], run_id=dag_run.run_id, dag_run=dag_run)
+    event = SimpleNamespace(extra={})
+    record = dag.get_task("record").python_callable
+    record(
+        {},
+        removed,
+        [],
+        run_id=dag_run.run_id,
+        dag_run=dag_run,
+        params={},
+        outlet_events={CACHE_WARMED: event},
+    )
+    assert event.extra == {"planned": True, "trigger": "asset", "run_id": dag_run.run_id}
     with psycopg.connect(service_db_url) as conn:
         triggered_by = conn.execute(
             sql.SQL("SELECT triggered_by FROM {} WHERE run_id = %s").format(
@@ -200,3 +211,84 @@ def test_an_asset_triggered_run_invalidates_and_stores_the_run_type_value(
             (dag_run.run_id,),
         ).fetchone()[0]
     assert triggered_by == "asset_triggered"
+
+
+def _run(run_type, *, run_after: datetime, run_id: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        run_type=run_type, run_after=run_after, start_date=datetime.now(UTC), run_id=run_id
+    )
+
+
+def test_a_scheduled_warm_run_after_its_window_skips_everything(cache, airflow_connections) -> None:
+    """The catch-up run of an unpaused DAG: the 01:30 run started in the afternoon."""
+    from airflow.sdk.api.datamodels._generated import DagRunType
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    snapshot = _dag(DAG_ID).get_task("snapshot").python_callable
+    late = _run(DagRunType.SCHEDULED, run_after=datetime.now(UTC) - timedelta(hours=13), run_id="late")
+    with pytest.raises(AirflowSkipException, match="after its window"):
+        snapshot(dag_run=late)
+    on_time = _run(DagRunType.SCHEDULED, run_after=datetime.now(UTC) - timedelta(minutes=1), run_id="on_time")
+    assert "hit_rate_percent" in snapshot(dag_run=on_time)
+
+
+def test_a_manual_warm_run_marks_its_event_unplanned_unless_asked(cache, airflow_connections) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    record = _dag(DAG_ID).get_task("record").python_callable
+    manual = _run(DagRunType.MANUAL, run_after=datetime.now(UTC), run_id="manual_warm_planned_test")
+    marks = []
+    for params in ({}, {"load_test": True}, {"load_test": False}):
+        event = SimpleNamespace(extra={})
+        record(
+            {},
+            {},
+            [],
+            run_id=manual.run_id,
+            dag_run=manual,
+            params=params,
+            outlet_events={CACHE_WARMED: event},
+        )
+        marks.append(event.extra["planned"])
+    assert marks == [False, True, False]
+
+
+def test_an_asset_triggered_load_test_after_an_unplanned_warm_run_sends_no_load(
+    airflow_connections, service_db_url
+) -> None:
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.window import skip_outside_window
+
+    plan = asdict(RunPlan("smoke", airflow_connections.api_url, 20, 10.0, 60, 0, "never", "asset"))
+
+    def context(run_id: str, planned: bool | None) -> dict:
+        extra = {} if planned is None else {"planned": planned}
+        warmed = SimpleNamespace(extra=extra, source_dag_id=DAG_ID, source_run_id=f"warm_of_{run_id}")
+        return {
+            "dag_run": _run(DagRunType.ASSET_TRIGGERED, run_after=datetime.now(UTC), run_id=run_id),
+            "ti": SimpleNamespace(dag_id="tutormax_load_test", run_id=run_id),
+            "triggering_asset_events": {CACHE_WARMED: [warmed]},
+        }
+
+    for run_id, planned in (("asset_after_manual_warm", False), ("asset_after_unmarked_event", None)):
+        with pytest.raises(AirflowSkipException, match="no triggering Asset event was a planned run"):
+            skip_outside_window(plan, context(run_id, planned))
+        with psycopg.connect(service_db_url) as conn:
+            verdict, reason = conn.execute(
+                sql.SQL("SELECT verdict, invalid_reason FROM {} WHERE run_id = %s").format(
+                    sql.Identifier(SCHEMA, "loadtest_runs")
+                ),
+                (run_id,),
+            ).fetchone()
+        assert verdict == "skipped" and f"warm_of_{run_id}" in reason
+    assert skip_outside_window(plan, context("asset_after_planned_warm", True)).startswith("window:")

@@ -99,6 +99,36 @@ def snapshot(settings: Settings | None = None) -> dict[str, Any]:
     }
 
 
+@fail_fast
+def snapshot_step(dag_run: Any) -> dict[str, Any]:
+    """A scheduled run that starts after its window (`cache_warm.window_minutes` from its scheduled
+    time: the catch-up run of an unpaused DAG, a scheduler that was down) skips the whole run: no
+    request, no Asset event, no load test. Otherwise the snapshot before warming."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from tutormax_ops.core.windows import run_window
+
+    settings = load_settings(with_variable=True)
+    window = run_window(
+        run_type=run_type_of(dag_run.run_type),
+        run_after=dag_run.run_after,
+        started_at=dag_run.start_date,
+        minutes=settings.cache_warm.window_minutes,
+    )
+    late = window.late_reason()
+    if late:
+        raise AirflowSkipException(f"{late}; nothing was warmed, no tutormax_cache_warmed event")
+    return snapshot(settings)
+
+
+def load_test_follows(params: Mapping[str, Any], run_type: Any) -> bool:
+    """Whether this run's `tutormax_cache_warmed` event is a planned one, which the smoke load test
+    acts on: the `load_test` param, or by default only a scheduled run (in its window: a late one
+    never gets here) or a migration's (Asset-triggered) run; a manual warm run does not send load."""
+    chosen = params.get("load_test")
+    return trigger_of(run_type) in ("schedule", "asset") if chosen is None else bool(chosen)
+
+
 def should_invalidate(params: Mapping[str, Any], run_type: Any) -> bool:
     """`invalidate` param, or by default only when a migration's Asset event triggered the run.
     `run_type` is the DAG run's (either enum, or its value)."""
@@ -197,9 +227,12 @@ def record_step(
     run_id: str,
     run_type: Any,
     started_at: datetime,
+    params: Mapping[str, Any],
+    outlet_event: Any,
 ) -> dict[str, Any]:
     """Take the after-snapshot, store the history rows, then email when the hit rate is below the alert
-    level or a target failed; a target with no successful request fails the task (no Asset event)."""
+    level or a target failed; a target with no successful request fails the task (no Asset event).
+    The event's metadata says whether the smoke load test should follow (`planned`)."""
     settings = load_settings(with_variable=True)
     after = snapshot(settings)
     level = settings.alerts.cache_hit_rate_percent
@@ -247,6 +280,13 @@ def record_step(
         raise ReportedFailure(
             f"no request of {dead} succeeded (see the warm task's log); results were stored"
         )
+    planned = load_test_follows(params, run_type)
+    outlet_event.extra = {"planned": planned, "trigger": trigger_of(run_type), "run_id": run_id}
+    log.info(
+        "tutormax_cache_warmed: planned=%s (the smoke load test %s)",
+        planned,
+        "follows" if planned else "sends no load",
+    )
     return summary
 
 

@@ -21,12 +21,12 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tutormax_ops.core.loadtest_settings import LoadProfile, LoadTest, Service
-from tutormax_ops.core.paths import CONFIG_DIR, STATE_DIR
+from tutormax_ops.core.parse_view import CONFIG_DIR_ENV as CONFIG_DIR_ENV  # re-exported
+from tutormax_ops.core.parse_view import ENV_PREFIX, config_dir
+from tutormax_ops.core.paths import STATE_DIR
 from tutormax_ops.core.settings_base import Cron, Percent, PositiveMs, Section, Targets
 
 CONFIG_VARIABLE = "tutormax_ops_config"
-ENV_PREFIX = "TUTORMAX_OPS__"
-CONFIG_DIR_ENV = "TUTORMAX_OPS_CONFIG_DIR"
 
 
 class SettingsError(ValueError):
@@ -116,6 +116,9 @@ class WarmTarget(Section):
 
 class CacheWarm(Section):
     schedule: Cron = "30 1 * * *"
+    # A scheduled run warms (and leads to the smoke load test) only if it starts within this many
+    # minutes of its scheduled time: the catch-up run of an unpaused DAG warms nothing at peak.
+    window_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 60
     top_tutors: Annotated[int, Field(ge=0, le=100_000)] = 200
     targets: tuple[WarmTarget, ...] = ()
     concurrency: Annotated[int, Field(ge=1, le=256)] = 8
@@ -331,7 +334,7 @@ def load_settings(*, with_variable: bool = False, **overrides: Any) -> Settings:
     `overrides` are the highest-precedence values, as nested mappings per section.
     """
     try:
-        values = _yaml_values(Path(os.environ.get(CONFIG_DIR_ENV) or CONFIG_DIR))
+        values = _yaml_values(config_dir())
         values = deep_merge(values, _env_values(os.environ))
         if with_variable:
             values = deep_merge(values, _variable_overrides())

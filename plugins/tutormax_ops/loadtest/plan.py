@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.paths import LOCUST_DIR
+from tutormax_ops.core.runs import trigger_of
 from tutormax_ops.core.service import api_base_url
 from tutormax_ops.loadtest.traffic import check_locustfile, resolve_locustfile
 
@@ -75,9 +76,7 @@ def resolve_plan(
 
 
 def plan_from_context(context: Mapping[str, Any]) -> dict[str, Any]:
-    run_type = context["dag_run"].run_type
-    run_type = getattr(run_type, "value", run_type)
-    trigger = {"asset_triggered": "asset", "scheduled": "schedule"}.get(str(run_type), "manual")
+    trigger = trigger_of(context["dag_run"].run_type)
     params = context["params"]
     default_host = "" if (params.get("host") and trigger != "asset") else api_base_url()
     settings = load_settings(with_variable=True)

@@ -57,11 +57,24 @@ def email_report(report: MaintenanceReport, artifacts_uri: str) -> list[str]:
     return list(EMAIL_ATTACHMENTS)
 
 
-def notify(report: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
-    """Email the stored report, unless `notify` says not to (the task is then skipped, with the reason)."""
+def notify(report: Mapping[str, Any], stored: Mapping[str, Any], *, dag_run: Any) -> list[str]:
+    """Email the stored report, unless `notify` says not to, or the run is a scheduled one that started
+    after its window (the catch-up run of an unpaused DAG: nobody planned it, it vacuumed nothing);
+    the task is then skipped, with the reason."""
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from tutormax_ops.core.windows import run_window
+
     loaded = load_step(MaintenanceReport, folder_of(report), "report")
+    window = run_window(
+        run_type=dag_run.run_type,
+        run_after=dag_run.run_after,
+        started_at=dag_run.start_date,
+        minutes=loaded.request.window_minutes,
+    )
+    late = window.late_reason(dag_run.start_date)
+    if late:
+        raise AirflowSkipException(f"{late}: no email (the report is stored)")
     if loaded.request.notify == "never":
         raise AirflowSkipException("notify is 'never'")
     if loaded.request.notify == "on_findings" and not loaded.has_findings:
