@@ -21,6 +21,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, spawn
 from tutormax_ops.devstack.passwords import new_password, write_private
@@ -78,17 +79,23 @@ class RunningAirflow:
 
 
 def server_environment(
-    home: Path, *, port: int, dag_refresh_s: int | None = None, extra: dict[str, str] | None = None
+    home: Path,
+    *,
+    port: int,
+    host: str = LOOPBACK,
+    dag_refresh_s: int | None = None,
+    extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """`airflow_environment` plus what a served Airflow needs: its URL for the UI and the task
-    runners' Execution API (both default to :8080 otherwise), a JWT secret of its own, pools sized
-    to the machine, and optionally a short interval for the DAG processor to list the folder."""
+    """`airflow_environment` plus what a served Airflow needs: the address its API server listens
+    on, its URL for the UI and the task runners' Execution API (both default to :8080 otherwise),
+    a JWT secret of its own, pools sized to the machine, and optionally a short interval for the
+    DAG processor to list the folder."""
     env = airflow_environment(home)
     base_url = f"http://{LOOPBACK}:{port}"
     env.update(pool_settings())
     env.update(
         {
-            "AIRFLOW__API__HOST": LOOPBACK,
+            "AIRFLOW__API__HOST": host,
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": base_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
@@ -105,23 +112,21 @@ def server_environment(
     return env
 
 
-def start_airflow(
+def launch_airflow(
     home: Path,
     *,
     port: int,
     log_dir: Path,
+    host: str = LOOPBACK,
     env: dict[str, str] | None = None,
     dag_refresh_s: int | None = None,
-    timeout_s: float = 300,
 ) -> RunningAirflow:
     """Start `airflow standalone` with `server_environment(home, …)` plus `env` (connections,
-    TutorMax settings) and wait until every component is healthy; a failed or interrupted start
-    stops it before raising."""
-    server_env = server_environment(home, port=port, dag_refresh_s=dag_refresh_s, extra=env)
+    TutorMax settings), the admin's password set first; do not wait for it."""
+    server_env = server_environment(home, port=port, host=host, dag_refresh_s=dag_refresh_s, extra=env)
     password = new_password()
-    write_private(
-        Path(server_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]), json.dumps({ADMIN: password})
-    )
+    password_file = Path(server_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    write_private(password_file, json.dumps({ADMIN: password}))
     airflow = str(Path(sys.executable).with_name("airflow"))
     managed = spawn(
         "airflow-standalone",
@@ -130,16 +135,22 @@ def start_airflow(
         env={**os.environ, **server_env},
         pid_file=log_dir / "airflow-standalone.pid.json",
     )
-    running = RunningAirflow(managed, f"http://{LOOPBACK}:{port}", Path(server_env["AIRFLOW_HOME"]), password)
+    return RunningAirflow(managed, f"http://{LOOPBACK}:{port}", Path(server_env["AIRFLOW_HOME"]), password)
+
+
+def start_airflow(home: Path, *, timeout_s: float = 300, **launch: Any) -> RunningAirflow:
+    """`launch_airflow`, then wait until every component is healthy; a failed or interrupted start
+    stops it before raising."""
+    running = launch_airflow(home, **launch)
     try:
-        _wait_healthy(running, timeout_s)
+        wait_healthy(running, timeout_s)
     except BaseException:
         running.stop()
         raise
     return running
 
 
-def _wait_healthy(running: RunningAirflow, timeout_s: float) -> None:
+def wait_healthy(running: RunningAirflow, timeout_s: float) -> None:
     """Poll the health endpoint; an exited standalone ends the wait at once, naming its log."""
     deadline = time.monotonic() + timeout_s
     while True:
