@@ -4,6 +4,7 @@ with dag.test() and linked by the Asset events they record."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -143,20 +144,26 @@ def test_schedules_chain_migration_warming_and_load_test() -> None:
 
 
 def test_a_migration_leads_to_clear_warm_then_the_smoke_load_test(
-    cache, airflow_connections, run_dag
+    cache, airflow_connections, run_dag, fresh_database, monkeypatch
 ) -> None:
-    with psycopg.connect(airflow_connections.db_url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    cache.set("tutormax:cache:dashboard:tutor:stale", b"old schema", ex=600)
+    from tutormax_ops.devstack import stack as devstack
 
-    migration = run_dag("tutormax_migrations")
+    cache.set("tutormax:cache:dashboard:tutor:stale", b"old schema", ex=600)
+    # A migration that changes a schema (a migration that applies nothing emits no event): the
+    # reference project onto a new database, then the service's database again for the rest.
+    with monkeypatch.context() as patch:
+        unmigrated = fresh_database("chain_migration")
+        with psycopg.connect(unmigrated, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        patch.setenv("AIRFLOW_CONN_TUTORMAX_DB", json.dumps(devstack.postgres_connection(unmigrated)))
+        migration = run_dag("tutormax_migrations")
     assert str(migration.state) == "success", task_states(migration)
     migrated = [e for e in asset_events(SCHEMA_MIGRATED.name) if e[2] == migration.run_id]
     assert len(migrated) == 1, (asset_events(SCHEMA_MIGRATED.name), migration.run_id)
 
-    # The scheduler would now create an asset-triggered run, which invalidates by default;
-    # dag.test() makes a manual run, so the param says what the trigger would have.
-    warming = run_dag(DAG_ID, run_conf={"invalidate": True})
+    # The scheduler would now create an asset-triggered run, which invalidates and marks its event
+    # planned by default; dag.test() makes a manual run, so the params say what the trigger would.
+    warming = run_dag(DAG_ID, run_conf={"invalidate": True, "load_test": True})
     assert str(warming.state) == "success", task_states(warming)
     instances = {ti.task_id: ti for ti in warming.get_task_instances()}
     assert instances["invalidate"].end_date <= instances["warm"].start_date

@@ -90,9 +90,21 @@ def test_the_nav_entry_opens_the_page(site: Site) -> None:
     assert views == [("Performance", PAGE, "nav")]
 
 
-@pytest.mark.parametrize("path", ["", "data", "plotly.min.js", f"reports/{REPORT}"])
+@pytest.mark.parametrize("path", ["data", "plotly.min.js", f"reports/{REPORT}"])
 def test_anonymous_requests_get_401(site: Site, path: str) -> None:
     assert site.get(path, login=False).status_code == 401
+
+
+def test_a_logged_out_browser_is_sent_from_the_page_to_the_login_page(site: Site) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from airflow.api_fastapi.app import get_auth_manager
+
+    response = site.client.get(PAGE, follow_redirects=False)
+    assert response.status_code == 307
+    location = urlsplit(response.headers["location"])
+    assert location.path == get_auth_manager().get_url_login()
+    assert parse_qs(location.query)["next"] == [f"http://testserver{PAGE}"]  # back to the page afterwards
 
 
 @pytest.mark.parametrize("path", ["", "data", "plotly.min.js", f"reports/{REPORT}"])
@@ -202,4 +214,5 @@ def test_the_page_renders_in_chromium_with_charts_and_no_console_errors(site: Si
         assert page.locator("#reports a").count() == 2
         assert page.problems == []
         anonymous = page.context.browser.new_context().new_page()
-        assert anonymous.goto(base + PAGE).status == 401
+        anonymous.goto(base + PAGE)
+        assert "/login" in anonymous.url and "tutormax-ops" in anonymous.url  # the login page, then back

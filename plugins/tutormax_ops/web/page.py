@@ -1,5 +1,7 @@
 """The Performance page inside the Airflow UI, served by the plugin's FastAPI app under
 `/tutormax-ops/performance/`, behind the Airflow login (`get_user`: the UI's cookie or a Bearer JWT).
+A logged-out browser that opens the page itself is sent to the login page (and back afterwards);
+every other route answers 401, as an API does.
 
 - `/`: the page (a static template; it fetches `data` and draws the charts with Plotly);
 - `/data`: the health score, open alerts with runbooks, the checklist, and the trend series, each
@@ -16,9 +18,10 @@ import mimetypes
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from airflow.api_fastapi.core_api.security import get_user
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import sql
 
 from tutormax_ops.core.config import Settings, load_settings
@@ -38,17 +41,35 @@ def _settings() -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-router = APIRouter(prefix=PAGE_PATH, dependencies=[Depends(get_user)])
+router = APIRouter(prefix=PAGE_PATH)
+api = APIRouter(dependencies=[Depends(get_user)])
 
 
-@router.get("/", response_class=HTMLResponse)
+async def _user_or_login(
+    request: Request,
+    bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Any:
+    """`get_user`, except that a request without a valid login is redirected to the auth manager's
+    login page, which brings the user back here."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    try:
+        return await get_user(request, None, bearer_credentials)
+    except HTTPException as error:
+        if error.status_code != status.HTTP_401_UNAUTHORIZED:
+            raise
+        login = get_auth_manager().get_url_login(next_url=str(request.url))
+        raise HTTPException(status.HTTP_307_TEMPORARY_REDIRECT, headers={"Location": login}) from None
+
+
+@router.get("/", response_class=HTMLResponse, dependencies=[Depends(_user_or_login)])
 def performance_page() -> HTMLResponse:
     from tutormax_ops.core.reports import render
 
     return HTMLResponse(render("performance_page.html", history_days=HISTORY_DAYS))
 
 
-@router.get("/plotly.min.js")
+@api.get("/plotly.min.js")
 def plotly_bundle() -> FileResponse:
     from importlib.resources import files
 
@@ -58,7 +79,7 @@ def plotly_bundle() -> FileResponse:
     )
 
 
-@router.get("/data")
+@api.get("/data")
 def performance_data(settings: SettingsDep) -> Response:
     """One JSON document. Each part is one statement's JSON text; they run as scalar subqueries of a
     single SELECT (one round trip), and are joined without being parsed again."""
@@ -119,7 +140,7 @@ def _report_links(settings: Settings, reports: list[dict[str, Any]]) -> list[dic
     return links
 
 
-@router.get("/reports/{path:path}")
+@api.get("/reports/{path:path}")
 def report_file(path: str, settings: SettingsDep) -> Response:
     from airflow.sdk import ObjectStoragePath
 
@@ -144,3 +165,6 @@ def report_file(path: str, settings: SettingsDep) -> Response:
         media_type=media_type,
         headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
     )
+
+
+router.include_router(api)
