@@ -30,25 +30,29 @@ class TierService:
 
 @dataclass(frozen=True)
 class Unpaused:
-    """What unpausing every DAG started, once it all finished: the runs, the Asset events and the
-    requests that reached the service meanwhile."""
+    """What unpausing every DAG started, once it all finished: the runs, the Asset events, the
+    requests that reached the service and the subjects of the emails sent meanwhile."""
 
     runs: list[dict]
     events: list[dict]
     requests: list[Seen]
+    emails: list[str]
 
 
 class WaitTimeout(AssertionError):
     """A state was not reached before its deadline; the message holds the last thing seen."""
 
 
-def wait_for(check: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; the deadline fails with its last answer."""
+def wait_for(
+    check: Callable[[], Any], *, timeout_s: float, what: str, accept: Callable[[Any], bool] = bool
+) -> Any:
+    """Poll `check` until `accept` takes its answer (by default: a truthy one); the deadline fails
+    with its last answer."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while True:
         last = check()
-        if last:
+        if accept(last):
             return last
         if time.monotonic() > deadline:
             raise WaitTimeout(f"{what}: not within {timeout_s:.0f} s; last seen: {last!r}")

@@ -7,6 +7,7 @@ SMTP sink, and a reference service of the tier's own.
   test reads.
 - Airflow reaches the service through a counting proxy (`service_proxy`), so a test counts the
   requests that arrived, and who sent them.
+- Airflow's metadata is a PostgreSQL database of its own on the session's server.
 - The fixtures are package-scoped: Airflow starts before the tier's first test and stops after its
   last, whatever happened (its process group is signalled, then killed). pytest runs a folder's
   tests together, so this is one Airflow for the whole tier.
@@ -21,6 +22,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -53,7 +56,7 @@ TIER_SETTINGS = {
     "TUTORMAX_OPS__LOADTEST__CPU_SATURATION_PERCENT": "100",
     "TUTORMAX_OPS__NOTIFY__RECIPIENTS": '["tier@tutormax.example"]',
 }
-# Airflow on a busy 2-core machine: `airflow standalone` migrates SQLite and starts four components,
+# Airflow on a busy 2-core machine: `airflow standalone` migrates its database and starts four components,
 # about 30-60 s alone; five other suites may be running beside it.
 START_TIMEOUT_S = 420
 # The DAG processor's first pass over the 7 files (one parsing process on 2 cores, each file up to
@@ -90,14 +93,16 @@ def tier_service(stack: devstack.Stack) -> Iterator[TierService]:
 
 
 def schedules_missed_hours_ago(now: datetime) -> dict[str, str]:
-    """The nightly warming and load test scheduled as in the YAML (warming 30 min before the load
-    test) but their latest time 3.5 h and 3 h ago, whatever the hour the tier runs: unpausing then
-    meets the issue's case, a nightly run missed hours before (outside the load test's 120-minute
-    window), at any time of day, instead of a real 02:00 run inside its window at night."""
-    warm, load = now - timedelta(hours=3, minutes=30), now - timedelta(hours=3)
+    """The nightly warming and load test and the weekly maintenance scheduled as in the YAML
+    (warming 30 min before the load test) but with their latest times 3.5 h and 3 h ago, whatever
+    the hour and day the tier runs: unpausing then meets the issue's case, runs missed hours before
+    (outside their windows of 60-120 minutes), instead of real runs inside their windows at night."""
+    warm, late = now - timedelta(hours=3, minutes=30), now - timedelta(hours=3)
+    cron_weekday = (late.weekday() + 1) % 7  # cron counts from Sunday, Python from Monday
     return {
         "TUTORMAX_OPS__CACHE_WARM__SCHEDULE": f"{warm.minute} {warm.hour} * * *",
-        "TUTORMAX_OPS__LOADTEST__SCHEDULE": f"{load.minute} {load.hour} * * *",
+        "TUTORMAX_OPS__LOADTEST__SCHEDULE": f"{late.minute} {late.hour} * * *",
+        "TUTORMAX_OPS__MAINTENANCE__SCHEDULE": f"{late.minute} {late.hour} * * {cron_weekday}",
     }
 
 
@@ -118,24 +123,26 @@ def airflow(stack: devstack.Stack, tier_service: TierService) -> Iterator[Airflo
         "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (TIER_STATE / "artifacts").as_uri(),
     }
     shutil.rmtree(TIER_STATE / "airflow_home", ignore_errors=True)
-    server = start_airflow(
-        TIER_STATE / "airflow_home",
-        port=free_port(),
-        log_dir=TIER_STATE / "logs",
-        env=env,
-        dag_refresh_s=5,
-        timeout_s=START_TIMEOUT_S,
-    )
+    # PostgreSQL, not SQLite, as in production: on SQLite the API server's writes wait for the
+    # scheduler's (SQLite locks the whole file) and a trigger could fail with a 500 after 5 s.
+    metadata = f"airflow_tier_{os.getpid()}"
+    metadata_url = devstack.create_database(stack.admin_url, metadata)
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "postgresql+psycopg2://" + metadata_url.split("://", 1)[1]
     try:
-        yield AirflowApi(server)
+        server = start_airflow(
+            TIER_STATE / "airflow_home",
+            port=free_port(),
+            log_dir=TIER_STATE / "logs",
+            env=env,
+            dag_refresh_s=5,
+            timeout_s=START_TIMEOUT_S,
+        )
+        try:
+            yield AirflowApi(server)
+        finally:
+            server.stop()
     finally:
-        server.stop()
-
-
-@pytest.fixture(scope="package")
-def tier_log(airflow: AirflowApi) -> Path:
-    """Airflow's own output (all four components), for failure messages."""
-    return airflow.server.managed.log_path
+        devstack.drop_database(stack.admin_url, metadata)
 
 
 @pytest.fixture(scope="package")
@@ -154,11 +161,14 @@ def parsed_dags(airflow: AirflowApi) -> list[str]:
 
 
 @pytest.fixture(scope="package")
-def unpaused(airflow: AirflowApi, parsed_dags: list[str], tier_service: TierService) -> Unpaused:
+def unpaused(
+    airflow: AirflowApi, parsed_dags: list[str], tier_service: TierService, maildir: Path
+) -> Unpaused:
     """Unpause every DAG, as an operator does after deploying, and wait until nothing is due, running
     or waiting to be started by an Asset event. The tests that trigger runs need the DAGs unpaused
     (the scheduler ignores a paused DAG's runs), so they all come after this."""
     before = {run["dag_run_id"] for run in airflow.runs()}
+    mailed_before = set(maildir.glob("*.eml"))
     started, started_at = time.monotonic(), datetime.now(UTC)
     for dag_id in parsed_dags:
         airflow.set_paused(dag_id, False)
@@ -182,4 +192,6 @@ def unpaused(airflow: AirflowApi, parsed_dags: list[str], tier_service: TierServ
         return runs, events
 
     runs, events = wait_for(settled, timeout_s=SETTLE_TIMEOUT_S, what="the runs unpausing started finished")
-    return Unpaused(runs, events, tier_service.proxy.since(started))
+    mailed = sorted(set(maildir.glob("*.eml")) - mailed_before)
+    emails = [BytesParser(policy=policy.default).parsebytes(path.read_bytes())["Subject"] for path in mailed]
+    return Unpaused(runs, events, tier_service.proxy.since(started), emails)
