@@ -88,7 +88,9 @@ def test_a_run_triggered_from_the_form_with_its_defaults_succeeds(
     dialog = open_trigger_form(page, airflow.server.base_url, UI_TRIGGERED, {})
     dialog.get_by_role("button", name="Trigger").click()
     (run,) = wait_for(
-        lambda: [run for run in airflow.runs(UI_TRIGGERED) if run["dag_run_id"] not in before],
+        lambda: [
+            run for run in airflow.runs(UI_TRIGGERED, run_type=["manual"]) if run["dag_run_id"] not in before
+        ],
         timeout_s=60,
         what="the run the form created",
     )
