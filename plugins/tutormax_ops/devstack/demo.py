@@ -27,8 +27,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
-from tutormax_ops.core.processes import signals_raise, spawn
+from tutormax_ops.core.processes import signals_raise
 from tutormax_ops.devstack import stack as devstack
+from tutormax_ops.devstack.airflow_server import ADMIN, PASSWORD_FILE, launch_airflow
+from tutormax_ops.devstack.airflow_server import pool_settings as standalone_settings  # noqa: F401 (its old name)
 
 DEMO_STATE = Path(os.environ.get("TUTORMAX_DEMO_STATE") or STATE_DIR / "demo")
 # Short profiles so the whole demo stays under five minutes on two cores.
@@ -44,6 +46,8 @@ DEMO_CONF: dict[str, dict[str, object]] = {
     "tutormax_load_test": {"profile": "smoke", "run_time": 30, "notify": "always"},
 }
 DEMO_DATABASE = "tutormax_demo"
+# `make airflow`'s UI, on every interface as `airflow standalone` has it by default.
+UI_PORT, UI_HOST = 8080, "0.0.0.0"
 FIRST_DAG = "tutormax_smoke_connectivity"  # if a connection is broken, say so before anything else
 
 
@@ -156,18 +160,6 @@ def print_summary(outcomes: list[DagOutcome], stack: devstack.Stack) -> None:
     print(f"  service logs: {stack.log_dir}")
 
 
-def standalone_settings(cpus: int | None = None) -> dict[str, str]:
-    """Airflow's pools sized to the machine: its defaults (32 task slots, 4 API workers) need about
-    6 GB on a 2-core laptop."""
-    cpus = cpus or os.cpu_count() or 1
-    return {
-        "AIRFLOW__CORE__PARALLELISM": str(max(2, 2 * cpus)),
-        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(2, 2 * cpus)),
-        "AIRFLOW__API__WORKERS": str(min(4, max(1, cpus // 2))),
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(min(4, max(1, cpus // 2))),
-    }
-
-
 def standalone(*, serve_only: bool = False) -> int:
     """`airflow standalone` (or, with `serve_only`, nothing) against the stack, until a signal."""
     progress = Progress()
@@ -181,20 +173,17 @@ def standalone(*, serve_only: bool = False) -> int:
                 progress.step(f"servers up (logs in {stack.log_dir}); Ctrl-C, SIGTERM or SIGHUP stops them")
                 while True:
                     time.sleep(3600)
-            progress.step("airflow standalone: UI on http://localhost:8080 (Ctrl-C stops it and the stack)")
-            password_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-            progress.step(f"  login: admin, password in {password_file} once the API server is up")
-            airflow = str(Path(sys.executable).with_name("airflow"))
-            server = spawn(
-                "airflow-standalone",
-                [airflow, "standalone"],
-                log_path=stack.log_dir / "airflow-standalone.log",
-                env={**os.environ, **env, **standalone_settings()},
-                pid_file=stack.log_dir / "airflow-standalone.pid.json",
+            port = int(os.environ.get("AIRFLOW__API__PORT") or UI_PORT)
+            server = launch_airflow(
+                DEMO_STATE / "airflow_home", port=port, host=UI_HOST, log_dir=stack.log_dir, env=env
             )
-            stack.processes.append(server)
-            progress.step(f"  its output: {server.log_path}")
-            return server.process.wait()
+            stack.processes.append(server.managed)
+            progress.step(
+                f"airflow standalone: UI on http://localhost:{port} (Ctrl-C stops it and the stack)"
+            )
+            progress.step(f"  login: {ADMIN}, password in {server.home / PASSWORD_FILE}")
+            progress.step(f"  its output: {server.managed.log_path}")
+            return server.managed.process.wait()
         except KeyboardInterrupt:
             return 0
         finally:
