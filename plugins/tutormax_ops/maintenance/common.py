@@ -31,6 +31,176 @@ NotifyMode = Literal["always", "on_findings", "never"]
 T = TypeVar("T")
 
 _PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
+# What quote_ident() quotes besides non-plain names: every keyword that is not UNRESERVED
+# (src/include/parser/kwlist.h of PostgreSQL 18, the newest list: a name safe there is safe before).
+_KEYWORDS_NEEDING_QUOTES = frozenset(
+    [
+        "all",
+        "analyse",
+        "analyze",
+        "and",
+        "any",
+        "array",
+        "as",
+        "asc",
+        "asymmetric",
+        "authorization",
+        "between",
+        "bigint",
+        "binary",
+        "bit",
+        "boolean",
+        "both",
+        "case",
+        "cast",
+        "char",
+        "character",
+        "check",
+        "coalesce",
+        "collate",
+        "collation",
+        "column",
+        "concurrently",
+        "constraint",
+        "create",
+        "cross",
+        "current_catalog",
+        "current_date",
+        "current_role",
+        "current_schema",
+        "current_time",
+        "current_timestamp",
+        "current_user",
+        "dec",
+        "decimal",
+        "default",
+        "deferrable",
+        "desc",
+        "distinct",
+        "do",
+        "else",
+        "end",
+        "except",
+        "exists",
+        "extract",
+        "false",
+        "fetch",
+        "float",
+        "for",
+        "foreign",
+        "freeze",
+        "from",
+        "full",
+        "grant",
+        "greatest",
+        "group",
+        "grouping",
+        "having",
+        "ilike",
+        "in",
+        "initially",
+        "inner",
+        "inout",
+        "int",
+        "integer",
+        "intersect",
+        "interval",
+        "into",
+        "is",
+        "isnull",
+        "join",
+        "json",
+        "json_array",
+        "json_arrayagg",
+        "json_exists",
+        "json_object",
+        "json_objectagg",
+        "json_query",
+        "json_scalar",
+        "json_serialize",
+        "json_table",
+        "json_value",
+        "lateral",
+        "leading",
+        "least",
+        "left",
+        "like",
+        "limit",
+        "localtime",
+        "localtimestamp",
+        "merge_action",
+        "national",
+        "natural",
+        "nchar",
+        "none",
+        "normalize",
+        "not",
+        "notnull",
+        "null",
+        "nullif",
+        "numeric",
+        "offset",
+        "on",
+        "only",
+        "or",
+        "order",
+        "out",
+        "outer",
+        "overlaps",
+        "overlay",
+        "placing",
+        "position",
+        "precision",
+        "primary",
+        "real",
+        "references",
+        "returning",
+        "right",
+        "row",
+        "select",
+        "session_user",
+        "setof",
+        "similar",
+        "smallint",
+        "some",
+        "substring",
+        "symmetric",
+        "system_user",
+        "table",
+        "tablesample",
+        "then",
+        "time",
+        "timestamp",
+        "to",
+        "trailing",
+        "treat",
+        "trim",
+        "true",
+        "union",
+        "unique",
+        "user",
+        "using",
+        "values",
+        "varchar",
+        "variadic",
+        "verbose",
+        "when",
+        "where",
+        "window",
+        "with",
+        "xmlattributes",
+        "xmlconcat",
+        "xmlelement",
+        "xmlexists",
+        "xmlforest",
+        "xmlnamespaces",
+        "xmlparse",
+        "xmlpi",
+        "xmlroot",
+        "xmlserialize",
+        "xmltable",
+    ]
+)
 
 
 class MaintenanceParamError(AirflowFailException):
@@ -55,11 +225,16 @@ class TableRef:
 
 
 def display_name(schema: str, table: str) -> str:
-    """`public.orders`, or `"Mixed Case"."we""ird name"`: quoted only where SQL needs it."""
-    return ".".join(
-        part if _PLAIN_IDENTIFIER.fullmatch(part) else '"' + part.replace('"', '""') + '"'
-        for part in (schema, table)
-    )
+    """`public.orders`, `public."select"` or `"Mixed Case"."we""ird name"`: valid SQL, quoted only
+    where SQL needs it (as quote_ident does)."""
+    return ".".join(map(quote_ident, (schema, table)))
+
+
+def quote_ident(name: str) -> str:
+    """The name as PostgreSQL's quote_ident() writes it: bare when plain and not a keyword."""
+    if _PLAIN_IDENTIFIER.fullmatch(name) and name not in _KEYWORDS_NEEDING_QUOTES:
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -72,6 +247,7 @@ class Request:
     mode: Mode
     min_dead_tuple_ratio: float
     min_xid_age: int
+    min_mods_since_analyze_ratio: float
     parallel_jobs: int
     window_minutes: int
     lock_timeout_ms: int
@@ -94,6 +270,7 @@ def request_from_params(params: Mapping[str, Any], maintenance: Maintenance) -> 
         mode=params.get("mode") or "vacuum_analyze",
         min_dead_tuple_ratio=float(pick("min_dead_tuple_ratio", maintenance.min_dead_tuple_ratio)),
         min_xid_age=maintenance.min_xid_age,
+        min_mods_since_analyze_ratio=maintenance.min_mods_since_analyze_ratio,
         parallel_jobs=int(pick("parallel_jobs", maintenance.parallel_jobs)),
         window_minutes=int(pick("window_minutes", maintenance.window_minutes)),
         lock_timeout_ms=maintenance.lock_timeout_ms,

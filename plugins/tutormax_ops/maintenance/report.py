@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from tutormax_ops.maintenance.common import (
     run_folder,
     save_step,
 )
+from tutormax_ops.maintenance.evidence import EvidenceAge, age_for
 from tutormax_ops.maintenance.findings import TOP_N, collect_findings, no_findings
 from tutormax_ops.maintenance.plan import Plan
 from tutormax_ops.maintenance.recommendations import Recommendation, recommend
@@ -82,7 +84,7 @@ class MaintenanceReport:
     # because they were locked): every section they would have appeared in names them.
     not_inspected: tuple[str, ...]
     min_stats_age_days: float  # no DROP of an unused index before its counters cover this many days
-    observed_s: float | None  # since this DAG's first stored run: the counters' age when never reset
+    evidence: EvidenceAge | None  # how long the scan counters have counted, and how that was derived
     incomplete: tuple[str, ...]  # steps that failed after work was done: what this report lacks
     failure: str | None  # why planned tables failed, and the fix: the run fails after sending this
 
@@ -134,9 +136,23 @@ def build_report(
     except psycopg.OperationalError as error:
         database, server_version = "unknown (unreachable)", "unknown"
         findings = no_findings(f"all findings: the database could not be reached ({error_line(error)})")
-    with collector_session(RESULTS_CONN_ID, settings) as results:
-        earlier = load_history(results, settings.storage.results_schema, dag_id=dag_id, run_id=run_id)
-        observed_s = observed_for(results, settings.storage.results_schema, dag_id=dag_id)
+    generated_at = datetime.now(UTC)
+    schema = settings.storage.results_schema
+    try:
+        with collector_session(RESULTS_CONN_ID, settings) as results:
+            earlier = load_history(results, schema, dag_id=dag_id, run_id=run_id)
+            evidence = age_for(results, schema, before.origin, dag_id=dag_id, now=generated_at)
+    except psycopg.OperationalError as error:  # built from this run's own files; the next run catches up
+        earlier = []
+        evidence = age_for(None, schema, before.origin, dag_id=dag_id, now=generated_at)
+        findings = dataclasses.replace(
+            findings,
+            unavailable=[
+                *findings.unavailable,
+                f"history and trend: {RESULTS_CONN_ID} could not be reached ({error_line(error)}); the "
+                "evidence's age counts from this run only",
+            ],
+        )
     most_bloated = sorted(
         (row for row in rows if latest_bloat(row)), key=lambda row: -(latest_bloat(row) or 0)
     )[:TOP_N]
@@ -144,7 +160,7 @@ def build_report(
     return MaintenanceReport(
         dag_id=dag_id,
         run_id=run_id,
-        generated_at=datetime.now(UTC),
+        generated_at=generated_at,
         database=database,
         server_version=server_version,
         status="incomplete" if incomplete else result.status,
@@ -167,9 +183,11 @@ def build_report(
         database_xid_ages=tuple(findings.database_xid_ages),
         table_xid_ages=tuple(findings.table_xid_ages),
         xmin_holders=tuple(findings.xmin_holders),
-        recommendations=tuple(recommend(findings, rows, settings.maintenance, observed_s=observed_s)),
+        recommendations=tuple(
+            recommend(findings, rows, settings.maintenance, stats_age_s=evidence.age_s if evidence else None)
+        ),
         min_stats_age_days=settings.maintenance.min_stats_age_days,
-        observed_s=observed_s,
+        evidence=evidence,
         history=tuple(earlier + current_history(run_id, before, after)),
         unavailable=tuple(findings.unavailable),
         not_inspected=not_inspected,
@@ -231,16 +249,6 @@ def load_history(
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return []
     return [HistoryPoint(run, phase, at, bloat, dead) for run, phase, at, bloat, dead in rows]
-
-
-def observed_for(conn: psycopg.Connection, schema: str, *, dag_id: str) -> float | None:
-    """Seconds since this DAG's first stored run (None before the first one is stored)."""
-    try:
-        return conn.execute(
-            load_sql("maintenance/first_run.sql", schema=schema), {"dag_id": dag_id}
-        ).fetchone()[0]
-    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-        return None
 
 
 def current_history(run_id: str, before: Snapshot, after: Snapshot | None) -> list[HistoryPoint]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import psycopg
 
 from tutormax_ops.collectors.postgres.bloat import table_bloat
+from tutormax_ops.collectors.postgres.indexes import StatsOrigin, stats_origin
 from tutormax_ops.collectors.postgres.tables import table_stats
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
@@ -90,6 +91,8 @@ class Snapshot:
     database_bytes: int | None
     database_xid_age: int | None
     tables_in_scope: int  # every table of the schemas, also those a run naming tables left out
+    # Who the database is and since when its counters count: the age of "never scanned" evidence.
+    origin: StatsOrigin | None = None
 
     @property
     def partitioned(self) -> frozenset[TableRef]:
@@ -146,7 +149,14 @@ def take_snapshot(
             )
         )
     return Snapshot(
-        phase, collected_at, tuple(tables), tuple(leaves), database_bytes, database_xid_age, len(every)
+        phase,
+        collected_at,
+        tuple(tables),
+        tuple(leaves),
+        database_bytes,
+        database_xid_age,
+        len(every),
+        stats_origin(conn),
     )
 
 

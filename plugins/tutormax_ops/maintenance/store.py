@@ -17,6 +17,7 @@ from tutormax_ops.core.notify import redact
 from tutormax_ops.core.reports import data_uri_png, line_chart_png, render, to_csv, to_json
 from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir, upsert_rows
 from tutormax_ops.maintenance.common import display_name, folder_of, load_step
+from tutormax_ops.maintenance.evidence import record_observation
 from tutormax_ops.maintenance.report import HISTORY_WEEKS, HistoryPoint, MaintenanceReport
 from tutormax_ops.maintenance.snapshot import Snapshot, TableSnapshot
 
@@ -137,6 +138,8 @@ def store_report(
     schema = settings.storage.results_schema
     with collector_session(RESULTS_CONN_ID, settings, read_only=False) as results:
         ensure_results_schema(results, schema)
+        if before.origin is not None:
+            record_observation(results, schema, before.origin, dag_id=report.dag_id)
         metrics = [
             row
             for snapshot in (before, after)

@@ -155,11 +155,17 @@ def _vacuum_over_sessions(
 ) -> list[TableOutcome]:
     request = plan.request
     maintain = maintenance_statement(request.mode, truncate=request.truncate, server_version_num=version)
-    parents = {planned.ref for planned in plan.tables if planned.action == "analyze_parent"}
-    analyze_parent = parent_statement(server_version_num=version)
+    actions = {planned.ref: planned.action for planned in plan.tables}
+    statements = {
+        "maintain": maintain,
+        "analyze": maintenance_statement(
+            "analyze_only", truncate=request.truncate, server_version_num=version
+        ),
+        "analyze_parent": parent_statement(server_version_num=version),
+    }
 
     def statement_for(table: TableRef) -> sql.Composed:
-        return analyze_parent(table) if table in parents else maintain(table)
+        return statements[actions[table]](table)
 
     with ExitStack() as sessions:
         # Opened here, one after another: the hook's connection lookup is not meant for threads.
