@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -30,6 +32,7 @@ Mode = Literal["vacuum_analyze", "analyze_only", "vacuum_freeze_analyze"]
 NotifyMode = Literal["always", "on_findings", "never"]
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
 _PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
 # What quote_ident() quotes besides non-plain names: every keyword that is not UNRESERVED
 # (src/include/parser/kwlist.h of PostgreSQL 18, the newest list: a name safe there is safe before).
@@ -384,6 +387,43 @@ def load_step(cls: type[T], folder: ObjectStoragePath, step: str) -> T | None:
     if not path.exists():
         return None
     return from_jsonable(cls, json.loads(path.read_text()))
+
+
+FAILED_SUFFIX = ".failed.json"
+
+
+@contextmanager
+def recording_failure(folder: ObjectStoragePath, step: str) -> Iterator[None]:
+    """Run a step's body; when it fails, save which step and why under `steps/` before re-raising, so
+    the report and the outcome can name them (Airflow keeps the cause only in the task's log). An
+    attempt that succeeds removes an earlier attempt's record. A skip is not a failure."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    record = folder / STEPS_FOLDER / f"{step}{FAILED_SUFFIX}"
+    try:
+        yield
+    except AirflowSkipException:
+        raise
+    except Exception as error:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(
+                json.dumps({"step": step, "cause": f"{type(error).__name__}: {error_line(error)}"})
+            )
+        except OSError:  # the artifacts store is down too: the task's log still has the cause
+            log.warning("could not record the failure of %s under %s", step, redact(str(record)))
+        raise
+    if record.exists():
+        record.unlink()
+
+
+def step_failures(folder: ObjectStoragePath) -> dict[str, str]:
+    """{step: cause} of the steps whose last attempt failed, from their records."""
+    steps = folder / STEPS_FOLDER
+    if not steps.exists():
+        return {}
+    records = (json.loads(path.read_text()) for path in steps.iterdir() if path.name.endswith(FAILED_SUFFIX))
+    return {record["step"]: record["cause"] for record in records}
 
 
 def folder_of(reference: Mapping[str, Any]) -> ObjectStoragePath:

@@ -18,6 +18,7 @@ from tutormax_ops.maintenance.common import (
     TableRef,
     folder_of,
     load_step,
+    recording_failure,
     request_from_params,
     resolve_tables,
     save_step,
@@ -189,7 +190,7 @@ def plan(params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]
     request = request_from_params(params, settings.maintenance)
     folder = folder_of(before)
     snapshot = load_step(Snapshot, folder, "snapshot_before")
-    with collector_session(DB_CONN_ID, settings) as conn:
+    with recording_failure(folder, "plan"), collector_session(DB_CONN_ID, settings) as conn:
         chosen = build_plan(conn, request, snapshot)
     log.info(
         "%s plan: %d tables (%d below thresholds, %d excluded)%s",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -20,14 +19,16 @@ from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
 from tutormax_ops.core.db import collector_session, load_sql
 from tutormax_ops.maintenance.common import (
     Request,
-    display_name,
     error_line,
     load_step,
+    recording_failure,
     run_folder,
     save_step,
+    step_failures,
 )
 from tutormax_ops.maintenance.evidence import EvidenceAge, age_for
 from tutormax_ops.maintenance.findings import TOP_N, collect_findings, no_findings
+from tutormax_ops.maintenance.permissions import PermissionFix, failure_cause, permission_fix
 from tutormax_ops.maintenance.plan import Plan
 from tutormax_ops.maintenance.recommendations import Recommendation, recommend
 from tutormax_ops.maintenance.snapshot import Snapshot
@@ -87,6 +88,7 @@ class MaintenanceReport:
     evidence: EvidenceAge | None  # how long the scan counters have counted, and how that was derived
     incomplete: tuple[str, ...]  # steps that failed after work was done: what this report lacks
     failure: str | None  # why planned tables failed, and the fix: the run fails after sending this
+    permission_fix: PermissionFix | None  # the GRANTs that let this role maintain the tables that failed
 
     @property
     def has_findings(self) -> bool:
@@ -133,8 +135,9 @@ def build_report(
             database = conn.info.dbname
             server_version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
             findings = collect_findings(conn, schemas, slow_query_ms=settings.alerts.slow_query_ms)
+            fix = permission_fix(conn, result.outcomes)
     except psycopg.OperationalError as error:
-        database, server_version = "unknown (unreachable)", "unknown"
+        database, server_version, fix = "unknown (unreachable)", "unknown", None
         findings = no_findings(f"all findings: the database could not be reached ({error_line(error)})")
     generated_at = datetime.now(UTC)
     schema = settings.storage.results_schema
@@ -156,7 +159,7 @@ def build_report(
     most_bloated = sorted(
         (row for row in rows if latest_bloat(row)), key=lambda row: -(latest_bloat(row) or 0)
     )[:TOP_N]
-    failure = failure_cause(result.outcomes)
+    failure = failure_cause(result.outcomes, fix)
     return MaintenanceReport(
         dag_id=dag_id,
         run_id=run_id,
@@ -193,39 +196,8 @@ def build_report(
         not_inspected=not_inspected,
         incomplete=incomplete,
         failure=failure,
+        permission_fix=fix,
     )
-
-
-# An error of this shape on every table means the role lacks the right to vacuum them.
-_NOT_OWNER = (
-    "only table or database owner can",
-    "permission denied to vacuum",
-    "permission denied to analyze",
-    "must be owner",
-)
-NOT_OWNER_FIX = "the role does not own these tables: run as the owner, or grant pg_maintain on PostgreSQL 17+"
-
-
-def failure_cause(outcomes: Sequence[TableOutcome]) -> str | None:
-    """Why planned tables failed, with the fix where one is known; None when none failed.
-
-    Locked and deferred tables are not failures: the next run takes them.
-    """
-    errors = [outcome for outcome in outcomes if outcome.outcome == "error"]
-    if not errors:
-        return None
-    not_owned = [o for o in errors if any(marker in (o.detail or "") for marker in _NOT_OWNER)]
-    causes = []
-    if not_owned:
-        causes.append(f"{len(not_owned)} of {len(outcomes)} planned tables failed: {NOT_OWNER_FIX}")
-    others = [o for o in errors if o not in not_owned]
-    if others:
-        first = others[0]
-        causes.append(
-            f"{len(others)} of {len(outcomes)} planned tables failed, e.g. "
-            f"{display_name(first.schema, first.table)}: {first.detail}"
-        )
-    return "; ".join(causes)
 
 
 def _not_inspected_reason(row: TableRow, before: Snapshot) -> str | None:
@@ -284,14 +256,21 @@ def gather(
 
         raise AirflowSkipException("no plan: a step failed before anything was vacuumed (see its log)")
     incomplete = []
+    failures = step_failures(folder)
+
+    def cause(step: str) -> str:
+        return f" ({failures[step]})" if step in failures else ""
+
     result = load_step(VacuumResult, folder, "vacuum")
     if result is None:
-        reason = "the vacuum step failed: which planned tables were vacuumed is unknown"
+        reason = f"the vacuum step failed{cause('vacuum')}: which planned tables were vacuumed is unknown"
         incomplete.append(reason)
         result = unknown_result(plan, reason)
     after = load_step(Snapshot, folder, "snapshot_after")
     if after is None and not plan.request.dry_run:
-        incomplete.append("the after-snapshot failed: the figures after maintenance are missing")
+        incomplete.append(
+            f"the after-snapshot failed{cause('snapshot_after')}: the figures after maintenance are missing"
+        )
     return plan, before, result, after, tuple(incomplete)
 
 
@@ -316,16 +295,17 @@ def report(*, dag_id: str, run_id: str) -> dict[str, Any]:
     settings = load_settings(with_variable=True)
     folder = run_folder(settings, dag_id, run_id)
     plan, before, result, after, incomplete = gather(folder)
-    built = build_report(
-        dag_id=dag_id,
-        run_id=run_id,
-        plan=plan,
-        before=before,
-        result=result,
-        after=after,
-        settings=settings,
-        incomplete=incomplete,
-    )
+    with recording_failure(folder, "report"):
+        built = build_report(
+            dag_id=dag_id,
+            run_id=run_id,
+            plan=plan,
+            before=before,
+            result=result,
+            after=after,
+            settings=settings,
+            incomplete=incomplete,
+        )
     log.info(
         "report: %s (%s); %d recommendations; sections not collected: %s; incomplete: %s",
         built.status,

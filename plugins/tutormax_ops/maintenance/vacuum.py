@@ -39,6 +39,7 @@ from tutormax_ops.maintenance.common import (
     error_line,
     folder_of,
     load_step,
+    recording_failure,
     save_step,
 )
 from tutormax_ops.maintenance.plan import Plan
@@ -50,7 +51,7 @@ CONTROL_STATEMENT_TIMEOUT_MS = 300_000
 PG16 = 160_000
 PG18 = 180_000
 Outcome = Literal["done", "skipped_locked", "timed_out", "error", "deferred", "unknown"]
-RunStatus = Literal["completed", "partial", "skipped", "dry_run", "incomplete"]
+RunStatus = Literal["completed", "partial", "failed", "skipped", "dry_run", "incomplete"]
 _LOCK_NOT_AVAILABLE = "55P03"
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,14 @@ def _result(
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
-    status: RunStatus = "completed" if counts.keys() <= {"done"} else "partial"
+    # "0 of N done" with errors is a failure, not "partial"; locked or deferred tables alone stay
+    # "partial" (the next run takes them).
+    if counts.keys() <= {"done"}:
+        status: RunStatus = "completed"
+    elif counts.get("error") and not counts.get("done"):
+        status = "failed"
+    else:
+        status = "partial"
     detail = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in sorted(counts.items()))
     return VacuumResult(
         status,
@@ -352,14 +360,15 @@ def vacuum(plan: Mapping[str, Any], *, window: Window, started_at: datetime | No
     """Run the saved plan inside the run's window; save the outcome of every table to the run's folder."""
     coordination = load_settings(with_variable=True).coordination
     folder = folder_of(plan)
-    result = execute_plan(
-        DB_CONN_ID,
-        load_step(Plan, folder, "plan"),
-        lock_key=coordination.advisory_lock_key,
-        lock_wait_s=coordination.lock_wait_seconds,
-        window=window,
-        started_at=started_at,
-    )
+    with recording_failure(folder, "vacuum"):
+        result = execute_plan(
+            DB_CONN_ID,
+            load_step(Plan, folder, "plan"),
+            lock_key=coordination.advisory_lock_key,
+            lock_wait_s=coordination.lock_wait_seconds,
+            window=window,
+            started_at=started_at,
+        )
     log.info(
         "vacuum %s in %.1f s: %s; database stats %s",
         result.status,
