@@ -46,6 +46,8 @@ def full_run(stack, fresh_database, run_dag, maildir, tmp_path_factory) -> Itera
         with psycopg.connect(target.db_url, autocommit=True) as conn:  # like a migration's new index
             conn.execute("CREATE INDEX clean_payload ON public.clean (payload)")
         make_table(target.db_url, LOCKED, rows=4000, deleted_percent=50)
+        make_table(target.db_url, RESERVED, rows=1000, deleted_percent=0)
+        make_table(target.db_url, OUT_OF_SCOPE, rows=4000, deleted_percent=60)  # a schema the run leaves out
         sent_before = len(read_emails(maildir))
         conf = {"schemas": ["public", "Mixed Case"], "parallel_jobs": 2}
         with psycopg.connect(target.db_url, application_name="long ALTER") as holder:
@@ -53,6 +55,10 @@ def full_run(stack, fresh_database, run_dag, maildir, tmp_path_factory) -> Itera
             dag_run = run_dag(DAG_ID, run_conf=conf)
             holder.rollback()
         yield FullRun(target, dag_run, target.report(dag_run), read_emails(maildir)[sent_before:])
+
+
+RESERVED = TableRef("public", "select")
+OUT_OF_SCOPE = TableRef("archive", "old_events")
 
 
 def rows_by_name(report: dict) -> dict[str, dict]:
@@ -90,6 +96,8 @@ def test_known_bloat_falls_and_the_report_shows_before_and_after(full_run: FullR
         "tables.csv",
     ]
     assert sorted(p.name for p in (folder / "steps").iterdir()) == [
+        "notify.json",
+        "outcome.json",
         "plan.json",
         "report.json",
         "snapshot_after.json",
@@ -125,12 +133,41 @@ def test_a_locked_table_is_named_wherever_it_was_not_inspected(full_run: FullRun
     assert ">None<" not in html and "<code>None</code>" not in html
 
 
+def test_what_was_not_looked_at_is_said_with_valid_sql_names(full_run: FullRun) -> None:
+    report = full_run.report
+    assert [(s["schema"], s["tables"], s["dead_tuples"]) for s in report["other_schemas"]] == [
+        ("archive", 1, 2400)
+    ]
+    row = rows_by_name(report)["public.locked"]
+    (holder,) = report["lock_holders"]
+    assert (holder["table"], holder["mode"], holder["application_name"]) == (
+        "locked",
+        "AccessExclusiveLock",
+        "long ALTER",
+    )
+    assert (
+        f"held by pid {holder['pid']} (user postgres, application 'long ALTER', AccessExclusiveLock"
+        in row["detail"]
+    )
+    assert 'public."select"' in rows_by_name(report)
+    html = full_run.target.folder(full_run.dag_run).joinpath("report.html").read_text()
+    (holds_back,) = [s for s in html.split("<h2>") if s.startswith("What holds back VACUUM")]
+    assert "lock on <code>public.locked</code>" in holds_back and "long ALTER" in holds_back
+    assert "Nothing:" not in holds_back
+    (other,) = [s for s in html.split("<h2>") if s.startswith("Not looked at: other schemas")]
+    assert "<code>archive</code>" in other and "2,400" in other
+    (unused,) = [s for s in html.split("<h2>") if s.startswith("Unused indexes")]
+    assert "<code>public.clean_payload</code>" in unused  # schema-qualified
+    body = full_run.emails[0].get_body(("html",)).get_content()
+    assert "schema <code>archive</code> has 2,400 dead tuples" in body
+
+
 def test_a_young_database_gets_no_drop_and_is_called_too_young(full_run: FullRun) -> None:
     unused = [index["index"] for index in full_run.report["unused_indexes"]]
     assert "clean_payload" in unused  # an index no query has used, on a database minutes old
     assert [r for r in full_run.report["recommendations"] if r["kind"] == "drop_index"] == []
     html = full_run.target.folder(full_run.dag_run).joinpath("report.html").read_text()
-    assert "too young to judge" in html and "unknown (never reset, first run)" in html
+    assert "too young to judge" in html and "decided by <i>first observed by this DAG</i>" in html
 
 
 def test_the_email_lands_after_the_store_small_with_the_report_location(full_run: FullRun) -> None:

@@ -11,7 +11,14 @@ from typing import Any
 from tutormax_ops.core.conn_ids import SMTP_CONN_ID
 from tutormax_ops.core.notify import redact, send_email
 from tutormax_ops.core.reports import render
-from tutormax_ops.maintenance.common import display_name, folder_of, load_step, recording_failure, save_step
+from tutormax_ops.maintenance.common import (
+    display_name,
+    folder_of,
+    load_step,
+    quote_ident,
+    recording_failure,
+    save_step,
+)
 from tutormax_ops.maintenance.report import MaintenanceReport
 from tutormax_ops.maintenance.store import CHARTS
 
@@ -49,6 +56,7 @@ def email_report(report: MaintenanceReport, artifacts_uri: str) -> list[str]:
                 "maintenance_email.html",
                 report=report,
                 name=display_name,
+                ident=quote_ident,
                 artifacts_uri=redact(artifacts_uri),
                 charts={name: f"cid:{file}" for name, file in CHARTS.items()},
                 email_tables=EMAIL_TABLES,

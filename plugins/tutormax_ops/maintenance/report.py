@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from tutormax_ops.collectors.postgres.bloat import IndexBloat
-from tutormax_ops.collectors.postgres.health import DatabaseXidAge, TableXidAge, XminHolder
+from tutormax_ops.collectors.postgres.health import DatabaseXidAge, LockHolder, TableXidAge, XminHolder
 from tutormax_ops.collectors.postgres.indexes import DuplicateIndex, InvalidIndex, UnusedIndex
 from tutormax_ops.collectors.postgres.queries import StatementDelta
+from tutormax_ops.collectors.postgres.tables import SchemaDeadTuples
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
 from tutormax_ops.core.db import collector_session, load_sql
@@ -78,6 +79,8 @@ class MaintenanceReport:
     database_xid_ages: tuple[DatabaseXidAge, ...]
     table_xid_ages: tuple[TableXidAge, ...]
     xmin_holders: tuple[XminHolder, ...]
+    lock_holders: tuple[LockHolder, ...]  # sessions that held tables skipped as locked
+    other_schemas: tuple[SchemaDeadTuples, ...]  # dead tuples in schemas this run did not look at
     recommendations: tuple[Recommendation, ...]
     history: tuple[HistoryPoint, ...]
     unavailable: tuple[str, ...]  # sections that could not be collected, with the reason
@@ -186,6 +189,8 @@ def build_report(
         database_xid_ages=tuple(findings.database_xid_ages),
         table_xid_ages=tuple(findings.table_xid_ages),
         xmin_holders=tuple(findings.xmin_holders),
+        lock_holders=result.lock_holders,
+        other_schemas=tuple(findings.other_schemas),
         recommendations=tuple(
             recommend(findings, rows, settings.maintenance, stats_age_s=evidence.age_s if evidence else None)
         ),

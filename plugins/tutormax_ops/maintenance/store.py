@@ -25,6 +25,7 @@ from tutormax_ops.maintenance.common import (
     error_line,
     folder_of,
     load_step,
+    quote_ident,
     recording_failure,
     save_step,
 )
@@ -92,6 +93,7 @@ def render_artifacts(report: MaintenanceReport) -> dict[str, bytes]:
         "maintenance_report.html",
         report=report,
         name=display_name,
+        ident=quote_ident,
         charts={name: data_uri_png(png) for name, png in pngs.items()},
         generated_at=f"{report.generated_at:%Y-%m-%d %H:%M} UTC",
     )

@@ -12,6 +12,7 @@ It follows flexible_freeze and vacuumdb:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from tutormax_ops.collectors.postgres.health import LockHolder, lock_holders
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
 from tutormax_ops.core.coordination import LockNotAcquired, exclusive
@@ -74,6 +76,7 @@ class VacuumResult:
     database_stats: str  # how datfrozenxid was brought up to date, or why not
     server_version_num: int | None
     elapsed_s: float
+    lock_holders: tuple[LockHolder, ...] = ()  # who held the tables skipped as locked, when skipped
 
 
 def maintenance_statement(
@@ -141,6 +144,7 @@ def execute_plan(
         try:
             with exclusive(control, lock_key, wait_s=min(lock_wait_s, deadline - time.monotonic())) as waited:
                 outcomes = _vacuum_over_sessions(conn_id, plan, tables, version, deadline)
+                outcomes, holders = _name_lock_holders(control, outcomes)
                 database_stats = _update_database_stats(control, request.mode, outcomes, version)
         except LockNotAcquired as error:
             reason = f"skipped: {error} (a migration or load test holds the shared maintenance lock)"
@@ -148,7 +152,40 @@ def execute_plan(
             return VacuumResult(
                 "skipped", reason, skipped, None, "not needed (nothing vacuumed)", version, _since(started)
             )
-    return _result(outcomes, waited, database_stats, version, started)
+    return _result(outcomes, waited, database_stats, version, started, holders)
+
+
+def _name_lock_holders(
+    control: psycopg.Connection, outcomes: list[TableOutcome]
+) -> tuple[list[TableOutcome], tuple[LockHolder, ...]]:
+    """Right after the tables were skipped as locked, which sessions hold them: each skipped table's
+    detail names them (pid, user, application, since when)."""
+    skipped = [(o.schema, o.table) for o in outcomes if o.outcome == "skipped_locked"]
+    try:
+        holders = lock_holders(control, skipped)
+    except psycopg.Error as error:  # the skip stands; only its explanation is missing
+        log.warning("could not read who holds the locked tables: %s", error_line(error))
+        return outcomes, ()
+    by_table: dict[tuple[str, str], list[LockHolder]] = {}
+    for holder in holders:
+        by_table.setdefault((holder.schema, holder.table), []).append(holder)
+    named = [
+        dataclasses.replace(o, detail=f"{o.detail}; held by {'; '.join(map(describe_holder, by_table[key]))}")
+        if (key := (o.schema, o.table)) in by_table
+        else o
+        for o in outcomes
+    ]
+    return named, tuple(holders)
+
+
+def describe_holder(holder: LockHolder) -> str:
+    since = holder.xact_start or holder.query_start
+    return (
+        f"pid {holder.pid} (user {holder.username or 'unknown'}, application {holder.application_name or ''!r}, "
+        f"{holder.mode}, {holder.state or 'state unknown'}"
+        + (f", transaction since {since:%Y-%m-%d %H:%M:%S %Z}" if since else "")
+        + ")"
+    )
 
 
 def _vacuum_over_sessions(
@@ -299,6 +336,7 @@ def _result(
     database_stats: str,
     version: int | None,
     started: float,
+    holders: tuple[LockHolder, ...] = (),
 ) -> VacuumResult:
     counts: dict[str, int] = {}
     for outcome in outcomes:
@@ -320,6 +358,7 @@ def _result(
         database_stats,
         version,
         _since(started),
+        holders,
     )
 
 
