@@ -91,18 +91,18 @@ def test_known_bloat_falls_and_the_report_shows_before_and_after(full_run: FullR
         "dead_tuples.png",
         "recommendations.csv",
         "report.html",
-        "report.json",
+        "report.json.gz",
         "steps",
         "tables.csv",
     ]
     assert sorted(p.name for p in (folder / "steps").iterdir()) == [
-        "notify.json",
-        "outcome.json",
-        "plan.json",
-        "report.json",
-        "snapshot_after.json",
-        "snapshot_before.json",
-        "vacuum.json",
+        "notify.json.gz",
+        "outcome.json.gz",
+        "plan.json.gz",
+        "report.json.gz",
+        "snapshot_after.json.gz",
+        "snapshot_before.json.gz",
+        "vacuum.json.gz",
     ]
 
 

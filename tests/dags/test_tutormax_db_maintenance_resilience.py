@@ -100,7 +100,7 @@ def test_both_databases_down_after_the_vacuum_still_build_store_and_send_the_rep
     assert "Incomplete:</b> the after-snapshot failed" in html
     subjects = [m["subject"] for m in read_emails(maildir)[sent_before:]]
     assert any(DAG_ID in s and "incomplete" in s for s in subjects), subjects
-    verdict = json.loads(target.folder(dag_run).joinpath("steps", "outcome.json").read_text())
+    verdict = target.step(dag_run, "outcome")
     assert not verdict["passed"]
     assert (
         "the after-snapshot failed (OperationalError: PostgreSQL connection 'tutormax_db'"
@@ -118,7 +118,7 @@ def test_both_databases_down_after_the_vacuum_still_build_store_and_send_the_rep
     assert str(later.state) == "success", task_states(later)
     stored = "SELECT status, summary->>'done' FROM tutormax_ops.runs WHERE run_id = %s"
     assert target.results(stored, dag_run.run_id) == [("incomplete", "1")]
-    assert not target.folder(dag_run).joinpath("steps", "history_pending.json").exists()
+    assert not target.folder(dag_run).joinpath("steps", "history_pending.json.gz").exists()
 
 
 def test_a_report_email_that_could_not_be_sent_fails_the_run_naming_the_connection(
@@ -139,7 +139,7 @@ def test_a_report_email_that_could_not_be_sent_fails_the_run_naming_the_connecti
     assert target.results("SELECT status FROM tutormax_ops.runs WHERE run_id = %s", dag_run.run_id) == [
         ("completed",)
     ]
-    verdict = json.loads(target.folder(dag_run).joinpath("steps", "outcome.json").read_text())
+    verdict = target.step(dag_run, "outcome")
     assert verdict["problems"] == [
         "step notify: the report email was not sent through connection 'smtp_default': "
         + verdict["problems"][0].split("'smtp_default': ", 1)[1]

@@ -128,9 +128,10 @@ def build_report(
     """
     schemas = list(plan.request.schemas)
     rows = table_rows(plan, before, result, after)
+    locked = {table.ref.display for table in before.tables if table.locked}
     not_inspected = tuple(
         f"{row.name} ({reason})"
-        for row, reason in ((row, _not_inspected_reason(row, before)) for row in rows)
+        for row, reason in ((row, _not_inspected_reason(row, locked)) for row in rows)
         if reason
     )
     try:
@@ -205,8 +206,7 @@ def build_report(
     )
 
 
-def _not_inspected_reason(row: TableRow, before: Snapshot) -> str | None:
-    locked = {table.ref.display for table in before.tables if table.locked}
+def _not_inspected_reason(row: TableRow, locked: set[str]) -> str | None:
     if row.name in locked:
         return "locked by another session while the snapshot was taken"
     if row.outcome == "skipped_locked":
