@@ -38,6 +38,7 @@ from tutormax_ops.maintenance.snapshot import Snapshot, TableSnapshot
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+REPORT_TABLES = 300  # planned tables listed in report.html; all of them are in tables.csv
 CHARTS = {"bloat": "bloat.png", "dead_tuples": "dead_tuples.png"}
 METRICS_KEY = ("dag_id", "run_id", "phase", "schema_name", "table_name")
 # The `table_metrics` columns that a TableSnapshot field of the same name fills.
@@ -96,6 +97,7 @@ def render_artifacts(report: MaintenanceReport) -> dict[str, bytes]:
         report=report,
         name=display_name,
         ident=quote_ident,
+        report_tables=REPORT_TABLES,
         charts={name: data_uri_png(png) for name, png in pngs.items()},
         generated_at=f"{report.generated_at:%Y-%m-%d %H:%M} UTC",
     )
