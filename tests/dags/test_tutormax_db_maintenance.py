@@ -46,6 +46,8 @@ def full_run(stack, fresh_database, run_dag, maildir, tmp_path_factory) -> Itera
         with psycopg.connect(target.db_url, autocommit=True) as conn:  # like a migration's new index
             conn.execute("CREATE INDEX clean_payload ON public.clean (payload)")
         make_table(target.db_url, LOCKED, rows=4000, deleted_percent=50)
+        make_table(target.db_url, RESERVED, rows=1000, deleted_percent=0)
+        make_table(target.db_url, OUT_OF_SCOPE, rows=4000, deleted_percent=60)  # a schema the run leaves out
         sent_before = len(read_emails(maildir))
         conf = {"schemas": ["public", "Mixed Case"], "parallel_jobs": 2}
         with psycopg.connect(target.db_url, application_name="long ALTER") as holder:
@@ -53,6 +55,10 @@ def full_run(stack, fresh_database, run_dag, maildir, tmp_path_factory) -> Itera
             dag_run = run_dag(DAG_ID, run_conf=conf)
             holder.rollback()
         yield FullRun(target, dag_run, target.report(dag_run), read_emails(maildir)[sent_before:])
+
+
+RESERVED = TableRef("public", "select")
+OUT_OF_SCOPE = TableRef("archive", "old_events")
 
 
 def rows_by_name(report: dict) -> dict[str, dict]:
@@ -85,16 +91,18 @@ def test_known_bloat_falls_and_the_report_shows_before_and_after(full_run: FullR
         "dead_tuples.png",
         "recommendations.csv",
         "report.html",
-        "report.json",
+        "report.json.gz",
         "steps",
         "tables.csv",
     ]
     assert sorted(p.name for p in (folder / "steps").iterdir()) == [
-        "plan.json",
-        "report.json",
-        "snapshot_after.json",
-        "snapshot_before.json",
-        "vacuum.json",
+        "notify.json.gz",
+        "outcome.json.gz",
+        "plan.json.gz",
+        "report.json.gz",
+        "snapshot_after.json.gz",
+        "snapshot_before.json.gz",
+        "vacuum.json.gz",
     ]
 
 
@@ -125,12 +133,41 @@ def test_a_locked_table_is_named_wherever_it_was_not_inspected(full_run: FullRun
     assert ">None<" not in html and "<code>None</code>" not in html
 
 
+def test_what_was_not_looked_at_is_said_with_valid_sql_names(full_run: FullRun) -> None:
+    report = full_run.report
+    assert [(s["schema"], s["tables"], s["dead_tuples"]) for s in report["other_schemas"]] == [
+        ("archive", 1, 2400)
+    ]
+    row = rows_by_name(report)["public.locked"]
+    (holder,) = report["lock_holders"]
+    assert (holder["table"], holder["mode"], holder["application_name"]) == (
+        "locked",
+        "AccessExclusiveLock",
+        "long ALTER",
+    )
+    assert (
+        f"held by pid {holder['pid']} (user postgres, application 'long ALTER', AccessExclusiveLock"
+        in row["detail"]
+    )
+    assert 'public."select"' in rows_by_name(report)
+    html = full_run.target.folder(full_run.dag_run).joinpath("report.html").read_text()
+    (holds_back,) = [s for s in html.split("<h2>") if s.startswith("What holds back VACUUM")]
+    assert "lock on <code>public.locked</code>" in holds_back and "long ALTER" in holds_back
+    assert "Nothing:" not in holds_back
+    (other,) = [s for s in html.split("<h2>") if s.startswith("Not looked at: other schemas")]
+    assert "<code>archive</code>" in other and "2,400" in other
+    (unused,) = [s for s in html.split("<h2>") if s.startswith("Unused indexes")]
+    assert "<code>public.clean_payload</code>" in unused  # schema-qualified
+    body = full_run.emails[0].get_body(("html",)).get_content()
+    assert "schema <code>archive</code> has 2,400 dead tuples" in body
+
+
 def test_a_young_database_gets_no_drop_and_is_called_too_young(full_run: FullRun) -> None:
     unused = [index["index"] for index in full_run.report["unused_indexes"]]
     assert "clean_payload" in unused  # an index no query has used, on a database minutes old
     assert [r for r in full_run.report["recommendations"] if r["kind"] == "drop_index"] == []
     html = full_run.target.folder(full_run.dag_run).joinpath("report.html").read_text()
-    assert "too young to judge" in html and "unknown (never reset, first run)" in html
+    assert "too young to judge" in html and "decided by <i>first observed by this DAG</i>" in html
 
 
 def test_the_email_lands_after_the_store_small_with_the_report_location(full_run: FullRun) -> None:
@@ -304,10 +341,12 @@ def test_named_tables_are_vacuumed_below_the_threshold_and_each_partition_once(
     assert by_name["public.events"]["outcome"] == "done"
 
 
-def test_a_role_that_owns_nothing_gets_its_report_then_a_failed_run_with_the_fix(
+def test_a_role_that_owns_nothing_gets_a_failed_run_with_the_grants_that_make_the_rerun_succeed(
     stack, fresh_database, run_dag, maildir, monkeypatch, tmp_path, pg_admin_url
 ) -> None:
     target = new_target(fresh_database, tmp_path)
+    hidden = TableRef("hidden", "dirty")  # in a schema the role may not use
+    make_table(target.db_url, hidden, rows=4000, deleted_percent=50)
     name, password = f"maint_guest_{os.getpid()}", new_password()  # the server wants one from every role
     role = sql.Identifier(name)
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
@@ -317,35 +356,58 @@ def test_a_role_that_owns_nothing_gets_its_report_then_a_failed_run_with_the_fix
         )
     guest_url = with_credentials(target.db_url, name, password)
     point_at(monkeypatch, stack, replace(target, db_url=guest_url))
+    conf = {"schemas": ["public", "hidden"]}
     sent_before = len(read_emails(maildir))
     try:
-        dag_run = run_dag(DAG_ID)
+        dag_run = run_dag(DAG_ID, run_conf=conf)
+        states = task_states(dag_run)
+        assert str(dag_run.state) == "failed"
+        assert {task: states[task] for task in ("vacuum", "report", "store", "notify", "outcome")} == {
+            "vacuum": ["success"],
+            "report": ["success"],
+            "store": ["success"],
+            "notify": ["success"],
+            "outcome": ["failed"],
+        }
+        report = target.report(dag_run)
+        assert report["status"] == "failed"  # 0 of 2 done: not "partial"
+        details = {row["name"]: row["detail"] for row in report["tables"] if row["planned"]}
+        assert "permission denied for schema hidden" in details["hidden.dirty"]
+        grants = report["permission_fix"]["grants"]
+        with psycopg.connect(target.db_url) as conn:
+            pg17_or_later = conn.info.server_version >= 170000
+        quoted = role.as_string()
+        assert grants == [f'GRANT USAGE ON SCHEMA "hidden" TO {quoted};'] + (
+            [f"GRANT pg_maintain TO {quoted};"] if pg17_or_later else []
+        )
+        assert " ".join(grants) in report["failure"]
+        assert dead_tuples(target.db_url, BLOATED) >= 9000
+        assert target.results("SELECT status FROM tutormax_ops.runs WHERE run_id = %s", dag_run.run_id) == [
+            ("failed",)
+        ]
+        messages = read_emails(maildir)[sent_before:]
+        reports = [m for m in messages if "0 of 2 tables done" in m["subject"]]
+        assert len(reports) == 1, [m["subject"] for m in messages]
+        failure_bodies = [
+            m.get_body(("html", "plain")).get_content() for m in messages if m is not reports[0]
+        ]
+        assert any("GRANT USAGE ON SCHEMA" in body and "outcome" in body for body in failure_bodies)
+        instances = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+        assert instances["outcome"].start_date >= instances["notify"].end_date
+        if not pg17_or_later:
+            return  # before 17 no GRANT lets a role VACUUM another's table; the report says so
+
+        with psycopg.connect(target.db_url, autocommit=True) as admin:  # the fix, as the report gives it
+            admin.execute(sql.SQL(" ".join(grants)))
+        again = run_dag(DAG_ID, run_conf=conf)
+        assert str(again.state) == "success", task_states(again)
+        assert {row["name"]: row["outcome"] for row in target.report(again)["tables"] if row["planned"]} == {
+            "public.bloated": "done",
+            "hidden.dirty": "done",
+        }
+        assert dead_tuples(target.db_url, hidden) == 0
     finally:
+        with psycopg.connect(target.db_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(role))  # the schema grant, in this database
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE {}").format(role))
-    states = task_states(dag_run)
-    assert str(dag_run.state) == "failed"
-    assert {task: states[task] for task in ("vacuum", "report", "store", "notify", "outcome")} == {
-        "vacuum": ["success"],
-        "report": ["success"],
-        "store": ["success"],
-        "notify": ["success"],
-        "outcome": ["failed"],
-    }
-    report = target.report(dag_run)
-    assert [row["outcome"] for row in report["tables"] if row["planned"]] == ["error"]
-    fix = "run as the owner, or grant pg_maintain on PostgreSQL 17+"
-    assert fix in report["failure"]
-    assert dead_tuples(target.db_url, BLOATED) >= 9000
-    assert target.results("SELECT status FROM tutormax_ops.runs WHERE run_id = %s", dag_run.run_id) == [
-        ("partial",)
-    ]
-    messages = read_emails(maildir)[sent_before:]
-    # Picked by subject: the sink's order is arrival order, but the failure email is not the only other
-    # one. That the report went out before the run failed is asserted on the task instances below.
-    reports = [m for m in messages if DAG_ID in m["subject"] and "partial" in m["subject"]]
-    assert len(reports) == 1, [m["subject"] for m in messages]
-    failure_bodies = [m.get_body(("html", "plain")).get_content() for m in messages if m is not reports[0]]
-    assert any(fix in body and "outcome" in body for body in failure_bodies), failure_bodies
-    instances = {ti.task_id: ti for ti in dag_run.get_task_instances()}
-    assert instances["outcome"].start_date >= instances["notify"].end_date

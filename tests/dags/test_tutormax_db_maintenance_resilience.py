@@ -7,36 +7,56 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from maintenance.catalog import dead_tuples, make_table
-from maintenance.targets import BLOATED, DAG_ID, Target, point_at
+from maintenance.targets import BLOATED, DAG_ID, Target, new_target, point_at
 from support import read_emails, task_states
 from tutormax_ops.devstack import stack as devstack
+from tutormax_ops.devstack.connections import smtp_connection
+
+
+class OwnPostgres:
+    """A PostgreSQL server of a test's own, which it may stop and start again (under the stack's
+    folder, which the unprivileged server user may enter)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, devstack.free_port()
+        self.server = devstack.start_postgres(root, self.port, log_dir=root)
+        self.admin_url = self.server.url
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server = devstack.start_postgres(self.root, self.port, log_dir=self.root)
 
 
 @pytest.fixture
-def own_postgres(stack) -> Iterator[tuple[str, devstack.Server]]:
-    """A PostgreSQL server of this test's own, which it may stop (under the stack's folder, which the
-    unprivileged server user may enter)."""
-    root = stack.log_dir.parent / f"own_postgres_{os.getpid()}"
-    port = devstack.free_port()
-    server = devstack.start_postgres(root, port, log_dir=root)
-    yield server.url, server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+def own_postgres(stack) -> Iterator[OwnPostgres]:
+    own = OwnPostgres(stack.log_dir.parent / f"own_postgres_{os.getpid()}")
+    yield own
+    own.stop()
+    shutil.rmtree(own.root, ignore_errors=True)
 
 
-def test_postgres_down_after_the_vacuum_still_stores_an_incomplete_report(
-    stack, fresh_database, run_dag, maildir, monkeypatch, tmp_path, own_postgres
+def test_both_databases_down_after_the_vacuum_still_build_store_and_send_the_report(
+    stack, run_dag, maildir, monkeypatch, tmp_path, own_postgres
 ) -> None:
-    admin_url, server = own_postgres
-    target = Target(devstack.create_database(admin_url, "doomed"), fresh_database("maint_results"), tmp_path)
+    # tutormax_results on the same server as tutormax_db: the demo's default, which the README allows.
+    server = own_postgres
+    target = Target(
+        devstack.create_database(server.admin_url, "doomed"),
+        devstack.create_database(server.admin_url, "doomed_results"),
+        tmp_path,
+    )
     make_table(target.db_url, BLOATED, rows=20_000, deleted_percent=50)
     point_at(monkeypatch, stack, target)
+    monkeypatch.setattr("tutormax_ops.maintenance.store.STORE_RETRY_S", 0.1)
     import tutormax_ops.maintenance.vacuum as vacuum_module
 
     real_vacuum = vacuum_module.vacuum
@@ -53,30 +73,78 @@ def test_postgres_down_after_the_vacuum_still_stores_an_incomplete_report(
 
     assert str(dag_run.state) == "failed"
     states = task_states(dag_run)
-    assert {task: states[task] for task in states} == {
-        "snapshot_before": ["success"],
-        "plan": ["success"],
-        "vacuum": ["success"],
-        "snapshot_after": ["failed"],
-        "report": ["success"],
-        "store": ["success"],
-        "notify": ["success"],
-        "outcome": ["failed"],
+    assert {task: states[task][-1] for task in states} == {
+        "snapshot_before": "success",
+        "plan": "success",
+        "vacuum": "success",
+        "snapshot_after": "failed",
+        "report": "success",
+        "store": "success",
+        "notify": "success",
+        "outcome": "failed",
     }
     report = target.report(dag_run)
     assert report["status"] == "incomplete"
-    assert report["incomplete"] == ["the after-snapshot failed: the figures after maintenance are missing"]
+    (incomplete,) = report["incomplete"]
+    assert incomplete.startswith(
+        "the after-snapshot failed (OperationalError: PostgreSQL connection 'tutormax_db'"
+    )
     (row,) = [row for row in report["tables"] if row["planned"]]
     assert (row["name"], row["outcome"], row["dead_tuples_after"]) == ("public.bloated", "done", None)
     assert report["unavailable"][0].startswith("all findings: the database could not be reached")
-    (status, summary) = target.results(
-        "SELECT status, summary FROM tutormax_ops.runs WHERE run_id = %s", dag_run.run_id
-    )[0]
-    assert status == "incomplete" and summary["done"] == 1 and summary["incomplete"] == report["incomplete"]
+    assert any(
+        reason.startswith("history and trend: tutormax_results could not be reached")
+        for reason in report["unavailable"]
+    )
     html = target.folder(dag_run).joinpath("report.html").read_text()
     assert "Incomplete:</b> the after-snapshot failed" in html
     subjects = [m["subject"] for m in read_emails(maildir)[sent_before:]]
     assert any(DAG_ID in s and "incomplete" in s for s in subjects), subjects
+    verdict = target.step(dag_run, "outcome")
+    assert not verdict["passed"]
+    assert (
+        "the after-snapshot failed (OperationalError: PostgreSQL connection 'tutormax_db'"
+        in verdict["message"]
+    )
+    assert (
+        "step store: the history rows were not stored (tutormax_results unreachable after 3 attempts"
+        in (verdict["message"])
+    )
+
+    # The server is back: the next run stores the history the first one could not.
+    server.start()
+    monkeypatch.setattr(vacuum_module, "vacuum", real_vacuum)
+    later = run_dag(DAG_ID, run_conf={"notify": "never"})
+    assert str(later.state) == "success", task_states(later)
+    stored = "SELECT status, summary->>'done' FROM tutormax_ops.runs WHERE run_id = %s"
+    assert target.results(stored, dag_run.run_id) == [("incomplete", "1")]
+    assert not target.folder(dag_run).joinpath("steps", "history_pending.json.gz").exists()
+
+
+def test_a_report_email_that_could_not_be_sent_fails_the_run_naming_the_connection(
+    stack, fresh_database, run_dag, monkeypatch, tmp_path
+) -> None:
+    target = point_at(monkeypatch, stack, new_target(fresh_database, tmp_path))
+    refusing = f"smtp://127.0.0.1:{devstack.free_port()}"  # nothing listens there
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(smtp_connection(refusing)))
+    dag_run = run_dag(DAG_ID)
+    assert str(dag_run.state) == "failed"
+    states = task_states(dag_run)
+    assert (states["store"][-1], states["notify"][-1], states["outcome"][-1]) == (
+        "success",
+        "failed",
+        "failed",
+    )
+    # Stored before anyone was (not) told.
+    assert target.results("SELECT status FROM tutormax_ops.runs WHERE run_id = %s", dag_run.run_id) == [
+        ("completed",)
+    ]
+    verdict = target.step(dag_run, "outcome")
+    assert verdict["problems"] == [
+        "step notify: the report email was not sent through connection 'smtp_default': "
+        + verdict["problems"][0].split("'smtp_default': ", 1)[1]
+    ]
+    assert "ConnectionError: SMTP connection 'smtp_default' at 127.0.0.1:" in verdict["message"]
 
 
 def xcom_sizes(dag_run) -> dict[str, int]:

@@ -3,6 +3,7 @@ folder, shared by the end-to-end tests under tests/dags/."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +41,12 @@ class Target:
 
     def report(self, dag_run) -> dict:
         return json.loads(self.folder(dag_run).joinpath("report.json").read_text())
+
+    def step(self, dag_run, name: str) -> dict:
+        """A step's saved result (compact JSON, gzip-compressed)."""
+        return json.loads(
+            gzip.decompress(self.folder(dag_run).joinpath("steps", f"{name}.json.gz").read_bytes())
+        )
 
     def folder(self, dag_run) -> Path:
         return self.artifacts / DAG_ID / path_segment(dag_run.run_id)

@@ -92,3 +92,25 @@ def test_a_partitioned_table_plans_each_leaf_once_and_its_parent_for_analyze_onl
         *((leaf, "maintain") for leaf in sorted(leaves, key=lambda ref: ref.table)),
         (TableRef("public", "events"), "analyze_parent"),
     ]
+
+
+def test_statistics_are_maintained_never_analyzed_and_many_changed_rows_with_the_reason(
+    conn: psycopg.Connection, database_url: str
+) -> None:
+    # A session that ends: a backend flushes its table counters at exit at the latest.
+    with psycopg.connect(database_url, autocommit=True) as writer:
+        writer.execute("CREATE TABLE public.no_stats (id int) WITH (autovacuum_enabled = false)")
+        writer.execute("INSERT INTO public.no_stats SELECT generate_series(1, 5000)")
+        writer.execute("INSERT INTO public.clean SELECT g, 'y' FROM generate_series(1001, 1300) AS g")
+    snapshot = take_snapshot(conn, ("public",), "before")
+    plan = build_plan(conn, request(schemas=["public"], min_dead_tuple_ratio=0.2), snapshot)
+    planned = {t.table: t for t in plan.tables}
+    assert planned["no_stats"].action == "analyze"
+    assert planned["no_stats"].reason == "never analyzed: the planner has no statistics for its 5,000 rows"
+    assert planned["clean"].action == "analyze"
+    assert planned["clean"].reason.startswith("300 rows changed since the last analyze (23.1% of live rows")
+    assert planned["bloated"].action == "maintain" and "dead tuples" in planned["bloated"].reason
+    strict = Maintenance(schemas=("public",), min_dead_tuple_ratio=0.2, min_mods_since_analyze_ratio=0.5)
+    assert "clean" not in {
+        t.table for t in build_plan(conn, request_from_params({}, strict), snapshot).tables
+    }

@@ -33,7 +33,7 @@ def test_recommendations_carry_sql_that_runs(conn: psycopg.Connection) -> None:
     conn.execute('CREATE INDEX "Dup Idx" ON public.bloated (id)')  # the primary key covers it
     with pytest.raises(psycopg.errors.UniqueViolation):  # leaves an invalid index behind
         conn.execute("CREATE UNIQUE INDEX CONCURRENTLY half_built ON public.clean (payload)")
-    recommendations = recommend(findings_of(conn), [], OLD_ENOUGH, observed_s=30 * DAY, freeze_min_percent=0)
+    recommendations = recommend(findings_of(conn), [], OLD_ENOUGH, stats_age_s=30 * DAY, freeze_min_percent=0)
     by_target = {(r.kind, r.target): r for r in recommendations}
     assert len({r.target for r in recommendations}) == len(recommendations)  # one per object
     dup = by_target[("drop_index", 'public."Dup Idx"')]
@@ -63,7 +63,7 @@ def test_a_duplicate_pair_whose_covering_index_is_unused_yields_one_drop_of_the_
     findings = findings_of(conn)
     unused = {index.index for index in findings.unused_indexes}
     assert {"Dup A", "Dup B"} <= unused
-    on_pair = [r for r in recommend(findings, [], OLD_ENOUGH, observed_s=30 * DAY) if "Dup" in r.target]
+    on_pair = [r for r in recommend(findings, [], OLD_ENOUGH, stats_age_s=30 * DAY) if "Dup" in r.target]
     assert [(r.kind, r.target) for r in on_pair] == [("drop_index", 'public."Dup A"')]
     assert on_pair[0].reason == 'has a leading prefix of public."Dup B", which serves the same reads'
 
@@ -73,10 +73,12 @@ def test_no_drop_of_an_unused_index_until_its_statistics_are_old_enough(conn: ps
     findings = findings_of(conn)
     assert "bloated_payload" in {index.index for index in findings.unused_indexes}
     # A fresh database: statistics never reset, and this DAG has not watched it before.
-    for observed_s in (None, 0.0, 6.9 * DAY):
-        young = recommend(findings, [], OLD_ENOUGH, observed_s=observed_s)
-        assert [r for r in young if r.kind == "drop_index"] == [], observed_s
-    (drop,) = [r for r in recommend(findings, [], OLD_ENOUGH, observed_s=7.5 * DAY) if r.kind == "drop_index"]
+    for stats_age_s in (None, 0.0, 6.9 * DAY):
+        young = recommend(findings, [], OLD_ENOUGH, stats_age_s=stats_age_s)
+        assert [r for r in young if r.kind == "drop_index"] == [], stats_age_s
+    (drop,) = [
+        r for r in recommend(findings, [], OLD_ENOUGH, stats_age_s=7.5 * DAY) if r.kind == "drop_index"
+    ]
     assert drop.target == "public.bloated_payload" and drop.warning == WARN_DROP_INDEX
     assert drop.evidence.startswith("0 scans in 7.5 days of statistics; size ")
 

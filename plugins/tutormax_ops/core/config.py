@@ -87,6 +87,9 @@ class Maintenance(Section):
     # Tables whose age(relfrozenxid) reaches this are planned whatever their dead tuples (vacuumdb's
     # --min-xid-age): freezing them in the window beats an anti-wraparound autovacuum at peak time.
     min_xid_age: Annotated[int, Field(ge=0, le=2_000_000_000)] = 100_000_000
+    # Statistics too: a table never analyzed, or whose rows changed since its last ANALYZE reach this
+    # share of its live rows (n_mod_since_analyze, as autovacuum_analyze_scale_factor), is analyzed.
+    min_mods_since_analyze_ratio: Annotated[float, Field(ge=0, le=100)] = 0.1
     # Advice needs evidence: no DROP of an unused index before its scan counters have covered this
     # many days of traffic, and no REINDEX of an index smaller than this (PgHero's default: 100 MB).
     min_stats_age_days: Annotated[float, Field(ge=0, le=3650)] = 14

@@ -4,11 +4,15 @@ error lines, and the JSON form results take between tasks."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gzip
 import json
+import logging
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -20,7 +24,6 @@ from psycopg import sql
 from tutormax_ops.core.config import Maintenance, Settings
 from tutormax_ops.core.db import load_sql
 from tutormax_ops.core.notify import redact
-from tutormax_ops.core.reports import to_json
 from tutormax_ops.core.storage import run_artifacts_dir
 
 if TYPE_CHECKING:
@@ -30,7 +33,178 @@ Mode = Literal["vacuum_analyze", "analyze_only", "vacuum_freeze_analyze"]
 NotifyMode = Literal["always", "on_findings", "never"]
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
 _PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
+# What quote_ident() quotes besides non-plain names: every keyword that is not UNRESERVED
+# (src/include/parser/kwlist.h of PostgreSQL 18, the newest list: a name safe there is safe before).
+_KEYWORDS_NEEDING_QUOTES = frozenset(
+    [
+        "all",
+        "analyse",
+        "analyze",
+        "and",
+        "any",
+        "array",
+        "as",
+        "asc",
+        "asymmetric",
+        "authorization",
+        "between",
+        "bigint",
+        "binary",
+        "bit",
+        "boolean",
+        "both",
+        "case",
+        "cast",
+        "char",
+        "character",
+        "check",
+        "coalesce",
+        "collate",
+        "collation",
+        "column",
+        "concurrently",
+        "constraint",
+        "create",
+        "cross",
+        "current_catalog",
+        "current_date",
+        "current_role",
+        "current_schema",
+        "current_time",
+        "current_timestamp",
+        "current_user",
+        "dec",
+        "decimal",
+        "default",
+        "deferrable",
+        "desc",
+        "distinct",
+        "do",
+        "else",
+        "end",
+        "except",
+        "exists",
+        "extract",
+        "false",
+        "fetch",
+        "float",
+        "for",
+        "foreign",
+        "freeze",
+        "from",
+        "full",
+        "grant",
+        "greatest",
+        "group",
+        "grouping",
+        "having",
+        "ilike",
+        "in",
+        "initially",
+        "inner",
+        "inout",
+        "int",
+        "integer",
+        "intersect",
+        "interval",
+        "into",
+        "is",
+        "isnull",
+        "join",
+        "json",
+        "json_array",
+        "json_arrayagg",
+        "json_exists",
+        "json_object",
+        "json_objectagg",
+        "json_query",
+        "json_scalar",
+        "json_serialize",
+        "json_table",
+        "json_value",
+        "lateral",
+        "leading",
+        "least",
+        "left",
+        "like",
+        "limit",
+        "localtime",
+        "localtimestamp",
+        "merge_action",
+        "national",
+        "natural",
+        "nchar",
+        "none",
+        "normalize",
+        "not",
+        "notnull",
+        "null",
+        "nullif",
+        "numeric",
+        "offset",
+        "on",
+        "only",
+        "or",
+        "order",
+        "out",
+        "outer",
+        "overlaps",
+        "overlay",
+        "placing",
+        "position",
+        "precision",
+        "primary",
+        "real",
+        "references",
+        "returning",
+        "right",
+        "row",
+        "select",
+        "session_user",
+        "setof",
+        "similar",
+        "smallint",
+        "some",
+        "substring",
+        "symmetric",
+        "system_user",
+        "table",
+        "tablesample",
+        "then",
+        "time",
+        "timestamp",
+        "to",
+        "trailing",
+        "treat",
+        "trim",
+        "true",
+        "union",
+        "unique",
+        "user",
+        "using",
+        "values",
+        "varchar",
+        "variadic",
+        "verbose",
+        "when",
+        "where",
+        "window",
+        "with",
+        "xmlattributes",
+        "xmlconcat",
+        "xmlelement",
+        "xmlexists",
+        "xmlforest",
+        "xmlnamespaces",
+        "xmlparse",
+        "xmlpi",
+        "xmlroot",
+        "xmlserialize",
+        "xmltable",
+    ]
+)
 
 
 class MaintenanceParamError(AirflowFailException):
@@ -55,11 +229,16 @@ class TableRef:
 
 
 def display_name(schema: str, table: str) -> str:
-    """`public.orders`, or `"Mixed Case"."we""ird name"`: quoted only where SQL needs it."""
-    return ".".join(
-        part if _PLAIN_IDENTIFIER.fullmatch(part) else '"' + part.replace('"', '""') + '"'
-        for part in (schema, table)
-    )
+    """`public.orders`, `public."select"` or `"Mixed Case"."we""ird name"`: valid SQL, quoted only
+    where SQL needs it (as quote_ident does)."""
+    return ".".join(map(quote_ident, (schema, table)))
+
+
+def quote_ident(name: str) -> str:
+    """The name as PostgreSQL's quote_ident() writes it: bare when plain and not a keyword."""
+    if _PLAIN_IDENTIFIER.fullmatch(name) and name not in _KEYWORDS_NEEDING_QUOTES:
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -72,6 +251,7 @@ class Request:
     mode: Mode
     min_dead_tuple_ratio: float
     min_xid_age: int
+    min_mods_since_analyze_ratio: float
     parallel_jobs: int
     window_minutes: int
     lock_timeout_ms: int
@@ -94,6 +274,7 @@ def request_from_params(params: Mapping[str, Any], maintenance: Maintenance) -> 
         mode=params.get("mode") or "vacuum_analyze",
         min_dead_tuple_ratio=float(pick("min_dead_tuple_ratio", maintenance.min_dead_tuple_ratio)),
         min_xid_age=maintenance.min_xid_age,
+        min_mods_since_analyze_ratio=maintenance.min_mods_since_analyze_ratio,
         parallel_jobs=int(pick("parallel_jobs", maintenance.parallel_jobs)),
         window_minutes=int(pick("window_minutes", maintenance.window_minutes)),
         lock_timeout_ms=maintenance.lock_timeout_ms,
@@ -153,34 +334,59 @@ def _fetch_scalars(conn: psycopg.Connection, path: str, params: Mapping[str, Any
 
 
 def to_jsonable(value: Any) -> Any:
-    """A dataclass as plain JSON types (datetimes as ISO strings), the form XCom stores."""
-    return json.loads(to_json(dataclasses.asdict(value)))
+    """A (nested) dataclass as plain JSON types, datetimes as ISO strings: the form XCom and the step
+    files store. Hand-walked: dataclasses.asdict deep-copies every leaf, seconds at 3,000 tables."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_jsonable(item) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: to_jsonable(getattr(value, name)) for name, _ in _fields(type(value))}
+    return value
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's field names and resolved type hints, once per class (resolving them per row was
+    most of the time of loading a 3,000-table snapshot)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((field.name, hints[field.name]) for field in dataclasses.fields(cls))
 
 
 def from_jsonable(cls: type[T], data: Mapping[str, Any]) -> T:
     """Rebuild a (nested) frozen dataclass from `to_jsonable` output, using its type hints."""
-    hints = typing.get_type_hints(cls)
-    return cls(
-        **{field.name: _convert(hints[field.name], data[field.name]) for field in dataclasses.fields(cls)}
-    )
+    return _converter(cls)(data)
 
 
-def _convert(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _keep(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """A function turning JSON data back into `hint`, built once per type: per value, working out the
+    type again was most of the time of loading a 3,000-table snapshot."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return _convert(options[0], value) if len(options) == 1 else value
+        inner = _converter(options[0]) if len(options) == 1 else _keep
+        return lambda value: None if value is None else inner(value)
     if origin in (tuple, list):
-        item = typing.get_args(hint)[0]
-        items = [_convert(item, element) for element in value]
-        return tuple(items) if origin is tuple else items
+        item = _converter(typing.get_args(hint)[0])
+        kind = tuple if origin is tuple else list
+        return lambda value: None if value is None else kind(item(element) for element in value)
     if dataclasses.is_dataclass(hint):
-        return from_jsonable(hint, value)
+        fields = [(name, _converter(field_hint)) for name, field_hint in _fields(hint)]
+        return lambda data: (
+            None
+            if data is None
+            else hint(**{name: convert(data[name]) for name, convert in fields if name in data})
+        )
     if hint is datetime:
-        return datetime.fromisoformat(value)
-    return value
+        return lambda value: None if value is None else datetime.fromisoformat(value)
+    return _keep
 
 
 # --- The run's files: what steps hand each other, by reference ------------------------------------
@@ -193,20 +399,63 @@ def run_folder(settings: Settings, dag_id: str, run_id: str, *, reset: bool = Fa
     return run_artifacts_dir(settings.storage.artifacts_uri(), dag_id, run_id, reset=reset)
 
 
+def step_path(folder: ObjectStoragePath, step: str) -> ObjectStoragePath:
+    """Where a step's result is: compact JSON, gzip-compressed (a 3,000-table snapshot is megabytes)."""
+    return folder / STEPS_FOLDER / f"{step}.json.gz"
+
+
 def save_step(folder: ObjectStoragePath, step: str, value: Any) -> str:
-    """Write one step's result (a dataclass) as JSON under `steps/`; returns its location."""
-    path = folder / STEPS_FOLDER / f"{step}.json"
+    """Write one step's result (a dataclass) under `steps/`; returns its location."""
+    path = step_path(folder, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_json(dataclasses.asdict(value)))
+    text = json.dumps(to_jsonable(value), separators=(",", ":"))
+    path.write_bytes(gzip.compress(text.encode(), compresslevel=5))
     return str(path)
 
 
 def load_step(cls: type[T], folder: ObjectStoragePath, step: str) -> T | None:
     """A step's result, or None when that step left none (it failed, or has not run)."""
-    path = folder / STEPS_FOLDER / f"{step}.json"
+    path = step_path(folder, step)
     if not path.exists():
         return None
-    return from_jsonable(cls, json.loads(path.read_text()))
+    return from_jsonable(cls, json.loads(gzip.decompress(path.read_bytes())))
+
+
+FAILED_SUFFIX = ".failed.json"
+
+
+@contextmanager
+def recording_failure(folder: ObjectStoragePath, step: str) -> Iterator[None]:
+    """Run a step's body; when it fails, save which step and why under `steps/` before re-raising, so
+    the report and the outcome can name them (Airflow keeps the cause only in the task's log). An
+    attempt that succeeds removes an earlier attempt's record. A skip is not a failure."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    record = folder / STEPS_FOLDER / f"{step}{FAILED_SUFFIX}"
+    try:
+        yield
+    except AirflowSkipException:
+        raise
+    except Exception as error:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(
+                json.dumps({"step": step, "cause": f"{type(error).__name__}: {error_line(error)}"})
+            )
+        except OSError:  # the artifacts store is down too: the task's log still has the cause
+            log.warning("could not record the failure of %s under %s", step, redact(str(record)))
+        raise
+    if record.exists():
+        record.unlink()
+
+
+def step_failures(folder: ObjectStoragePath) -> dict[str, str]:
+    """{step: cause} of the steps whose last attempt failed, from their records."""
+    steps = folder / STEPS_FOLDER
+    if not steps.exists():
+        return {}
+    records = (json.loads(path.read_text()) for path in steps.iterdir() if path.name.endswith(FAILED_SUFFIX))
+    return {record["step"]: record["cause"] for record in records}
 
 
 def folder_of(reference: Mapping[str, Any]) -> ObjectStoragePath:

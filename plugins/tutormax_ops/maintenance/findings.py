@@ -28,6 +28,7 @@ from tutormax_ops.collectors.postgres.indexes import (
     unused_indexes,
 )
 from tutormax_ops.collectors.postgres.queries import StatementDelta, slow_queries, statements_snapshot
+from tutormax_ops.collectors.postgres.tables import SchemaDeadTuples, dead_tuples_by_schema
 from tutormax_ops.core.notify import redact
 from tutormax_ops.maintenance.common import error_line
 
@@ -48,11 +49,12 @@ class Findings:
     table_xid_ages: list[TableXidAge]
     xmin_holders: list[XminHolder]
     unavailable: list[str]
+    other_schemas: list[SchemaDeadTuples]  # dead tuples outside the run's schemas: not looked at
 
 
 def no_findings(reason: str) -> Findings:
     """Findings with every section left out, for the reason given."""
-    return Findings([], [], [], [], [], reason, [], [], [], [reason])
+    return Findings([], [], [], [], [], reason, [], [], [], [reason], [])
 
 
 def collect_findings(conn: psycopg.Connection, schemas: Sequence[str], *, slow_query_ms: float) -> Findings:
@@ -95,6 +97,7 @@ def collect_findings(conn: psycopg.Connection, schemas: Sequence[str], *, slow_q
             dataclasses.replace(row, query=None)
             for row in section("xmin holders", lambda: xmin_holders(conn))
         ],
+        other_schemas=section("other schemas", lambda: dead_tuples_by_schema(conn, outside=schemas)),
         unavailable=unavailable,
     )
 

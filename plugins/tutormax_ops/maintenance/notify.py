@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tutormax_ops.core.conn_ids import SMTP_CONN_ID
 from tutormax_ops.core.notify import redact, send_email
 from tutormax_ops.core.reports import render
-from tutormax_ops.maintenance.common import display_name, folder_of, load_step
+from tutormax_ops.maintenance.common import (
+    display_name,
+    folder_of,
+    load_step,
+    quote_ident,
+    recording_failure,
+    save_step,
+)
 from tutormax_ops.maintenance.report import MaintenanceReport
 from tutormax_ops.maintenance.store import CHARTS
 
@@ -47,6 +56,7 @@ def email_report(report: MaintenanceReport, artifacts_uri: str) -> list[str]:
                 "maintenance_email.html",
                 report=report,
                 name=display_name,
+                ident=quote_ident,
                 artifacts_uri=redact(artifacts_uri),
                 charts={name: f"cid:{file}" for name, file in CHARTS.items()},
                 email_tables=EMAIL_TABLES,
@@ -57,15 +67,28 @@ def email_report(report: MaintenanceReport, artifacts_uri: str) -> list[str]:
     return list(EMAIL_ATTACHMENTS)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What the notify step did: who was emailed through which connection, or why nobody was."""
+
+    sent: bool
+    detail: str
+    attachments: tuple[str, ...] = ()
+
+
 def notify(report: Mapping[str, Any], stored: Mapping[str, Any], *, dag_run: Any) -> list[str]:
     """Email the stored report, unless `notify` says not to, or the run is a scheduled one that started
     after its window (the catch-up run of an unpaused DAG: nobody planned it, it vacuumed nothing);
-    the task is then skipped, with the reason."""
+    the task is then skipped, with the reason.
+
+    What happened is saved as `steps/notify.json` (a failure as its record): the outcome fails a run
+    whose report was due and not sent."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from tutormax_ops.core.windows import run_window
 
-    loaded = load_step(MaintenanceReport, folder_of(report), "report")
+    folder = folder_of(report)
+    loaded = load_step(MaintenanceReport, folder, "report")
     window = run_window(
         run_type=dag_run.run_type,
         run_after=dag_run.run_after,
@@ -74,9 +97,17 @@ def notify(report: Mapping[str, Any], stored: Mapping[str, Any], *, dag_run: Any
     )
     late = window.late_reason(dag_run.start_date)
     if late:
-        raise AirflowSkipException(f"{late}: no email (the report is stored)")
-    if loaded.request.notify == "never":
-        raise AirflowSkipException("notify is 'never'")
-    if loaded.request.notify == "on_findings" and not loaded.has_findings:
-        raise AirflowSkipException("notify is 'on_findings' and this run found nothing to act on")
-    return email_report(loaded, stored["folder"])
+        skip = f"{late}: no email (the report is stored)"
+    elif loaded.request.notify == "never":
+        skip = "notify is 'never'"
+    elif loaded.request.notify == "on_findings" and not loaded.has_findings:
+        skip = "notify is 'on_findings' and this run found nothing to act on"
+    else:
+        skip = None
+    if skip:
+        save_step(folder, "notify", Delivery(False, skip))
+        raise AirflowSkipException(skip)
+    with recording_failure(folder, "notify"):
+        attached = email_report(loaded, stored["folder"])
+    save_step(folder, "notify", Delivery(True, f"sent through {SMTP_CONN_ID}", tuple(attached)))
+    return attached

@@ -18,6 +18,7 @@ from tutormax_ops.maintenance.common import (
     TableRef,
     folder_of,
     load_step,
+    recording_failure,
     request_from_params,
     resolve_tables,
     save_step,
@@ -37,10 +38,11 @@ class PlannedTable:
     dead_ratio: float | None
     xid_age: int | None
     total_bytes: int | None
-    # "maintain": the mode's statement. "analyze_parent": a partitioned table, which holds no rows:
+    # "maintain": the mode's statement. "analyze": ANALYZE alone, for a table whose only need is
+    # statistics (never analyzed, or many rows changed since). "analyze_parent": a partitioned table, which holds no rows:
     # its partitions are vacuumed on their own, and ANALYZE ONLY refreshes its statistics afterwards
     # (autovacuum never analyzes a partitioned table).
-    action: Literal["maintain", "analyze_parent"] = "maintain"
+    action: Literal["maintain", "analyze", "analyze_parent"] = "maintain"
 
     @property
     def ref(self) -> TableRef:
@@ -105,13 +107,15 @@ def select_tables(
         if row.ref in excluded:
             left_out.append(row.ref.display)
             continue
-        reason = _selection_reason(row, request)
+        reason, action = _selection_reason(row, request)
+        if only is not None and action == "analyze":  # a named table gets the mode's statement
+            reason, action = f"named in the run's tables; {reason}", "maintain"
         if reason is None and only is not None:
-            reason = "named in the run's tables (below the thresholds)"
+            reason, action = "named in the run's tables (below the thresholds)", "maintain"
         if reason is None:
             below += 1
             continue
-        chosen.append(_planned(row, reason))
+        chosen.append(_planned(row, reason, action=action))
     chosen.sort(key=lambda t: (-(t.xid_age or 0), -t.dead_tuples, t.schema, t.table))
     planned = {table.ref for table in chosen}
     by_ref = {row.ref: row for row in snapshot.tables}
@@ -125,27 +129,42 @@ def select_tables(
     return Plan(request, tuple(chosen), tuple(left_out), below, notes)
 
 
-def _planned(row: TableSnapshot, reason: str, *, action: str = "maintain") -> PlannedTable:
+def _planned(row: TableSnapshot, reason: str, *, action: str) -> PlannedTable:
     return PlannedTable(
         row.schema, row.table, reason, row.dead_tuples, row.dead_ratio, row.xid_age, row.total_bytes, action
     )
 
 
-def _selection_reason(row: TableSnapshot, request: Request) -> str | None:
+def _selection_reason(row: TableSnapshot, request: Request) -> tuple[str | None, str]:
+    """Why the table is planned (None: it is not), and the action: the mode's statement, or ANALYZE
+    alone when only its statistics are stale."""
     if request.mode == "analyze_only":
-        if row.last_analyze is None and row.last_autoanalyze is None:
-            return "never analyzed"
-        changed = row.mods_since_analyze / max(row.live_tuples, 1)
-        if changed >= request.min_dead_tuple_ratio:
-            return f"{changed:.1%} of rows changed since the last analyze"
-        return None
+        return _statistics_reason(row, request.min_dead_tuple_ratio), "maintain"
     reasons = []
     if row.xid_age is not None and row.xid_age >= request.min_xid_age:
         reasons.append(f"xid age {row.xid_age:,} ≥ {request.min_xid_age:,}")
     ratio = row.dead_ratio or 0.0
     if ratio >= request.min_dead_tuple_ratio:
         reasons.append(f"{ratio:.1%} dead tuples ≥ {request.min_dead_tuple_ratio:.1%}")
-    return "; ".join(reasons) or None
+    statistics = _statistics_reason(row, request.min_mods_since_analyze_ratio)
+    if reasons:  # VACUUM (ANALYZE) refreshes the statistics too
+        return "; ".join(reasons + ([statistics] if statistics else [])), "maintain"
+    return (statistics, "analyze") if statistics else (None, "maintain")
+
+
+def _statistics_reason(row: TableSnapshot, min_changed_ratio: float) -> str | None:
+    """Never analyzed (with rows), or rows changed since the last ANALYZE reach `min_changed_ratio`."""
+    if row.last_analyze is None and row.last_autoanalyze is None:
+        if row.live_tuples or row.mods_since_analyze:
+            return f"never analyzed: the planner has no statistics for its {row.live_tuples:,} rows"
+        return None  # empty since it was created: nothing to sample
+    changed = row.mods_since_analyze / max(row.live_tuples, 1)
+    if row.mods_since_analyze and changed >= min_changed_ratio:
+        return (
+            f"{row.mods_since_analyze:,} rows changed since the last analyze "
+            f"({changed:.1%} of live rows ≥ {min_changed_ratio:.1%})"
+        )
+    return None
 
 
 def _fetch_scalars(conn: psycopg.Connection, path: str, params: Mapping[str, Any]) -> list[Any]:
@@ -171,7 +190,7 @@ def plan(params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]
     request = request_from_params(params, settings.maintenance)
     folder = folder_of(before)
     snapshot = load_step(Snapshot, folder, "snapshot_before")
-    with collector_session(DB_CONN_ID, settings) as conn:
+    with recording_failure(folder, "plan"), collector_session(DB_CONN_ID, settings) as conn:
         chosen = build_plan(conn, request, snapshot)
     log.info(
         "%s plan: %d tables (%d below thresholds, %d excluded)%s",

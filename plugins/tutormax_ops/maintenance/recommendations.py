@@ -55,7 +55,7 @@ def recommend(
     rows: Sequence[TableRow],
     maintenance: Maintenance,
     *,
-    observed_s: float | None = None,
+    stats_age_s: float | None = None,
     reindex_min_percent: float = 30.0,
     rewrite_min_ratio: float = 0.5,
     rewrite_min_bytes: int = 64 << 20,
@@ -63,10 +63,10 @@ def recommend(
 ) -> list[Recommendation]:
     """What a person should do next, each with the SQL and its evidence. None of it is run by the DAG.
 
-    `observed_s`: how long this DAG has watched the database (its first stored run), the evidence for
-    "never scanned" when the server's statistics were never reset and so have no known start.
+    `stats_age_s`: how long this database's scan counters have counted (`evidence.evidence_age`);
+    None (unknown) or younger than `maintenance.min_stats_age_days`: no DROP of an unused index.
     """
-    recommendations = _index_recommendations(findings, maintenance, observed_s, reindex_min_percent)
+    recommendations = _index_recommendations(findings, maintenance, stats_age_s, reindex_min_percent)
     for row in rows:
         bloat = latest_bloat(row)
         if (row.bloat_ratio_after or 0) >= rewrite_min_ratio and (bloat or 0) >= rewrite_min_bytes:
@@ -99,13 +99,8 @@ def recommend(
 BLOAT_METHOD = "catalog estimate from pg_stats, ±20% or worse; confirm with pgstattuple"
 
 
-def stats_age_s(index: UnusedIndex, observed_s: float | None) -> float | None:
-    """How long the index's scan counter has been counting, as far as anyone can know."""
-    return index.stats_age_s if index.stats_age_s is not None else observed_s
-
-
 def _index_recommendations(
-    findings: Findings, maintenance: Maintenance, observed_s: float | None, reindex_min_percent: float
+    findings: Findings, maintenance: Maintenance, age: float | None, reindex_min_percent: float
 ) -> list[Recommendation]:
     """One recommendation per index, the strongest: DROP (duplicate, then unused) over REINDEX."""
     chosen: dict[str, Recommendation] = {}
@@ -124,7 +119,6 @@ def _index_recommendations(
     min_age_s = maintenance.min_stats_age_days * 86400
     for index in findings.unused_indexes:
         target = display_name(index.schema, index.index)
-        age = stats_age_s(index, observed_s)
         if target in kept or target in chosen or age is None or age < min_age_s:
             continue  # too young to judge: listed in the report's unused section with the age
         reason = "never scanned; check replicas too, whose scans are counted there"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -11,21 +11,25 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from tutormax_ops.collectors.postgres.bloat import IndexBloat
-from tutormax_ops.collectors.postgres.health import DatabaseXidAge, TableXidAge, XminHolder
+from tutormax_ops.collectors.postgres.health import DatabaseXidAge, LockHolder, TableXidAge, XminHolder
 from tutormax_ops.collectors.postgres.indexes import DuplicateIndex, InvalidIndex, UnusedIndex
 from tutormax_ops.collectors.postgres.queries import StatementDelta
+from tutormax_ops.collectors.postgres.tables import SchemaDeadTuples
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
 from tutormax_ops.core.db import collector_session, load_sql
 from tutormax_ops.maintenance.common import (
     Request,
-    display_name,
     error_line,
     load_step,
+    recording_failure,
     run_folder,
     save_step,
+    step_failures,
 )
+from tutormax_ops.maintenance.evidence import EvidenceAge, age_for
 from tutormax_ops.maintenance.findings import TOP_N, collect_findings, no_findings
+from tutormax_ops.maintenance.permissions import PermissionFix, failure_cause, permission_fix
 from tutormax_ops.maintenance.plan import Plan
 from tutormax_ops.maintenance.recommendations import Recommendation, recommend
 from tutormax_ops.maintenance.snapshot import Snapshot
@@ -75,6 +79,8 @@ class MaintenanceReport:
     database_xid_ages: tuple[DatabaseXidAge, ...]
     table_xid_ages: tuple[TableXidAge, ...]
     xmin_holders: tuple[XminHolder, ...]
+    lock_holders: tuple[LockHolder, ...]  # sessions that held tables skipped as locked
+    other_schemas: tuple[SchemaDeadTuples, ...]  # dead tuples in schemas this run did not look at
     recommendations: tuple[Recommendation, ...]
     history: tuple[HistoryPoint, ...]
     unavailable: tuple[str, ...]  # sections that could not be collected, with the reason
@@ -82,9 +88,10 @@ class MaintenanceReport:
     # because they were locked): every section they would have appeared in names them.
     not_inspected: tuple[str, ...]
     min_stats_age_days: float  # no DROP of an unused index before its counters cover this many days
-    observed_s: float | None  # since this DAG's first stored run: the counters' age when never reset
+    evidence: EvidenceAge | None  # how long the scan counters have counted, and how that was derived
     incomplete: tuple[str, ...]  # steps that failed after work was done: what this report lacks
     failure: str | None  # why planned tables failed, and the fix: the run fails after sending this
+    permission_fix: PermissionFix | None  # the GRANTs that let this role maintain the tables that failed
 
     @property
     def has_findings(self) -> bool:
@@ -101,6 +108,15 @@ class MaintenanceReport:
     @property
     def planned_tables(self) -> tuple[TableRow, ...]:
         return tuple(row for row in self.tables if row.planned)
+
+    def key_tables(self, limit: int) -> tuple[TableRow, ...]:
+        """The planned tables a reader needs first: those not done, then the done ones, at most `limit`
+        (every table stays in tables.csv: at 3,000 rows the HTML was over a megabyte)."""
+        planned = self.planned_tables
+        return (
+            tuple(r for r in planned if r.outcome != "done")
+            + tuple(r for r in planned if r.outcome == "done")
+        )[:limit]
 
 
 def build_report(
@@ -121,9 +137,10 @@ def build_report(
     """
     schemas = list(plan.request.schemas)
     rows = table_rows(plan, before, result, after)
+    locked = {table.ref.display for table in before.tables if table.locked}
     not_inspected = tuple(
         f"{row.name} ({reason})"
-        for row, reason in ((row, _not_inspected_reason(row, before)) for row in rows)
+        for row, reason in ((row, _not_inspected_reason(row, locked)) for row in rows)
         if reason
     )
     try:
@@ -131,20 +148,35 @@ def build_report(
             database = conn.info.dbname
             server_version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
             findings = collect_findings(conn, schemas, slow_query_ms=settings.alerts.slow_query_ms)
+            fix = permission_fix(conn, result.outcomes)
     except psycopg.OperationalError as error:
-        database, server_version = "unknown (unreachable)", "unknown"
+        database, server_version, fix = "unknown (unreachable)", "unknown", None
         findings = no_findings(f"all findings: the database could not be reached ({error_line(error)})")
-    with collector_session(RESULTS_CONN_ID, settings) as results:
-        earlier = load_history(results, settings.storage.results_schema, dag_id=dag_id, run_id=run_id)
-        observed_s = observed_for(results, settings.storage.results_schema, dag_id=dag_id)
+    generated_at = datetime.now(UTC)
+    schema = settings.storage.results_schema
+    try:
+        with collector_session(RESULTS_CONN_ID, settings) as results:
+            earlier = load_history(results, schema, dag_id=dag_id, run_id=run_id)
+            evidence = age_for(results, schema, before.origin, dag_id=dag_id, now=generated_at)
+    except psycopg.OperationalError as error:  # built from this run's own files; the next run catches up
+        earlier = []
+        evidence = age_for(None, schema, before.origin, dag_id=dag_id, now=generated_at)
+        findings = dataclasses.replace(
+            findings,
+            unavailable=[
+                *findings.unavailable,
+                f"history and trend: {RESULTS_CONN_ID} could not be reached ({error_line(error)}); the "
+                "evidence's age counts from this run only",
+            ],
+        )
     most_bloated = sorted(
         (row for row in rows if latest_bloat(row)), key=lambda row: -(latest_bloat(row) or 0)
     )[:TOP_N]
-    failure = failure_cause(result.outcomes)
+    failure = failure_cause(result.outcomes, fix)
     return MaintenanceReport(
         dag_id=dag_id,
         run_id=run_id,
-        generated_at=datetime.now(UTC),
+        generated_at=generated_at,
         database=database,
         server_version=server_version,
         status="incomplete" if incomplete else result.status,
@@ -167,51 +199,23 @@ def build_report(
         database_xid_ages=tuple(findings.database_xid_ages),
         table_xid_ages=tuple(findings.table_xid_ages),
         xmin_holders=tuple(findings.xmin_holders),
-        recommendations=tuple(recommend(findings, rows, settings.maintenance, observed_s=observed_s)),
+        lock_holders=result.lock_holders,
+        other_schemas=tuple(findings.other_schemas),
+        recommendations=tuple(
+            recommend(findings, rows, settings.maintenance, stats_age_s=evidence.age_s if evidence else None)
+        ),
         min_stats_age_days=settings.maintenance.min_stats_age_days,
-        observed_s=observed_s,
+        evidence=evidence,
         history=tuple(earlier + current_history(run_id, before, after)),
         unavailable=tuple(findings.unavailable),
         not_inspected=not_inspected,
         incomplete=incomplete,
         failure=failure,
+        permission_fix=fix,
     )
 
 
-# An error of this shape on every table means the role lacks the right to vacuum them.
-_NOT_OWNER = (
-    "only table or database owner can",
-    "permission denied to vacuum",
-    "permission denied to analyze",
-    "must be owner",
-)
-NOT_OWNER_FIX = "the role does not own these tables: run as the owner, or grant pg_maintain on PostgreSQL 17+"
-
-
-def failure_cause(outcomes: Sequence[TableOutcome]) -> str | None:
-    """Why planned tables failed, with the fix where one is known; None when none failed.
-
-    Locked and deferred tables are not failures: the next run takes them.
-    """
-    errors = [outcome for outcome in outcomes if outcome.outcome == "error"]
-    if not errors:
-        return None
-    not_owned = [o for o in errors if any(marker in (o.detail or "") for marker in _NOT_OWNER)]
-    causes = []
-    if not_owned:
-        causes.append(f"{len(not_owned)} of {len(outcomes)} planned tables failed: {NOT_OWNER_FIX}")
-    others = [o for o in errors if o not in not_owned]
-    if others:
-        first = others[0]
-        causes.append(
-            f"{len(others)} of {len(outcomes)} planned tables failed, e.g. "
-            f"{display_name(first.schema, first.table)}: {first.detail}"
-        )
-    return "; ".join(causes)
-
-
-def _not_inspected_reason(row: TableRow, before: Snapshot) -> str | None:
-    locked = {table.ref.display for table in before.tables if table.locked}
+def _not_inspected_reason(row: TableRow, locked: set[str]) -> str | None:
     if row.name in locked:
         return "locked by another session while the snapshot was taken"
     if row.outcome == "skipped_locked":
@@ -231,16 +235,6 @@ def load_history(
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return []
     return [HistoryPoint(run, phase, at, bloat, dead) for run, phase, at, bloat, dead in rows]
-
-
-def observed_for(conn: psycopg.Connection, schema: str, *, dag_id: str) -> float | None:
-    """Seconds since this DAG's first stored run (None before the first one is stored)."""
-    try:
-        return conn.execute(
-            load_sql("maintenance/first_run.sql", schema=schema), {"dag_id": dag_id}
-        ).fetchone()[0]
-    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-        return None
 
 
 def current_history(run_id: str, before: Snapshot, after: Snapshot | None) -> list[HistoryPoint]:
@@ -276,14 +270,21 @@ def gather(
 
         raise AirflowSkipException("no plan: a step failed before anything was vacuumed (see its log)")
     incomplete = []
+    failures = step_failures(folder)
+
+    def cause(step: str) -> str:
+        return f" ({failures[step]})" if step in failures else ""
+
     result = load_step(VacuumResult, folder, "vacuum")
     if result is None:
-        reason = "the vacuum step failed: which planned tables were vacuumed is unknown"
+        reason = f"the vacuum step failed{cause('vacuum')}: which planned tables were vacuumed is unknown"
         incomplete.append(reason)
         result = unknown_result(plan, reason)
     after = load_step(Snapshot, folder, "snapshot_after")
     if after is None and not plan.request.dry_run:
-        incomplete.append("the after-snapshot failed: the figures after maintenance are missing")
+        incomplete.append(
+            f"the after-snapshot failed{cause('snapshot_after')}: the figures after maintenance are missing"
+        )
     return plan, before, result, after, tuple(incomplete)
 
 
@@ -308,16 +309,17 @@ def report(*, dag_id: str, run_id: str) -> dict[str, Any]:
     settings = load_settings(with_variable=True)
     folder = run_folder(settings, dag_id, run_id)
     plan, before, result, after, incomplete = gather(folder)
-    built = build_report(
-        dag_id=dag_id,
-        run_id=run_id,
-        plan=plan,
-        before=before,
-        result=result,
-        after=after,
-        settings=settings,
-        incomplete=incomplete,
-    )
+    with recording_failure(folder, "report"):
+        built = build_report(
+            dag_id=dag_id,
+            run_id=run_id,
+            plan=plan,
+            before=before,
+            result=result,
+            after=after,
+            settings=settings,
+            incomplete=incomplete,
+        )
     log.info(
         "report: %s (%s); %d recommendations; sections not collected: %s; incomplete: %s",
         built.status,

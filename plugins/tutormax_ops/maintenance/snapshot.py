@@ -16,6 +16,7 @@ from typing import Any, Literal
 import psycopg
 
 from tutormax_ops.collectors.postgres.bloat import table_bloat
+from tutormax_ops.collectors.postgres.indexes import StatsOrigin, stats_origin
 from tutormax_ops.collectors.postgres.tables import table_stats
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
@@ -27,6 +28,7 @@ from tutormax_ops.maintenance.common import (
     folder_of,
     from_jsonable,
     load_step,
+    recording_failure,
     request_from_params,
     resolve_tables,
     run_folder,
@@ -90,6 +92,8 @@ class Snapshot:
     database_bytes: int | None
     database_xid_age: int | None
     tables_in_scope: int  # every table of the schemas, also those a run naming tables left out
+    # Who the database is and since when its counters count: the age of "never scanned" evidence.
+    origin: StatsOrigin | None = None
 
     @property
     def partitioned(self) -> frozenset[TableRef]:
@@ -146,7 +150,14 @@ def take_snapshot(
             )
         )
     return Snapshot(
-        phase, collected_at, tuple(tables), tuple(leaves), database_bytes, database_xid_age, len(every)
+        phase,
+        collected_at,
+        tuple(tables),
+        tuple(leaves),
+        database_bytes,
+        database_xid_age,
+        len(every),
+        stats_origin(conn),
     )
 
 
@@ -178,7 +189,7 @@ def snapshot_before(params: Mapping[str, Any], *, dag_id: str, run_id: str) -> d
     settings = load_settings(with_variable=True)
     request = request_from_params(params, settings.maintenance)
     folder = run_folder(settings, dag_id, run_id, reset=True)
-    with collector_session(DB_CONN_ID, settings) as conn:
+    with recording_failure(folder, "snapshot_before"), collector_session(DB_CONN_ID, settings) as conn:
         snapshot = take_snapshot(conn, request.schemas, "before", only=_named_tables(conn, request))
     log.info("snapshot before: %d of %d tables in scope", len(snapshot.tables), snapshot.tables_in_scope)
     return summary(snapshot, save_step(folder, "snapshot_before", snapshot), str(folder))
@@ -193,6 +204,6 @@ def snapshot_after(plan: Mapping[str, Any]) -> dict[str, Any]:
     request = from_jsonable(Request, plan["request"])
     before = load_step(Snapshot, folder, "snapshot_before")
     only = frozenset(table.ref for table in before.tables) if request.tables and before else None
-    with collector_session(DB_CONN_ID, settings) as conn:
+    with recording_failure(folder, "snapshot_after"), collector_session(DB_CONN_ID, settings) as conn:
         snapshot = take_snapshot(conn, request.schemas, "after", only=only)
     return summary(snapshot, save_step(folder, "snapshot_after", snapshot), str(folder))

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
 from tutormax_ops.core.db import collector_session
 from tutormax_ops.core.notify import redact
-from tutormax_ops.core.reports import data_uri_png, line_chart_png, render, to_csv, to_json
+from tutormax_ops.core.reports import data_uri_png, line_chart_png, render, to_csv
 from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir, upsert_rows
-from tutormax_ops.maintenance.common import display_name, folder_of, load_step
+from tutormax_ops.maintenance.common import (
+    display_name,
+    error_line,
+    folder_of,
+    load_step,
+    quote_ident,
+    recording_failure,
+    save_step,
+    step_path,
+    to_jsonable,
+)
+from tutormax_ops.maintenance.evidence import record_observation
 from tutormax_ops.maintenance.report import HISTORY_WEEKS, HistoryPoint, MaintenanceReport
 from tutormax_ops.maintenance.snapshot import Snapshot, TableSnapshot
 
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+REPORT_TABLES = 300  # planned tables listed in report.html; all of them are in tables.csv
 CHARTS = {"bloat": "bloat.png", "dead_tuples": "dead_tuples.png"}
 METRICS_KEY = ("dag_id", "run_id", "phase", "schema_name", "table_name")
 # The `table_metrics` columns that a TableSnapshot field of the same name fills.
@@ -77,14 +96,17 @@ def render_artifacts(report: MaintenanceReport) -> dict[str, bytes]:
         "maintenance_report.html",
         report=report,
         name=display_name,
+        ident=quote_ident,
+        report_tables=REPORT_TABLES,
         charts={name: data_uri_png(png) for name, png in pngs.items()},
         generated_at=f"{report.generated_at:%Y-%m-%d %H:%M} UTC",
     )
-    recommendations = [dataclasses.asdict(item) for item in report.recommendations]
+    recommendations = to_jsonable(report.recommendations)
     return {
         "report.html": html.encode(),
-        "report.json": to_json(dataclasses.asdict(report)).encode(),
-        "tables.csv": to_csv([dataclasses.asdict(row) for row in report.tables]).encode(),
+        # Compact: at 3,000 tables the indented form was twice the size.
+        "report.json": json.dumps(to_jsonable(report), separators=(",", ":")).encode(),
+        "tables.csv": to_csv(to_jsonable(report.tables)).encode(),
         "recommendations.csv": to_csv(recommendations).encode(),
         **{CHARTS[name]: png for name, png in pngs.items()},
     }
@@ -118,78 +140,145 @@ def _metrics(table: TableSnapshot) -> dict[str, Any]:
     return {column: getattr(table, column) for column in METRIC_COLUMNS}
 
 
-def store_report(
+HISTORY_PENDING = "history_pending"  # the step file of history a run could not store yet
+STORE_ATTEMPTS = 3  # a blip of tutormax_results is retried here; a longer outage, by the next run
+STORE_RETRY_S = 2.0
+
+
+@dataclass(frozen=True)
+class PendingHistory:
+    """The run's history rows are not in tutormax_results yet: the next run stores them from its files."""
+
+    started_at: datetime
+    cause: str
+
+
+def write_artifacts(report: MaintenanceReport, settings: Settings) -> ObjectStoragePath:
+    """The report's files under the run's folder, first: they need no database."""
+    folder = run_artifacts_dir(settings.storage.artifacts_uri(), report.dag_id, report.run_id, reset=False)
+    for name, content in render_artifacts(report).items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def store_history(
+    results: psycopg.Connection,
+    schema: str,
     report: MaintenanceReport,
     before: Snapshot,
     after: Snapshot | None,
     *,
     started_at: datetime,
-    settings: Settings,
-) -> str:
-    """Write the artifacts under the run's folder, then upsert the history rows and the run's row.
+    artifacts_uri: str,
+) -> None:
+    """Upsert the run's table metrics and its `runs` row, and record the database identity it observed.
 
-    Both are keyed by the DAG run, so a rerun replaces what an earlier attempt stored. Returns the
-    folder's URI.
+    Keyed by the DAG run, so a rerun (or a catch-up) replaces what an earlier attempt stored.
     """
-    folder = run_artifacts_dir(settings.storage.artifacts_uri(), report.dag_id, report.run_id, reset=False)
-    for name, content in render_artifacts(report).items():
-        (folder / name).write_bytes(content)
-    schema = settings.storage.results_schema
-    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as results:
-        ensure_results_schema(results, schema)
-        metrics = [
-            row
-            for snapshot in (before, after)
-            if snapshot
-            for row in metric_rows(report.dag_id, report.run_id, snapshot, report)
-        ]
-        replace_run_rows(
-            results,
-            schema,
-            "table_metrics",
-            metrics,
-            dag_id=report.dag_id,
-            run_id=report.run_id,
-            key=METRICS_KEY,
-        )
-        upsert_rows(
-            results,
-            schema,
-            "runs",
-            [
-                {
-                    "dag_id": report.dag_id,
-                    "run_id": report.run_id,
-                    "kind": "maintenance",
-                    "started_at": started_at,
-                    "finished_at": datetime.now(UTC),
-                    "status": report.status,
-                    "summary": Jsonb(
-                        {
-                            **dataclasses.asdict(report.totals),
-                            "detail": report.status_detail,
-                            "failure": report.failure,
-                            "incomplete": list(report.incomplete),
-                        }
-                    ),
-                    "artifacts_uri": str(folder),
-                }
-            ],
-            key=("dag_id", "run_id"),
-        )
-    return str(folder)
+    ensure_results_schema(results, schema)
+    if before.origin is not None:
+        record_observation(results, schema, before.origin, dag_id=report.dag_id)
+    metrics = [
+        row
+        for snapshot in (before, after)
+        if snapshot
+        for row in metric_rows(report.dag_id, report.run_id, snapshot, report)
+    ]
+    replace_run_rows(
+        results, schema, "table_metrics", metrics, dag_id=report.dag_id, run_id=report.run_id, key=METRICS_KEY
+    )
+    upsert_rows(
+        results,
+        schema,
+        "runs",
+        [
+            {
+                "dag_id": report.dag_id,
+                "run_id": report.run_id,
+                "kind": "maintenance",
+                "started_at": started_at,
+                "finished_at": datetime.now(UTC),
+                "status": report.status,
+                "summary": Jsonb(
+                    {
+                        **dataclasses.asdict(report.totals),
+                        "detail": report.status_detail,
+                        "failure": report.failure,
+                        "incomplete": list(report.incomplete),
+                    }
+                ),
+                "artifacts_uri": artifacts_uri,
+            }
+        ],
+        key=("dag_id", "run_id"),
+    )
 
 
-def store(report: Mapping[str, Any], *, started_at: datetime) -> dict[str, Any]:
-    """Render the saved report into the run's folder and upsert the history, before anyone is told."""
-    folder = folder_of(report)
-    built = load_step(MaintenanceReport, folder, "report")
-    stored = store_report(
-        built,
+def store_saved_run(
+    results: psycopg.Connection,
+    schema: str,
+    folder: ObjectStoragePath,
+    started_at: datetime,
+    report: MaintenanceReport | None = None,
+) -> None:
+    """Store a run's history from the files its steps saved (the report too, unless given)."""
+    store_history(
+        results,
+        schema,
+        report or load_step(MaintenanceReport, folder, "report"),
         load_step(Snapshot, folder, "snapshot_before"),
         load_step(Snapshot, folder, "snapshot_after"),
         started_at=started_at,
-        settings=load_settings(with_variable=True),
+        artifacts_uri=str(folder),
     )
-    log.info("report stored under %s; history upserted", redact(stored))
-    return {"folder": stored, "report": f"{stored}/report.html"}
+
+
+def catch_up(results: psycopg.Connection, schema: str, folder: ObjectStoragePath) -> list[str]:
+    """Store the history of earlier runs of this DAG whose store could not reach tutormax_results;
+    returns their folders."""
+    caught_up = []
+    for other in folder.parent.iterdir():
+        pending = load_step(PendingHistory, other, HISTORY_PENDING) if other != folder else None
+        if pending is not None and load_step(MaintenanceReport, other, "report") is not None:
+            store_saved_run(results, schema, other, pending.started_at)
+            step_path(other, HISTORY_PENDING).unlink()
+            caught_up.append(str(other))
+    return caught_up
+
+
+def store(report: Mapping[str, Any], *, started_at: datetime) -> dict[str, Any]:
+    """Write the report's files, then upsert the history (and any an earlier run left pending), before
+    anyone is told. tutormax_results unreachable: the files stay, the history is marked pending for the
+    next run, and the step goes on so that the report is still sent (the outcome then fails the run)."""
+    folder = folder_of(report)
+    settings = load_settings(with_variable=True)
+    schema = settings.storage.results_schema
+    with recording_failure(folder, "store"):
+        built = load_step(MaintenanceReport, folder, "report")
+        stored = str(write_artifacts(built, settings))
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                with collector_session(RESULTS_CONN_ID, settings, read_only=False) as results:
+                    store_saved_run(results, schema, folder, started_at, built)
+                    caught_up = catch_up(results, schema, folder)
+                break
+            except psycopg.OperationalError as error:
+                cause = f"{RESULTS_CONN_ID} unreachable after {attempt} attempts: {error_line(error)}"
+                if attempt == STORE_ATTEMPTS:
+                    save_step(folder, HISTORY_PENDING, PendingHistory(started_at, cause))
+                    log.warning("report files stored under %s; history pending: %s", redact(stored), cause)
+                    return {
+                        "folder": stored,
+                        "report": f"{stored}/report.html",
+                        "history": f"pending: {cause}",
+                    }
+                time.sleep(STORE_RETRY_S * attempt)
+    pending = step_path(folder, HISTORY_PENDING)
+    if pending.exists():  # a rerun stored what an earlier attempt could not
+        pending.unlink()
+    log.info(
+        "report stored under %s; history upserted%s",
+        redact(stored),
+        f"; caught up {len(caught_up)} earlier runs' history" if caught_up else "",
+    )
+    return {"folder": stored, "report": f"{stored}/report.html", "history": "stored"}

@@ -33,6 +33,7 @@ class TableRow:
     bloat_bytes_before: int | None
     bloat_bytes_after: int | None
     bloat_ratio_after: float | None
+    bloat_note: str | None  # why there is no bloat estimate, where there is none
     last_vacuum_before: datetime | None  # the later of manual and autovacuum
     last_vacuum_after: datetime | None
     last_analyze_before: datetime | None
@@ -83,6 +84,7 @@ def table_rows(plan: Plan, before: Snapshot, result: VacuumResult, after: Snapsh
                 bloat_bytes_before=old.bloat_bytes,
                 bloat_bytes_after=new.bloat_bytes if new else None,
                 bloat_ratio_after=(new or old).bloat_ratio,
+                bloat_note=_no_estimate_reason(new or old),
                 last_vacuum_before=_latest(old.last_vacuum, old.last_autovacuum),
                 last_vacuum_after=_latest(new.last_vacuum, new.last_autovacuum) if new else None,
                 last_analyze_before=_latest(old.last_analyze, old.last_autoanalyze),
@@ -129,6 +131,16 @@ def _reusable_bytes(old: TableSnapshot, new: TableSnapshot | None) -> int | None
         return None
     removed = max(old.dead_tuples - new.dead_tuples, 0)
     return round(old.heap_bytes * removed / (old.live_tuples + old.dead_tuples))
+
+
+def _no_estimate_reason(table: TableSnapshot) -> str | None:
+    if table.bloat_bytes is not None:
+        return None
+    if table.locked:
+        return "not read: another session held ACCESS EXCLUSIVE on it"
+    if table.last_analyze is None and table.last_autoanalyze is None:
+        return "no estimate: never analyzed, so pg_stats has no statistics for it"
+    return "no estimate: pg_stats lacks some columns (not readable by this role, or of type name)"
 
 
 def _latest(*moments: datetime | None) -> datetime | None:

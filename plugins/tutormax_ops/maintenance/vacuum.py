@@ -12,6 +12,7 @@ It follows flexible_freeze and vacuumdb:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from tutormax_ops.collectors.postgres.health import LockHolder, lock_holders
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
 from tutormax_ops.core.coordination import LockNotAcquired, exclusive
@@ -39,6 +41,7 @@ from tutormax_ops.maintenance.common import (
     error_line,
     folder_of,
     load_step,
+    recording_failure,
     save_step,
 )
 from tutormax_ops.maintenance.plan import Plan
@@ -50,7 +53,7 @@ CONTROL_STATEMENT_TIMEOUT_MS = 300_000
 PG16 = 160_000
 PG18 = 180_000
 Outcome = Literal["done", "skipped_locked", "timed_out", "error", "deferred", "unknown"]
-RunStatus = Literal["completed", "partial", "skipped", "dry_run", "incomplete"]
+RunStatus = Literal["completed", "partial", "failed", "skipped", "dry_run", "incomplete"]
 _LOCK_NOT_AVAILABLE = "55P03"
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class VacuumResult:
     database_stats: str  # how datfrozenxid was brought up to date, or why not
     server_version_num: int | None
     elapsed_s: float
+    lock_holders: tuple[LockHolder, ...] = ()  # who held the tables skipped as locked, when skipped
 
 
 def maintenance_statement(
@@ -140,6 +144,7 @@ def execute_plan(
         try:
             with exclusive(control, lock_key, wait_s=min(lock_wait_s, deadline - time.monotonic())) as waited:
                 outcomes = _vacuum_over_sessions(conn_id, plan, tables, version, deadline)
+                outcomes, holders = _name_lock_holders(control, outcomes)
                 database_stats = _update_database_stats(control, request.mode, outcomes, version)
         except LockNotAcquired as error:
             reason = f"skipped: {error} (a migration or load test holds the shared maintenance lock)"
@@ -147,7 +152,40 @@ def execute_plan(
             return VacuumResult(
                 "skipped", reason, skipped, None, "not needed (nothing vacuumed)", version, _since(started)
             )
-    return _result(outcomes, waited, database_stats, version, started)
+    return _result(outcomes, waited, database_stats, version, started, holders)
+
+
+def _name_lock_holders(
+    control: psycopg.Connection, outcomes: list[TableOutcome]
+) -> tuple[list[TableOutcome], tuple[LockHolder, ...]]:
+    """Right after the tables were skipped as locked, which sessions hold them: each skipped table's
+    detail names them (pid, user, application, since when)."""
+    skipped = [(o.schema, o.table) for o in outcomes if o.outcome == "skipped_locked"]
+    try:
+        holders = lock_holders(control, skipped)
+    except psycopg.Error as error:  # the skip stands; only its explanation is missing
+        log.warning("could not read who holds the locked tables: %s", error_line(error))
+        return outcomes, ()
+    by_table: dict[tuple[str, str], list[LockHolder]] = {}
+    for holder in holders:
+        by_table.setdefault((holder.schema, holder.table), []).append(holder)
+    named = [
+        dataclasses.replace(o, detail=f"{o.detail}; held by {'; '.join(map(describe_holder, by_table[key]))}")
+        if (key := (o.schema, o.table)) in by_table
+        else o
+        for o in outcomes
+    ]
+    return named, tuple(holders)
+
+
+def describe_holder(holder: LockHolder) -> str:
+    since = holder.xact_start or holder.query_start
+    return (
+        f"pid {holder.pid} (user {holder.username or 'unknown'}, application {holder.application_name or ''!r}, "
+        f"{holder.mode}, {holder.state or 'state unknown'}"
+        + (f", transaction since {since:%Y-%m-%d %H:%M:%S %Z}" if since else "")
+        + ")"
+    )
 
 
 def _vacuum_over_sessions(
@@ -155,11 +193,17 @@ def _vacuum_over_sessions(
 ) -> list[TableOutcome]:
     request = plan.request
     maintain = maintenance_statement(request.mode, truncate=request.truncate, server_version_num=version)
-    parents = {planned.ref for planned in plan.tables if planned.action == "analyze_parent"}
-    analyze_parent = parent_statement(server_version_num=version)
+    actions = {planned.ref: planned.action for planned in plan.tables}
+    statements = {
+        "maintain": maintain,
+        "analyze": maintenance_statement(
+            "analyze_only", truncate=request.truncate, server_version_num=version
+        ),
+        "analyze_parent": parent_statement(server_version_num=version),
+    }
 
     def statement_for(table: TableRef) -> sql.Composed:
-        return analyze_parent(table) if table in parents else maintain(table)
+        return statements[actions[table]](table)
 
     with ExitStack() as sessions:
         # Opened here, one after another: the hook's connection lookup is not meant for threads.
@@ -292,11 +336,19 @@ def _result(
     database_stats: str,
     version: int | None,
     started: float,
+    holders: tuple[LockHolder, ...] = (),
 ) -> VacuumResult:
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
-    status: RunStatus = "completed" if counts.keys() <= {"done"} else "partial"
+    # "0 of N done" with errors is a failure, not "partial"; locked or deferred tables alone stay
+    # "partial" (the next run takes them).
+    if counts.keys() <= {"done"}:
+        status: RunStatus = "completed"
+    elif counts.get("error") and not counts.get("done"):
+        status = "failed"
+    else:
+        status = "partial"
     detail = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in sorted(counts.items()))
     return VacuumResult(
         status,
@@ -306,6 +358,7 @@ def _result(
         database_stats,
         version,
         _since(started),
+        holders,
     )
 
 
@@ -346,14 +399,15 @@ def vacuum(plan: Mapping[str, Any], *, window: Window, started_at: datetime | No
     """Run the saved plan inside the run's window; save the outcome of every table to the run's folder."""
     coordination = load_settings(with_variable=True).coordination
     folder = folder_of(plan)
-    result = execute_plan(
-        DB_CONN_ID,
-        load_step(Plan, folder, "plan"),
-        lock_key=coordination.advisory_lock_key,
-        lock_wait_s=coordination.lock_wait_seconds,
-        window=window,
-        started_at=started_at,
-    )
+    with recording_failure(folder, "vacuum"):
+        result = execute_plan(
+            DB_CONN_ID,
+            load_step(Plan, folder, "plan"),
+            lock_key=coordination.advisory_lock_key,
+            lock_wait_s=coordination.lock_wait_seconds,
+            window=window,
+            started_at=started_at,
+        )
     log.info(
         "vacuum %s in %.1f s: %s; database stats %s",
         result.status,

@@ -123,11 +123,18 @@ FROM (
               AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY (%(schemas)s::text[]))
             OFFSET 0
         ) AS col
-        LEFT JOIN pg_catalog.pg_stats AS st
-            ON st.schemaname = col.schema
-            AND st.tablename = col.stats_table
-            AND st.attname = col.attname
-            AND NOT st.inherited
+        -- A lookup per column (LATERAL): its equalities reach pg_stats' catalogs' indexes. Joined as a
+        -- set, the planner trusted pg_stats' tiny row estimate and compared every pair in a nested
+        -- loop: 19 million comparisons, seconds, for 3,000 indexes.
+        LEFT JOIN LATERAL (
+            SELECT s.attname, s.null_frac, s.avg_width, s.n_distinct
+            FROM pg_catalog.pg_stats AS s
+            WHERE s.schemaname = col.schema
+              AND s.tablename = col.stats_table
+              AND s.attname = col.attname
+              AND NOT s.inherited
+            OFFSET 0  -- stays a lookup: pulled up into a join, it would be that set join again
+        ) AS st ON true
         GROUP BY col.indexrelid
     ) AS per_index
     JOIN pg_catalog.pg_index AS i ON i.indexrelid = per_index.indexrelid

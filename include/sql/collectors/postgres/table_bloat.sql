@@ -55,11 +55,17 @@ FROM (
         JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
         JOIN pg_catalog.pg_attribute AS a
             ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        LEFT JOIN pg_catalog.pg_stats AS st
-            ON st.schemaname = n.nspname
-            AND st.tablename = c.relname
-            AND st.attname = a.attname
-            AND NOT st.inherited
+        -- A lookup per column (LATERAL): its equalities reach pg_stats' catalogs' indexes. Joined as a
+        -- set, the planner merged on the schema alone and filtered 36 million pairs for 3,000 tables.
+        LEFT JOIN LATERAL (
+            SELECT s.attname, s.null_frac, s.avg_width
+            FROM pg_catalog.pg_stats AS s
+            WHERE s.schemaname = n.nspname
+              AND s.tablename = c.relname
+              AND s.attname = a.attname
+              AND NOT s.inherited
+            OFFSET 0  -- stays a lookup: pulled up into a join, it would be that set join again
+        ) AS st ON true
         LEFT JOIN pg_catalog.pg_class AS toast ON toast.oid = NULLIF(c.reltoastrelid, 0)
         WHERE c.relkind IN ('r', 'm')
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')

@@ -149,3 +149,26 @@ def health_report(
         lock_waits=tuple(lock_waits(conn, min_wait_s=min_lock_wait_s)),
         connections=connection_usage(conn),
     )
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """A session holding a lock on a table (no query text: it may hold anything)."""
+
+    schema: str
+    table: str
+    pid: int
+    mode: str
+    username: str | None
+    application_name: str | None
+    state: str | None
+    xact_start: datetime | None
+    query_start: datetime | None
+
+
+def lock_holders(conn: psycopg.Connection, tables: Sequence[tuple[str, str]]) -> list[LockHolder]:
+    """The sessions holding a granted lock on any of `tables` ((schema, table) pairs)."""
+    if not tables:
+        return []
+    params = {"schemas": [schema for schema, _ in tables], "tables": [table for _, table in tables]}
+    return fetch_all(conn, "lock_holders", LockHolder, params)

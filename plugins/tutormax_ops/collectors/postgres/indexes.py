@@ -13,6 +13,7 @@ from tutormax_ops.collectors.postgres._run import (
     column_or,
     fetch_all,
     fetch_one,
+    fetch_scalars,
     locked_relations,
     optional_list,
     relation_columns,
@@ -46,6 +47,23 @@ class StatsReset:
 
     stats_reset: datetime | None
     stats_age_s: float | None
+
+
+@dataclass(frozen=True)
+class StatsOrigin:
+    """Who this database is (cluster, oid, name) and what bounds the age of its activity counters."""
+
+    system_identifier: str | None  # None: this role may not read pg_control_system()
+    database_oid: int
+    database: str
+    stats_reset: datetime | None  # None: this database's counters were never reset
+    server_stats_since: datetime | None  # the server started without its statistics (crash, restore)
+    observed_at: datetime
+
+    @property
+    def identity(self) -> str:
+        cluster = self.system_identifier or "unknown (pg_control_system() not readable)"
+        return f"system {cluster}, database oid {self.database_oid} {self.database!r}"
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,26 @@ def index_usage(
 
 def stats_reset(conn: psycopg.Connection) -> StatsReset:
     return fetch_one(conn, "stats_reset", StatsReset)
+
+
+def stats_origin(conn: psycopg.Connection) -> StatsOrigin:
+    """This database's identity and the moments its counters cannot be older than."""
+    try:
+        with conn.transaction():  # a savepoint inside a caller's transaction: the refusal is undone
+            identifiers = fetch_scalars(conn, "system_identifier")
+    except psycopg.errors.InsufficientPrivilege:
+        identifiers = [None]
+    origin = fetch_one(conn, "stats_origin", _StatsOriginRow)
+    return StatsOrigin(identifiers[0], **vars(origin))
+
+
+@dataclass(frozen=True)
+class _StatsOriginRow:
+    database_oid: int
+    database: str
+    stats_reset: datetime | None
+    server_stats_since: datetime | None
+    observed_at: datetime
 
 
 def unused_indexes(

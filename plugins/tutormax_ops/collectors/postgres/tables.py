@@ -54,3 +54,20 @@ def table_stats(
     """Every user table (optionally only some schemas, or one table name), largest first."""
     params = {"schemas": optional_list(schemas), "table": table, "locked": locked_relations(conn)}
     return fetch_all(conn, "tables", TableStats, params)
+
+
+@dataclass(frozen=True)
+class SchemaDeadTuples:
+    """Dead tuples of one schema a run did not look at."""
+
+    schema: str
+    tables: int
+    dead_tuples: int
+    live_tuples: int
+    dead_ratio: float | None
+    worst_table_dead_ratio: float | None
+
+
+def dead_tuples_by_schema(conn: psycopg.Connection, *, outside: Sequence[str]) -> list[SchemaDeadTuples]:
+    """Schemas other than `outside` with dead tuples, most first."""
+    return fetch_all(conn, "dead_tuples_by_schema", SchemaDeadTuples, {"schemas": list(outside)})
