@@ -92,6 +92,13 @@ def _is_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that runs a DAG is end-to-end (`make check` leaves it out), whatever its file says."""
+    for item in items:
+        if "run_dag" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
     report = yield
@@ -177,11 +184,27 @@ def maildir(stack: devstack.Stack) -> Path:
     return stack.endpoints.maildir
 
 
+def _migrated_template() -> Path:
+    """An SQLite metadata database `airflow db migrate` made, kept per Airflow version under the
+    checkout's state folder: a session copies it (a copy is instant, the migration takes 10-30 s)."""
+    from importlib.metadata import version
+
+    template = STATE_DIR / "test" / "airflow-db" / f"airflow-{version('apache-airflow')}.db"
+    if not template.is_file():
+        scratch = template.parent / f"migrating-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        env = devstack.airflow_environment(scratch)
+        result = devstack.airflow_cli("db", "migrate", env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        (scratch / "airflow.db").replace(template)  # atomic: a concurrent session sees all or nothing
+        shutil.rmtree(scratch, ignore_errors=True)
+    return template
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> dict[str, str]:
-    """A migrated SQLite metadata database in the test AIRFLOW_HOME."""
-    result = devstack.airflow_cli("db", "migrate", env=AIRFLOW_ENV)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    """A migrated SQLite metadata database in the test AIRFLOW_HOME (a copy of the version's template)."""
+    shutil.copyfile(_migrated_template(), Path(AIRFLOW_ENV["AIRFLOW_HOME"]) / "airflow.db")
     return AIRFLOW_ENV
 
 
@@ -229,17 +252,42 @@ def airflow_connections(
 
 @pytest.fixture(scope="session")
 def run_dag(airflow_db: dict) -> Callable[..., object]:
-    """`run_dag(dag_id, run_conf=None)` parses dags/<dag_id>.py and runs it in-process with `dag.test()`."""
+    """`run_dag(dag_id, run_conf=None)` runs dags/<dag_id>.py in-process with `dag.test()`.
+
+    A task keeps its retry (minus the production back-off), but one that succeeded only on a retry
+    fails the test: a failure hidden by the retry is still a failure. A file is parsed once per
+    settings it can see at parse time (a test may change them through TUTORMAX_OPS__* variables)."""
     from airflow.dag_processing.dagbag import DagBag
 
+    from tutormax_ops.core.config import SettingsError, load_settings
     from tutormax_ops.core.paths import PROJECT_ROOT
 
-    def run(dag_id: str, run_conf: dict | None = None) -> object:
+    parsed: dict[tuple[str, str], object] = {}
+
+    def parse(dag_id: str) -> object:
         bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py"))
         assert bag.import_errors == {}
         dag = bag.get_dag(dag_id)
-        for task in dag.tasks:  # keep the retry, drop the production back-off
+        for task in dag.tasks:
             task.retry_delay = timedelta(seconds=0)
-        return dag.test(run_conf=run_conf)
+        return dag
+
+    def run(dag_id: str, run_conf: dict | None = None) -> object:
+        try:  # artifacts are placed by the tasks, never at parse time
+            key = (dag_id, load_settings().model_dump_json(exclude={"storage"}))
+        except SettingsError:
+            dag = parse(dag_id)  # the parse fails as it should, or the test expects what it does
+        else:
+            if key not in parsed:
+                parsed[key] = parse(dag_id)
+            dag = parsed[key]
+        dag_run = dag.test(run_conf=run_conf)
+        retried = {
+            ti.task_id: ti.try_number
+            for ti in dag_run.get_task_instances()
+            if str(ti.state) == "success" and ti.try_number > 1
+        }
+        assert not retried, f"{dag_id}: tasks that failed and passed only on a retry (try numbers): {retried}"
+        return dag_run
 
     return run

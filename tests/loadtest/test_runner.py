@@ -89,12 +89,17 @@ def test_a_group_that_ignores_sigint_is_killed_after_the_grace(tmp_path: Path) -
     stubborn = [
         sys.executable,
         "-c",
-        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)",
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ignoring', flush=True);"
+        " time.sleep(120)",
     ]
     group = runner.LocustGroup()
-    group.launch("locust", stubborn, env=os.environ, log_path=tmp_path / "stubborn.log")
-    group.launch("worker-1", stubborn, env=os.environ, log_path=tmp_path / "stubborn-worker.log")
-    time.sleep(1)  # let both install their SIGINT handler
+    logs = [tmp_path / "stubborn.log", tmp_path / "stubborn-worker.log"]
+    group.launch("locust", stubborn, env=os.environ, log_path=logs[0])
+    group.launch("worker-1", stubborn, env=os.environ, log_path=logs[1])
+    deadline = time.monotonic() + 60
+    while not all(log.is_file() and "ignoring" in log.read_text() for log in logs):  # handlers installed
+        assert time.monotonic() < deadline, "the stubborn processes did not start in 60 s"
+        time.sleep(0.05)
     started = time.monotonic()
     group.stop("a test deadline", grace_s=2)
     assert time.monotonic() - started >= 2  # SIGINT alone did not stop them
