@@ -119,11 +119,12 @@ def _profile_override(json_type: str, description: str, **limits: float) -> Para
         "spawn_rate": _profile_override("number", "Users started per second.", exclusiveMinimum=0),
         "run_time": _profile_override(
             "integer",
-            "Run time in seconds, ramp-up included. At least 30: the ramp-up, a warm-up of "
+            f"Run time in seconds, ramp-up included. At least {LOADTEST.min_run_time_s} "
+            "(`loadtest.min_run_time_s`): the ramp-up, a warm-up of "
             "`loadtest.warmup_fraction` of the run, and a steady state several times the "
             "`loadtest.stall_min_s` a stall is told by, in which the busier endpoints reach the 72 "
             "requests a p95 needs for an upper confidence bound.",
-            minimum=30,
+            minimum=LOADTEST.min_run_time_s,
             maximum=86_400,
         ),
         "host": Param(
