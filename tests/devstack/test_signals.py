@@ -160,6 +160,7 @@ def test_servers_of_a_killed_run_are_stopped_at_the_next_start(state: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # its own deadlines: 240 s for the stack, 300 s for Airflow, 180 s to stop
 def test_sigterm_to_make_airflow_stops_airflow_and_the_stack(state: Path) -> None:
     """`make airflow` (the demo's --standalone: the stack and a real `airflow standalone`), once
     Airflow is up, gets SIGTERM as from `docker stop`: no process it started remains."""
