@@ -19,6 +19,7 @@ module imports it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import re
@@ -185,11 +186,18 @@ def maildir(stack: devstack.Stack) -> Path:
 
 
 def _migrated_template() -> Path:
-    """An SQLite metadata database `airflow db migrate` made, kept per Airflow version under the
-    checkout's state folder: a session copies it (a copy is instant, the migration takes 10-30 s)."""
-    from importlib.metadata import version
+    """An SQLite metadata database `airflow db migrate` made, kept under the checkout's state folder
+    per installed Airflow and providers (a provider may bring migrations of its own): a session
+    copies it (a copy is instant, the migration takes 10-30 s)."""
+    from importlib.metadata import distributions, version
 
-    template = STATE_DIR / "test" / "airflow-db" / f"airflow-{version('apache-airflow')}.db"
+    installed = sorted(
+        f"{dist.metadata['Name']}=={dist.version}"
+        for dist in distributions()
+        if (dist.metadata["Name"] or "").lower().startswith("apache-airflow")
+    )
+    key = hashlib.sha256("\n".join(installed).encode()).hexdigest()[:12]
+    template = STATE_DIR / "test" / "airflow-db" / f"airflow-{version('apache-airflow')}-{key}.db"
     if not template.is_file():
         scratch = template.parent / f"migrating-{os.getpid()}"
         shutil.rmtree(scratch, ignore_errors=True)
