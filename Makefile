@@ -6,11 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
 
-.PHONY: help bootstrap lock demo test lint airflow bench clean browser
+.PHONY: help bootstrap lock demo test test-random check lint airflow bench clean browser
 
 help:
 	@echo "make demo       run every DAG against self-started PostgreSQL, Redis, SMTP sink and TutorMax service"
 	@echo "make test       lint, then the test suite (real servers, dag.test())"
+	@echo "make check      lint, then the tests that run no Locust and no Airflow (the inner loop, a few minutes)"
+	@echo "make test-random  make test in a random order; SEED=N replays the order a run printed"
 	@echo "make airflow    airflow standalone (UI on :8080) against the same self-started services"
 	@echo "make bench      the benchmarks under bench/"
 	@echo "make bootstrap  create .venv from requirements.lock (uv when available, else pip)"
@@ -41,6 +43,14 @@ demo: $(STAMP)
 
 test: $(STAMP) lint browser
 	$(PY) -m pytest
+
+# pytest-randomly prints "Using --randomly-seed=N" first: SEED=N replays that order.
+test-random: $(STAMP) lint browser
+	$(PY) -m pytest -p randomly $(if $(SEED),--randomly-seed=$(SEED))
+
+# The inner loop: no Locust run, no DAG run, no Airflow process (markers `e2e` and `slow`, see pyproject).
+check: $(STAMP) lint
+	$(PY) -m pytest -m "not e2e and not slow"
 
 # The Performance page's browser test drives Debian's chromium (Playwright cannot download one here).
 browser:

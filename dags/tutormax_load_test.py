@@ -139,11 +139,12 @@ def _profile_override(json_type: str, title: str, description: str, **limits: fl
         "run_time": _profile_override(
             "integer",
             "Run time (s)",
-            "Run time in seconds, ramp-up included. At least 30: the ramp-up, a warm-up of "
+            f"Run time in seconds, ramp-up included. At least {VIEW.loadtest_min_run_time_s} "
+            "(`loadtest.min_run_time_s`): the ramp-up, a warm-up of "
             "`loadtest.warmup_fraction` of the run, and a steady state several times the "
             "`loadtest.stall_min_s` a stall is told by, in which the busier endpoints reach the 72 "
             "requests a p95 needs for an upper confidence bound.",
-            minimum=30,
+            minimum=VIEW.loadtest_min_run_time_s,
             maximum=86_400,
         ),
         "host": Param(

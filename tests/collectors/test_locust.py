@@ -284,6 +284,7 @@ def parse(run: RealRun):
     )
 
 
+@pytest.mark.e2e
 def test_real_run_totals_equal_the_json(real_runs: dict[str, RealRun]) -> None:
     real = real_runs["complete"]
     assert real.returncode == 0, real.log[-2000:]
@@ -320,6 +321,7 @@ def locust_bucket(ms: float) -> int:
     return int(round(ms, digits))
 
 
+@pytest.mark.e2e
 def test_real_run_percentiles_are_consistent(real_runs: dict[str, RealRun]) -> None:
     real = real_runs["complete"]
     entries = json.loads((real.folder / "run.json").read_text())
@@ -339,6 +341,7 @@ def test_real_run_percentiles_are_consistent(real_runs: dict[str, RealRun]) -> N
         assert figures[-1] <= locust_bucket(metrics.max_ms)  # the p99 bucket never lies above the max's
 
 
+@pytest.mark.e2e
 def test_real_run_steady_window_excludes_ramp_up(real_runs: dict[str, RealRun]) -> None:
     real = real_runs["complete"]
     run = parse(real)
@@ -367,6 +370,7 @@ def test_real_run_steady_window_excludes_ramp_up(real_runs: dict[str, RealRun]) 
     assert abs(in_window - window.requests) <= 1.5 * max(per_second.values())
 
 
+@pytest.mark.e2e
 def test_real_run_is_valid(real_runs: dict[str, RealRun]) -> None:
     run = parse(real_runs["complete"])
     assert run.html_report_present
@@ -376,6 +380,7 @@ def test_real_run_is_valid(real_runs: dict[str, RealRun]) -> None:
     assert not saturated.valid and "CPU" in saturated.reasons[0]
 
 
+@pytest.mark.e2e
 def test_sigterm_run_looks_successful_but_is_invalid(real_runs: dict[str, RealRun]) -> None:
     real = real_runs["killed"]
     assert real.returncode == 0  # the trap: a killed run exits 0

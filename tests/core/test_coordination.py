@@ -28,10 +28,12 @@ def test_second_session_waits_then_gives_up_naming_the_holder(database_url: str)
                 exclusive(maintenance, KEY, wait_s=1.0),
             ):
                 pytest.fail("the lock was granted twice")
-            assert 1.0 <= time.monotonic() - started < 3
+            # It waited its 1 s, then gave up rather than queueing: the upper bound only catches a
+            # wait that never ends, with room for a loaded machine's slow polls.
+            assert 1.0 <= time.monotonic() - started < 30
         assert lock_holder(maintenance, KEY) is None
-        with exclusive(maintenance, KEY, wait_s=0) as waited:
-            assert waited < 0.5
+        with exclusive(maintenance, KEY, wait_s=0):  # wait_s=0: granted on its first try or raises
+            assert lock_holder(migration, KEY).pid == maintenance.info.backend_pid
 
 
 def test_lock_is_released_when_the_holder_disconnects(database_url: str) -> None:
@@ -40,8 +42,8 @@ def test_lock_is_released_when_the_holder_disconnects(database_url: str) -> None
         holder.execute("SELECT pg_advisory_lock(%s)", (KEY,))
         assert lock_holder(other, KEY) is not None
         holder.close()
-        with exclusive(other, KEY, wait_s=5) as waited:
-            assert waited < 5
+        with exclusive(other, KEY, wait_s=30):  # the server notices the disconnect; then it is granted
+            assert lock_holder(other, KEY).pid == other.info.backend_pid
 
 
 def test_keys_above_32_bits_do_not_collide(database_url: str) -> None:

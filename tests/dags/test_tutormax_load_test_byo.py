@@ -27,6 +27,7 @@ import pytest
 import yaml
 from psycopg import sql
 from psycopg.rows import dict_row
+from test_tutormax_load_test import refusal
 
 from support import read_emails, task_states
 from tutormax_ops.core.config import load_settings
@@ -186,7 +187,7 @@ def test_the_smoke_dag_checks_the_configured_health_path(byo: Byo, configured: C
 
 
 def test_a_missing_locustfile_fails_plan_and_no_request_reaches_the_service(
-    byo: Byo, configured: Configured, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    byo: Byo, configured: Configured, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd
 ) -> None:
     missing = tmp_path / "team_repo" / "renamed_locustfile.py"
     monkeypatch.setenv("TUTORMAX_OPS_CONFIG_DIR", str(write_config(tmp_path / "missing", str(missing))))
@@ -197,10 +198,15 @@ def test_a_missing_locustfile_fails_plan_and_no_request_reaches_the_service(
     assert {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}["plan"] == 1  # config: no retry
     assert byo.requests()[seen_before:] == []
     assert history(configured.results_url, dag_run.run_id)[0] is None
+    output = capfd.readouterr()
+    assert (
+        f"LocustfileError: loadtest.profiles.{PROFILE}.locustfile: {missing} does not exist (no request was sent)"
+        in output.out + output.err
+    )
 
 
 def test_a_json_field_health_check_refuses_a_200_with_the_wrong_value(
-    byo: Byo, configured: Configured, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    byo: Byo, configured: Configured, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd
 ) -> None:
     check = {"path": "/api/v1/utils/status", "status": 200, "json_field": "status", "json_value": "ok"}
     config = write_config(tmp_path / "status", str(configured.locustfile), service={"health_check": check})
@@ -210,6 +216,11 @@ def test_a_json_field_health_check_refuses_a_200_with_the_wrong_value(
     states = task_states(dag_run)
     assert states["guard"] == ["failed"] and states["run"] == ["upstream_failed"]
     assert byo.requests()[seen_before:] == ["GET /api/v1/utils/status"]  # asked once, no load
+    reason = refusal(capfd)
+    assert reason.startswith(
+        f"load test refused, no load was sent: {byo.url}: GET /api/v1/utils/status answered 200"
+    )
+    assert reason.endswith('(expected GET /api/v1/utils/status -> 200, status == "ok")'), reason
     smoke = run_dag("tutormax_smoke_connectivity")
     assert task_states(smoke)["summarize"] == ["failed"]
 

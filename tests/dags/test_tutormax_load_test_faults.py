@@ -101,8 +101,9 @@ def connect(airflow_connections, service_db_url: str, tmp_path: Path, monkeypatc
 
 
 def test_redis_failing_mid_run_is_reported_and_the_run_still_stored(
-    stack, service_db_url: str, connect, run_dag, tmp_path: Path
+    stack, service_db_url: str, connect, run_dag, tmp_path: Path, short_runs: int
 ) -> None:
+    """Plumbing (what is stored and reported), no latency judged: a short run."""
     if stack.endpoints.api_url:
         pytest.skip("needs a reference service of its own, started here on the tests' database")
     proxy = TcpProxy(_target(stack.endpoints.redis_url))
@@ -115,7 +116,9 @@ def test_redis_failing_mid_run_is_reported_and_the_run_still_stored(
         marker = connect(redis_url=redis_url, api_url=f"http://{devstack.LOOPBACK}:{port}")
         # 5 s in: Locust is sending load when Redis goes.
         with cut_when_locust_runs(proxy, marker, after_s=5) as cut:
-            dag_run = run_dag(DAG_ID, run_conf={"profile": "smoke", "run_time": 30, "notify": "never"})
+            dag_run = run_dag(
+                DAG_ID, run_conf={"profile": "smoke", "run_time": short_runs, "notify": "never"}
+            )
         assert cut.is_set(), "Locust never started: the proxy was not cut"
     finally:
         service.stop()

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,10 +47,50 @@ def state(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+class Output:
+    """A process's output, read by a thread: every wait on it has a deadline (a silent process cannot
+    hang the test), and the process never blocks on a full pipe."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        self.ended = False
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self.changed:
+            return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float) -> bool:
+        """Whether `text` appeared before the output ended or the deadline passed."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.ended or text in "".join(self.lines), timeout_s)
+            return text in "".join(self.lines)
+
+    def until_exit(self, timeout_s: float) -> str:
+        """All the output, once the process exited and its pipe closed (TimeoutExpired after the deadline)."""
+        self.process.wait(timeout_s)
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.ended, timeout_s):
+                raise subprocess.TimeoutExpired(self.process.args, timeout_s)
+        return self.text
+
+
 def start_serving(
     state: Path, mode: str = "--serve", ready: str = READY, **extra_env: str
-) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
-    """The demo in `mode`, and every process it started, once it printed `ready`."""
+) -> tuple[subprocess.Popen[str], Output, list[psutil.Process]]:
+    """The demo in `mode`, its output, and every process it started, once it printed `ready`."""
     env = {key: value for key, value in os.environ.items() if key not in devstack.EXTERNAL_ENV.values()}
     env.update(
         devstack.python_env(
@@ -67,15 +108,9 @@ def start_serving(
         text=True,
         start_new_session=True,  # the test signals the demo's PID, as `kill PID` does, not a group
     )
-    lines = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        line = demo.stdout.readline()
-        lines.append(line)
-        if ready in line or not line:
-            break
-    assert ready in lines[-1], "".join(lines)
-    return demo, psutil.Process(demo.pid).children(recursive=True)
+    output = Output(demo)
+    assert output.wait_for(ready, timeout_s=240), output.text
+    return demo, output, psutil.Process(demo.pid).children(recursive=True)
 
 
 def processes_of(state: Path) -> list[psutil.Process]:
@@ -91,22 +126,24 @@ def processes_of(state: Path) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_a_signal_stops_every_server_the_stack_started(state: Path, signum: int) -> None:
-    demo, started = start_serving(state)
+def test_a_signal_stops_every_server_the_stack_started(state: Path) -> None:
+    """SIGTERM, as `kill` and `docker stop` send. SIGHUP and SIGINT take the same path once
+    `signals_raise` turned them into KeyboardInterrupt: tests/core/test_processes.py checks each of
+    them on a cheap process, instead of one more full stack per signal here."""
+    demo, output, started = start_serving(state)
     assert len(started) >= 4  # PostgreSQL (and its backends), Redis, the SMTP sink, the service
-    os.kill(demo.pid, signum)
-    output, _ = demo.communicate(timeout=120)
-    assert demo.returncode == 0, output
+    os.kill(demo.pid, signal.SIGTERM)
+    text = output.until_exit(timeout_s=120)
+    assert demo.returncode == 0, text
     _, alive = psutil.wait_procs(started, timeout=10)
     assert alive == [], [process.info for process in alive]
     assert list(state.rglob("*.pid.json")) == []
-    assert "stopping everything the demo started" in output
+    assert "stopping everything the demo started" in text
 
 
 @pytest.mark.slow
 def test_servers_of_a_killed_run_are_stopped_at_the_next_start(state: Path) -> None:
-    demo, started = start_serving(state)
+    demo, _, started = start_serving(state)
     try:
         os.kill(demo.pid, signal.SIGKILL)  # no cleanup at all: the servers live on under PID 1
         demo.wait(30)
@@ -123,11 +160,14 @@ def test_servers_of_a_killed_run_are_stopped_at_the_next_start(state: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # its own deadlines: 240 s for the stack, 300 s for Airflow, 180 s to stop
 def test_sigterm_to_make_airflow_stops_airflow_and_the_stack(state: Path) -> None:
     """`make airflow` (the demo's --standalone: the stack and a real `airflow standalone`), once
     Airflow is up, gets SIGTERM as from `docker stop`: no process it started remains."""
     api_port = devstack.free_port()
-    demo, _ = start_serving(state, "--standalone", "its output:", AIRFLOW__API__PORT=str(api_port))
+    demo, demo_output, _ = start_serving(
+        state, "--standalone", "its output:", AIRFLOW__API__PORT=str(api_port)
+    )
     try:
         log = state / "stack" / "logs" / "airflow-standalone.log"
         deadline, up = time.monotonic() + 300, False
@@ -142,7 +182,7 @@ def test_sigterm_to_make_airflow_stops_airflow_and_the_stack(state: Path) -> Non
         for part in ("postgres", "redis", "smtp_sink", "tutormax_service", "scheduler", "api_server"):
             assert part in names, names  # the stack and Airflow's components are all running
         os.kill(demo.pid, signal.SIGTERM)
-        output, _ = demo.communicate(timeout=180)
+        output = demo_output.until_exit(timeout_s=180)
     finally:
         if demo.poll() is None:
             demo.kill()
@@ -153,7 +193,7 @@ def test_sigterm_to_make_airflow_stops_airflow_and_the_stack(state: Path) -> Non
     assert list(state.rglob("*.pid.json")) == []
 
 
-SESSION_PROBE = """
+STACK_PROBE = """
 import json, os, time
 from pathlib import Path
 
@@ -162,14 +202,39 @@ def test_wait(stack):
     Path(os.environ["PROBE_READY"]).write_text(json.dumps(pids))
     time.sleep(600)
 """
+# The same teardown of a session fixture, on a process of the probe's own: cheaper than a stack.
+CHILD_PROBE = """
+import json, os, sys, time
+from pathlib import Path
+
+import pytest
+
+from tutormax_ops.core.processes import spawn
+
+@pytest.fixture(scope="session")
+def child(tmp_path_factory):
+    started = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"],
+                    log_path=tmp_path_factory.mktemp("child") / "sleeper.log")
+    yield started
+    started.stop(grace_s=5)
+
+def test_wait(child):
+    Path(os.environ["PROBE_READY"]).write_text(json.dumps([child.pid]))
+    time.sleep(600)
+"""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_to_the_test_session_stops_its_servers(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(
+    ("signum", "probe"),
+    [(signal.SIGTERM, STACK_PROBE), (signal.SIGHUP, CHILD_PROBE)],
+    ids=["SIGTERM-stack", "SIGHUP-child"],
+)
+def test_a_signal_to_the_test_session_stops_its_servers(tmp_path: Path, signum: int, probe: str) -> None:
     """A pytest session of this suite (tests/conftest.py as a plugin) told to stop mid-test tears
-    its fixtures down: the session's servers stop."""
-    (tmp_path / "test_probe.py").write_text(SESSION_PROBE)
+    its fixtures down: the session's servers stop. Each signal the session handles is sent once;
+    the full stack's teardown is judged once, under SIGTERM."""
+    (tmp_path / "test_probe.py").write_text(probe)
     ready = tmp_path / "ready.json"
     session = subprocess.Popen(
         [
@@ -193,7 +258,7 @@ def test_a_signal_to_the_test_session_stops_its_servers(tmp_path: Path, signum: 
         while not ready.exists() and session.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert ready.exists(), session.communicate(timeout=30)[0][-3000:]
-        time.sleep(0.5)  # the file is written before the sleep begins
+        # The session's handlers are in place since it started: a signal from here on is handled.
         started = psutil.Process(session.pid).children(recursive=True)
         assert {process.pid for process in started} >= set(json.loads(ready.read_text()))
         os.kill(session.pid, signum)

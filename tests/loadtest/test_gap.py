@@ -216,6 +216,7 @@ def late_clock_server(tmp_path: Path) -> Iterator[str]:
         server.wait(10)
 
 
+@pytest.mark.e2e
 def test_a_real_run_against_a_handler_that_starts_its_clock_late_is_network_or_accept_queue(
     late_clock_server: str, tmp_path: Path
 ) -> None:

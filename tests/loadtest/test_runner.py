@@ -45,6 +45,7 @@ def test_distributed_mode_is_a_master_expecting_every_worker(tmp_path: Path) -> 
     assert "--worker" in worker and "--headless" not in worker and worker[-1] == "5557"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("ignore_sigint", [False, True], ids=["sigint-as-is", "sigint-ignored"])
 def test_an_interrupted_run_stops_the_whole_group_and_leaves_no_process(
     tutormax_api: str, tmp_path: Path, ignore_sigint: bool
@@ -89,12 +90,17 @@ def test_a_group_that_ignores_sigint_is_killed_after_the_grace(tmp_path: Path) -
     stubborn = [
         sys.executable,
         "-c",
-        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)",
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ignoring', flush=True);"
+        " time.sleep(120)",
     ]
     group = runner.LocustGroup()
-    group.launch("locust", stubborn, env=os.environ, log_path=tmp_path / "stubborn.log")
-    group.launch("worker-1", stubborn, env=os.environ, log_path=tmp_path / "stubborn-worker.log")
-    time.sleep(1)  # let both install their SIGINT handler
+    logs = [tmp_path / "stubborn.log", tmp_path / "stubborn-worker.log"]
+    group.launch("locust", stubborn, env=os.environ, log_path=logs[0])
+    group.launch("worker-1", stubborn, env=os.environ, log_path=logs[1])
+    deadline = time.monotonic() + 60
+    while not all(log.is_file() and "ignoring" in log.read_text() for log in logs):  # handlers installed
+        assert time.monotonic() < deadline, "the stubborn processes did not start in 60 s"
+        time.sleep(0.05)
     started = time.monotonic()
     group.stop("a test deadline", grace_s=2)
     assert time.monotonic() - started >= 2  # SIGINT alone did not stop them
@@ -102,6 +108,7 @@ def test_a_group_that_ignores_sigint_is_killed_after_the_grace(tmp_path: Path) -
     assert group.exit_codes() == {"locust": -signal.SIGKILL, "worker-1": -signal.SIGKILL}
 
 
+@pytest.mark.e2e
 def test_the_runners_own_deadline_stops_locust_and_says_so(
     tutormax_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +126,7 @@ def test_the_runners_own_deadline_stops_locust_and_says_so(
     assert all(code is not None for code in outcome.exit_codes.values())  # nothing left running
 
 
+@pytest.mark.e2e
 def test_on_kill_stops_the_running_group(tutormax_api: str, tmp_path: Path) -> None:
     """What Airflow does to a killed task: `on_kill` from another thread while `run_locust` runs."""
     from tutormax_ops.loadtest.operator import LoadTestRunOperator
@@ -136,11 +144,11 @@ def test_on_kill_stops_the_running_group(tutormax_api: str, tmp_path: Path) -> N
         )
     )
     running.start()
+    log = tmp_path / "locust.log"
     deadline = time.monotonic() + 60
-    while runner._active_group is None or not (tmp_path / "locust.log").exists():
-        assert time.monotonic() < deadline
+    while runner._active_group is None or not (log.exists() and "Ramping to" in log.read_text()):
+        assert time.monotonic() < deadline, "locust did not start its load in 60 s"  # then it is mid-run
         time.sleep(0.2)
-    time.sleep(3)
     pgid = runner._active_group.pgid
     LoadTestRunOperator(task_id="run", plan={}).on_kill()
     running.join(60)

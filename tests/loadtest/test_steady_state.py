@@ -24,6 +24,8 @@ USERS, SPAWN_RATE, RUN_S = 8, 8, 15
 LOCUSTFILE = LOCUST_DIR / "paced_visitor_locustfile.py"
 WAIT_S = 0.5  # that locustfile's constant wait time
 
+pytestmark = pytest.mark.e2e  # every test here judges a real Locust run
+
 
 def slow_start_app():
     """Answers every request after SLOW_MS for SLOW_S seconds from its first request, then after

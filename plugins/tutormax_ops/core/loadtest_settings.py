@@ -91,6 +91,9 @@ class LoadTest(Section):
         default_factory=lambda: {"smoke": LoadProfile(users=20, spawn_rate=10, run_time_s=60)}
     )
     think_time_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (0.5, 1.5)
+    # The form's shortest `run_time`: the ramp-up, the warm-up and a steady state long enough to judge
+    # (see the DAG's param). Lower only where a run checks plumbing, not figures (the tests do).
+    min_run_time_s: Annotated[int, Field(ge=5)] = 30
     stop_timeout_s: Annotated[int, Field(ge=0, le=600)] = 5
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.25
     kill_grace_s: Annotated[float, Field(gt=0, le=600)] = 15

@@ -44,6 +44,7 @@ class ParseView:
     loadtest_profiles: tuple[str, ...]
     loadtest_default_profile: str
     loadtest_run_task_timeout_s: int
+    loadtest_min_run_time_s: int
 
 
 def config_dir() -> Path:
@@ -110,4 +111,5 @@ def build_view() -> ParseView:
         loadtest_profiles=tuple(sorted(loadtest.profiles)),
         loadtest_default_profile=loadtest.default_profile,
         loadtest_run_task_timeout_s=loadtest.run_task_timeout_s,
+        loadtest_min_run_time_s=loadtest.min_run_time_s,
     )
