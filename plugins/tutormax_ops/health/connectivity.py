@@ -60,18 +60,14 @@ def check_redis(conn_id: str) -> CheckResult:
 
 
 def check_http_health(conn_id: str, *, timeout_s: float = 5) -> CheckResult:
-    from airflow.providers.http.hooks.http import HttpHook
-
     from tutormax_ops.core.config import load_settings
-    from tutormax_ops.core.service import health_problem
+    from tutormax_ops.core.service import api_get, health_problem
 
     check = load_settings(with_variable=True).service.health_check
 
     def probe() -> str:
         # The connection's own auth and headers apply; the answer is judged as the guard judges it.
-        response = HttpHook(method="GET", http_conn_id=conn_id).run(
-            check.path, extra_options={"timeout": timeout_s, "check_response": False}
-        )
+        response = api_get(check.path, timeout_s=timeout_s, conn_id=conn_id)
         problem = health_problem(check, response.status_code, response.text)
         if problem:
             raise RuntimeError(problem)

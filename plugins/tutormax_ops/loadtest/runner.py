@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from tutormax_ops.core.loadtest_settings import LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
+from tutormax_ops.core.service import credentials_for
 from tutormax_ops.loadtest.machine import (
     HOST_ROLE,
     MACHINE_ROLES,
@@ -203,6 +204,7 @@ def locust_env(plan: RunPlan, loadtest: LoadTest, folder: Path) -> dict[str, str
     env = base_env()
     env["TUTORMAX_LOCUST_SERVER_TIMES"] = str(folder)
     env.update(traffic_env(loadtest.profiles[plan.profile], loadtest, folder))
+    env.update(credentials_for(plan.host)[1])  # only for the connection's own host
     if plan.step_users is not None and plan.step_seconds is not None:
         env.update(
             TUTORMAX_STRESS_STEP_USERS=str(plan.step_users),
