@@ -209,10 +209,14 @@ def credentials_for(host: str, conn_id: str = API_CONN_ID) -> tuple[dict[str, st
     """(headers, locustfile environment) for requests to `host`: the connection's credentials when
     `host` is the connection's own base URL, none for any other host (they are never sent elsewhere)."""
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:  # a host given by hand, and no connection: nothing to send
+        return {}, {}
     if host.rstrip("/") != api_base_url(conn_id):
         return {}, {}
-    conn = BaseHook.get_connection(conn_id)
     headers = auth_headers(conn_id)
     env = {HEADERS_ENV: json.dumps(headers)}
     if conn.login:
