@@ -1,7 +1,9 @@
 """The one typed settings model for every TutorMax Ops DAG.
 
 Sources, lowest to highest precedence, deep-merged:
-1. `include/config/*.yaml` in name order (or the folder named by `TUTORMAX_OPS_CONFIG_DIR`);
+1. `include/config/*.yaml` in name order, then the `*.yaml` of the folder named by
+   `TUTORMAX_OPS_CONFIG_DIR` in name order, each merged over the ones before: a user's file holding
+   only their changes is enough (theirs wins key by key; a list is replaced whole);
 2. environment variables `TUTORMAX_OPS__<SECTION>__<FIELD>`;
 3. the Airflow Variable `tutormax_ops_config` (a JSON object), only when `with_variable=True`,
    which tasks use: DAG files must not touch the metadata database while being parsed.
@@ -269,13 +271,24 @@ class Settings(Section):
         return self.targets.model_copy(update=own.model_dump(exclude_unset=True)) if own else self.targets
 
 
-def _yaml_values(config_dir: Path) -> dict[str, Any]:
+def _config_dirs() -> list[Path]:
+    """The shipped folder, then the user's (`TUTORMAX_OPS_CONFIG_DIR`), layered in that order."""
+    own = os.environ.get(CONFIG_DIR_ENV)
+    if not own:
+        return [CONFIG_DIR]
+    if not Path(own).is_dir():
+        raise SettingsError(f"{CONFIG_DIR_ENV}={own!r}: not a folder")
+    return [CONFIG_DIR] if Path(own).resolve() == CONFIG_DIR.resolve() else [CONFIG_DIR, Path(own)]
+
+
+def _yaml_values(*config_dirs: Path) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for path in sorted(config_dir.glob("*.yaml")):
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise SettingsError(f"{path.name}: the top level must be a mapping")
-        merged = deep_merge(merged, loaded)
+    for config_dir in config_dirs:
+        for path in sorted(config_dir.glob("*.yaml")):
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise SettingsError(f"{path}: the top level must be a mapping")
+            merged = deep_merge(merged, loaded)
     return merged
 
 
@@ -331,7 +344,7 @@ def load_settings(*, with_variable: bool = False, **overrides: Any) -> Settings:
     `overrides` are the highest-precedence values, as nested mappings per section.
     """
     try:
-        values = _yaml_values(Path(os.environ.get(CONFIG_DIR_ENV) or CONFIG_DIR))
+        values = _yaml_values(*_config_dirs())
         values = deep_merge(values, _env_values(os.environ))
         if with_variable:
             values = deep_merge(values, _variable_overrides())
