@@ -102,6 +102,9 @@ def run_check(conn_id: str) -> CheckResult:
 
 def summarize_checks(results: list[dict]) -> dict:
     """Log each check; raise `ConnectivityError` naming every failed connection."""
+    # By index up to len(): iterating the mapped tasks' lazy XCom sequence asks for one item past the
+    # end, which Airflow's client logs as "[error] XCom not found" in a successful run.
+    results = [results[index] for index in range(len(results))]
     failed = [result for result in results if not result["ok"]]
     for result in results:
         state = "ok " if result["ok"] else "FAIL"
