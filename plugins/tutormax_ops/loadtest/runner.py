@@ -199,8 +199,9 @@ def stop_active_run(reason: str, *, grace_s: float) -> None:
 
 
 def locust_env(plan: RunPlan, loadtest: LoadTest, folder: Path) -> dict[str, str]:
-    """The task's environment without Airflow's settings and connections (locust needs no secret),
-    plus what the locustfile and the stress shape read; the service's own times go to `folder`."""
+    """The task's environment without Airflow's settings and connections, plus what the locustfile
+    and the stress shape read, and the `tutormax_api` credentials when the host is that connection's
+    (never written to a file or log); the service's own times go to `folder`."""
     env = base_env()
     env["TUTORMAX_LOCUST_SERVER_TIMES"] = str(folder)
     env.update(traffic_env(loadtest.profiles[plan.profile], loadtest, folder))
