@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
 
-.PHONY: help bootstrap lock demo test test-random check lint airflow bench clean browser
+.PHONY: help bootstrap lock demo test test-random check lint airflow bench clean browser serve
 
 help:
 	@echo "make demo       run every DAG against self-started PostgreSQL, Redis, SMTP sink and TutorMax service"
 	@echo "make test       lint, then the test suite (real servers, dag.test())"
 	@echo "make check      lint, then the tests that run no Locust and no Airflow (the inner loop, a few minutes)"
 	@echo "make test-random  make test in a random order; SEED=N replays the order a run printed"
+	@echo "make serve      the self-started servers until Ctrl-C: their URLs and an env file for \`airflow dags test\`"
 	@echo "make airflow    airflow standalone (UI on :8080) against the same self-started services"
 	@echo "make bench      the benchmarks under bench/"
 	@echo "make bootstrap  create .venv from requirements.lock (uv when available, else pip)"
@@ -65,6 +66,10 @@ lint: $(STAMP)
 
 airflow: $(STAMP)
 	$(PY) -m tutormax_ops.devstack.demo --standalone
+
+# The stack for your own use: prints each server's URL and writes .tutormax/serve/tutormax.env (0600).
+serve: $(STAMP)
+	$(PY) -m tutormax_ops.devstack.serve
 
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -32,6 +32,12 @@ Copy it (or point a profile at it) and describe the traffic in the profile's set
   `loadtest.think_time_s`); `0,0` removes it.
 - **Headers.** `options.headers` are sent with every request (no secrets: the profile is config, and
   config is logged).
+- **Credentials.** Never in YAML: they come from the `tutormax_api` connection (its extra's `auth`,
+  see the README). When the load test's host is that connection's, the run gives Locust
+  `TUTORMAX_API_HEADERS` (a JSON object: `Authorization: Bearer …` from a static token or from the
+  task's one login request), `TUTORMAX_API_LOGIN` and `TUTORMAX_API_PASSWORD` (the connection's own,
+  for a locustfile that logs each user in itself). This file sends `TUTORMAX_API_HEADERS` with every
+  request.
 
 Run only by the locust CLI (`tutormax_ops.loadtest` does): importing locust gevent-patches the
 process that imports it.
@@ -53,6 +59,7 @@ from locust import FastHttpUser, between, constant, tag
 OPTIONS_ENV = "TUTORMAX_LOCUST_OPTIONS"
 IDS_ENV = "TUTORMAX_LOCUST_IDS"
 THINK_TIME_ENV = "TUTORMAX_LOCUST_THINK_TIME"
+CREDENTIAL_HEADERS_ENV = "TUTORMAX_API_HEADERS"
 
 OPTIONS: dict[str, Any] = json.loads(os.environ.get(OPTIONS_ENV) or "{}")
 
@@ -106,4 +113,7 @@ class JsonApiUser(FastHttpUser):
 
     wait_time = _think_time()
     tasks = _tasks()
-    default_headers = OPTIONS.get("headers") or None
+    default_headers = {
+        **(OPTIONS.get("headers") or {}),
+        **json.loads(os.environ.get(CREDENTIAL_HEADERS_ENV) or "{}"),
+    }

@@ -16,16 +16,24 @@ double its totals and throughput). The load test adds `record_seconds.py` to eve
 any locustfile is recorded; a locustfile may also `import per_second` (or `server_time`) itself.
 Locust imports each `-f` file afresh under its own name, so this module is never given to `-f`: it
 is imported once, and its listeners are registered once, however many files import it.
+
+Requests a locustfile did not name (Locust then names them by their path) are grouped by route
+before any statistic sees them: path segments that are integers, UUIDs or long hex strings become
+`{id}` and the query string is dropped, so `GET /items/<uuid>` is one endpoint, not one per id. How
+many were grouped into which route is written beside the seconds (`grouped_by_route`), for the
+report's one note. A request the locustfile named keeps its name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from locust import events
 
@@ -34,6 +42,46 @@ HEADER = "X-Response-Time"
 
 # Written beside the seconds: the stress shape's start, from the process that ran the shape.
 META: dict[str, Any] = {}
+ID_PLACEHOLDER = "{id}"
+_ID_SEGMENT = re.compile(
+    r"\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}"
+)
+# "METHOD route" -> how many unnamed requests were grouped into it, in this process.
+_grouped: Counter[str] = Counter()
+
+
+def route_of(path: str) -> str:
+    """`path` (or a URL's path) with id-like segments as `{id}` and without its query string."""
+    parts = urlsplit(path).path.split("/")
+    return "/".join(ID_PLACEHOLDER if _ID_SEGMENT.fullmatch(part) else part for part in parts)
+
+
+def unnamed(name: str, url: str) -> bool:
+    """Whether Locust named the request by its path: no `name=` was given (HttpUser names it by the
+    path and query, FastHttpUser by the URL as passed)."""
+    return name == url or (name.startswith("/") and url.endswith(name))
+
+
+def endpoint_key(request_type: str, name: str) -> str:
+    """ "METHOD name"; a name that already begins with its method ("POST /items/") is not prefixed again."""
+    return name if name.startswith(f"{request_type} ") else f"{request_type} {name}"
+
+
+_fire = events.request.fire
+
+
+def _fire_by_route(**request: Any) -> None:
+    name, url = request.get("name"), request.get("url")
+    if isinstance(name, str) and isinstance(url, str) and unnamed(name, url):
+        route = route_of(name)
+        if route != name:
+            _grouped[endpoint_key(str(request.get("request_type")), route)] += 1
+            request["name"] = route
+    _fire(**request)
+
+
+# Every listener (Locust's statistics included) sees the route: each client fires this same hook.
+events.request.fire = _fire_by_route  # type: ignore[method-assign]
 
 
 class _Second:
@@ -90,7 +138,7 @@ def _record(
     exception: Any = None,
     **_: object,
 ) -> None:
-    second = _seconds.setdefault(int(time.time()), {}).setdefault(f"{request_type} {name}", _Second())
+    second = _seconds.setdefault(int(time.time()), {}).setdefault(endpoint_key(request_type, name), _Second())
     second.requests += 1
     second.failures += exception is not None
     # Failed requests are timed too, as Locust's own percentiles time them; a request without a
@@ -110,6 +158,7 @@ def _write(**_: object) -> None:
     if folder and (_seconds or META):
         payload = {
             **META,
+            "grouped_by_route": dict(_grouped),
             "seconds": {
                 str(second): {name: stats.as_json() for name, stats in endpoints.items()}
                 for second, endpoints in sorted(_seconds.items())

@@ -62,10 +62,23 @@ def test_profile_targets_override_global_targets() -> None:
         settings.targets_for("nope")
 
 
-def test_config_folder_can_be_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "10-site.yaml").write_text("alerts:\n  p95_api_ms: 450\n")
+def test_a_users_config_folder_is_layered_over_the_shipped_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = load_settings()
+    (tmp_path / "10-site.yaml").write_text(
+        "alerts:\n  p95_api_ms: 450\nloadtest:\n  host_allowlist: [api.internal]\n"
+    )
+    (tmp_path / "20-later.yaml").write_text("alerts:\n  error_rate_percent: 2.5\n")
     monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path))
-    assert load_settings().alerts.p95_api_ms == 450
+    layered = load_settings()
+    assert layered.alerts.p95_api_ms == 450 and layered.alerts.error_rate_percent == 2.5  # theirs, key by key
+    assert list(layered.loadtest.host_allowlist) == ["api.internal"]  # a list is replaced whole
+    assert layered.loadtest.profiles == shipped.loadtest.profiles  # the rest is still the shipped defaults
+    assert layered.alerts.cache_hit_rate_percent == shipped.alerts.cache_hit_rate_percent
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="TUTORMAX_OPS_CONFIG_DIR=.*missing.*not a folder"):
+        load_settings()
 
 
 def test_airflow_variable_overrides_everything(airflow_db: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,3 +94,20 @@ def test_airflow_variable_that_is_not_json_is_named(
     monkeypatch.setenv("AIRFLOW_VAR_TUTORMAX_OPS_CONFIG", "{targets: ")
     with pytest.raises(SettingsError, match="Variable tutormax_ops_config: not valid JSON"):
         load_settings(with_variable=True)
+
+
+def test_every_field_of_migrations_project_is_in_the_shipped_yaml_with_a_comment() -> None:
+    import yaml
+
+    from tutormax_ops.core.config import AlembicProject
+    from tutormax_ops.core.paths import CONFIG_DIR
+
+    text = (CONFIG_DIR / "tutormax.yaml").read_text()
+    assert set(yaml.safe_load(text)["migrations"]["project"]) == set(AlembicProject.model_fields)
+    start = text.index("  project:\n")
+    section = text[start : text.index("  lock_timeout_ms:", start)]
+    lines = section.splitlines()
+    for name in AlembicProject.model_fields:
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{name}:"))
+        nearby = [line for line in lines[max(0, at - 8) : at] if line.strip().startswith("#")]
+        assert nearby or "#" in lines[at], f"migrations.project.{name} has no comment"

@@ -31,7 +31,7 @@ from test_tutormax_load_test import refusal
 
 from support import read_emails, task_states
 from tutormax_ops.core.config import load_settings
-from tutormax_ops.core.paths import CONFIG_DIR, LOCUST_DIR
+from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.devstack import stack as devstack
 
 DAG_ID = "tutormax_load_test"
@@ -80,9 +80,8 @@ def byo(stack, fresh_database, tmp_path_factory) -> Iterator[Byo]:
 
 
 def write_config(folder: Path, locustfile: str, **overrides: Any) -> Path:
-    """The shipped settings plus the team's own file, merged after them (YAML files load in name order)."""
+    """The team's own file of changes only, in a folder of its own: layered over the shipped settings."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(CONFIG_DIR / "tutormax.yaml", folder / "tutormax.yaml")
     profile = {
         "users": 10,
         "spawn_rate": 10,

@@ -25,7 +25,7 @@ from tutormax_ops.core.errors import ReportedFailure, fail_fast
 from tutormax_ops.core.notify import send_email
 from tutormax_ops.core.reports import render
 from tutormax_ops.core.runs import run_type_of, trigger_of
-from tutormax_ops.core.service import api_base_url
+from tutormax_ops.core.service import api_base_url, auth_headers
 from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, upsert_rows
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,9 @@ def warm_step(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     results: list[TargetResult] = []
     for target in targets:
         result = asyncio.run(
-            run_requests(target.name, build_requests(target, base, settings), pacing(settings))
+            run_requests(
+                target.name, build_requests(target, base, settings), pacing(settings), headers=auth_headers()
+            )
         )
         log.info(
             "%s: %d requested, %d ok, %d failed, p95 %s ms in %.1f s",

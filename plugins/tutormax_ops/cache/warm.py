@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +85,15 @@ async def _send(
 
 
 async def run_requests(
-    target: str, requests: Sequence[Request], pacing: Pacing, *, client: httpx.AsyncClient | None = None
+    target: str,
+    requests: Sequence[Request],
+    pacing: Pacing,
+    *,
+    client: httpx.AsyncClient | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> TargetResult:
-    """Send `requests` through `pacing.concurrency` workers; failures are counted, never raised."""
+    """Send `requests` through `pacing.concurrency` workers, with `headers` (the service's credentials)
+    on each; failures are counted, never raised."""
     queue: asyncio.Queue[Request] = asyncio.Queue()
     for request in requests:
         queue.put_nowait(request)
@@ -96,7 +102,7 @@ async def run_requests(
     errors: list[str] = []
     owned = client is None
     limits = httpx.Limits(max_connections=pacing.concurrency, max_keepalive_connections=pacing.concurrency)
-    client = client or httpx.AsyncClient(timeout=pacing.timeout_s, limits=limits)
+    client = client or httpx.AsyncClient(timeout=pacing.timeout_s, limits=limits, headers=headers)
 
     async def worker() -> None:
         while True:

@@ -232,7 +232,7 @@ def _read_history(path: Path) -> list[_HistoryRow]:
                 timestamp=int(row["Timestamp"]),
                 users=int(row["User Count"]),
                 method=row["Type"],
-                name=row["Name"],
+                name=endpoint_name(row["Type"], row["Name"]),
                 total_requests=int(row["Total Request Count"]),
             )
             for row in csv.DictReader(handle)
@@ -286,7 +286,14 @@ def _steady_rps(history: Sequence[_HistoryRow], window: SteadyWindow | None) -> 
 
 def _endpoint(entry: Mapping[str, Any]) -> tuple[str, str]:
     """(method, name), as the history CSV's Type and Name columns spell them."""
-    return str(entry.get("method") or ""), str(entry["name"])
+    method = str(entry.get("method") or "")
+    return method, endpoint_name(method, str(entry["name"]))
+
+
+def endpoint_name(method: str, name: str) -> str:
+    """A request's name without its method in front: a locustfile that named a request
+    "POST /items/" gets the endpoint "POST /items/", not "POST POST /items/"."""
+    return name.removeprefix(f"{method} ") if method else name
 
 
 def _metrics(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -243,3 +244,25 @@ def _extreme(pick, *values: float | None) -> float | None:
 
 def _utc(epoch_seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+def grouped_by_route(folder: Path) -> dict[str, int]:
+    """ "METHOD route" -> unnamed requests grouped into it (`per_second`), over every process."""
+    grouped: Counter[str] = Counter()
+    for path in sorted(folder.glob(SECONDS_GLOB)):
+        grouped.update(json.loads(path.read_text()).get("grouped_by_route") or {})
+    return dict(grouped)
+
+
+def route_grouping_note(folder: Path) -> str | None:
+    """The report's one note on requests the locustfile did not name, or None when it named them all."""
+    grouped = grouped_by_route(folder)
+    if not grouped:
+        return None
+    routes = ", ".join(f"{route} ({count:,} requests)" for route, count in sorted(grouped.items()))
+    example = next(iter(sorted(grouped))).split(" ", 1)[1]
+    return (
+        "Requests your locustfile did not name were grouped by route: path segments that are integers, "
+        f"UUIDs or long hex strings became {{id}} and query strings were dropped: {routes}. Name them "
+        f'yourself to choose the endpoints: self.client.get(path, name="{example}").'
+    )

@@ -1,7 +1,9 @@
 """The one typed settings model for every TutorMax Ops DAG.
 
 Sources, lowest to highest precedence, deep-merged:
-1. `include/config/*.yaml` in name order (or the folder named by `TUTORMAX_OPS_CONFIG_DIR`);
+1. `include/config/*.yaml` in name order, then the `*.yaml` of the folder named by
+   `TUTORMAX_OPS_CONFIG_DIR` in name order, each merged over the ones before: a user's file holding
+   only their changes is enough (theirs wins key by key; a list is replaced whole);
 2. environment variables `TUTORMAX_OPS__<SECTION>__<FIELD>`;
 3. the Airflow Variable `tutormax_ops_config` (a JSON object), only when `with_variable=True`,
    which tasks use: DAG files must not touch the metadata database while being parsed.
@@ -22,7 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tutormax_ops.core.loadtest_settings import LoadProfile, LoadTest, Service
 from tutormax_ops.core.parse_view import CONFIG_DIR_ENV as CONFIG_DIR_ENV  # re-exported
-from tutormax_ops.core.parse_view import ENV_PREFIX, config_dir
+from tutormax_ops.core.parse_view import ENV_PREFIX, config_dirs
 from tutormax_ops.core.paths import STATE_DIR
 from tutormax_ops.core.settings_base import Cron, Percent, PositiveMs, Section, Targets
 
@@ -275,13 +277,22 @@ class Settings(Section):
         return self.targets.model_copy(update=own.model_dump(exclude_unset=True)) if own else self.targets
 
 
-def _yaml_values(config_dir: Path) -> dict[str, Any]:
+def _config_dirs() -> list[Path]:
+    """The shipped folder, then the user's (`TUTORMAX_OPS_CONFIG_DIR`): a user's folder must exist."""
+    folders = config_dirs()
+    if not folders[-1].is_dir():
+        raise SettingsError(f"{CONFIG_DIR_ENV}={str(folders[-1])!r}: not a folder")
+    return folders
+
+
+def _yaml_values(*folders: Path) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for path in sorted(config_dir.glob("*.yaml")):
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise SettingsError(f"{path.name}: the top level must be a mapping")
-        merged = deep_merge(merged, loaded)
+    for folder in folders:
+        for path in sorted(folder.glob("*.yaml")):
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise SettingsError(f"{path}: the top level must be a mapping")
+            merged = deep_merge(merged, loaded)
     return merged
 
 
@@ -337,7 +348,7 @@ def load_settings(*, with_variable: bool = False, **overrides: Any) -> Settings:
     `overrides` are the highest-precedence values, as nested mappings per section.
     """
     try:
-        values = _yaml_values(config_dir())
+        values = _yaml_values(*_config_dirs())
         values = deep_merge(values, _env_values(os.environ))
         if with_variable:
             values = deep_merge(values, _variable_overrides())

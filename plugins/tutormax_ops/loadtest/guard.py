@@ -68,8 +68,11 @@ def check_guard(plan_values: Mapping[str, Any]) -> list[str]:
 def _health_problem(host: str, check: HealthCheck) -> str | None:
     import requests
 
+    from tutormax_ops.core.service import credentials_for
+
+    headers, _ = credentials_for(host)
     try:
-        response = requests.get(f"{host}{check.path}", timeout=HEALTH_TIMEOUT_S)
+        response = requests.get(f"{host}{check.path}", timeout=HEALTH_TIMEOUT_S, headers=headers)
     except requests.RequestException as error:
         return f"GET {check.path} failed: {type(error).__name__}: {error}"
     return health_problem(check, response.status_code, response.text)

@@ -252,6 +252,7 @@ def cpu_chart(analysis: Analysis, samples_csv: ObjectStoragePath) -> bytes | Non
 
 def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Settings) -> None:
     from tutormax_ops.collectors.locust import PERCENTILE_ROUNDING
+    from tutormax_ops.collectors.locust_seconds import route_grouping_note
     from tutormax_ops.core import reports
     from tutormax_ops.loadtest.gap import judge_gap
     from tutormax_ops.loadtest.regression import METRICS
@@ -293,6 +294,7 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "min_step": min_detectable_step(comparisons),
         "alarm_history": settings.loadtest.regression.alarm_history,
         "rounding_note": PERCENTILE_ROUNDING,
+        "route_note": route_grouping_note(artifacts),
         "labels": {name: spec.label for name, spec in METRICS.items()},
         "cpu_saturation": settings.loadtest.cpu_saturation_percent,
         "gap": gap,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from tutormax_ops.core.loadtest_settings import LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
+from tutormax_ops.core.service import credentials_for
 from tutormax_ops.loadtest.machine import (
     HOST_ROLE,
     MACHINE_ROLES,
@@ -198,11 +199,13 @@ def stop_active_run(reason: str, *, grace_s: float) -> None:
 
 
 def locust_env(plan: RunPlan, loadtest: LoadTest, folder: Path) -> dict[str, str]:
-    """The task's environment without Airflow's settings and connections (locust needs no secret),
-    plus what the locustfile and the stress shape read; the service's own times go to `folder`."""
+    """The task's environment without Airflow's settings and connections, plus what the locustfile
+    and the stress shape read, and the `tutormax_api` credentials when the host is that connection's
+    (never written to a file or log); the service's own times go to `folder`."""
     env = base_env()
     env["TUTORMAX_LOCUST_SERVER_TIMES"] = str(folder)
     env.update(traffic_env(loadtest.profiles[plan.profile], loadtest, folder))
+    env.update(credentials_for(plan.host)[1])  # only for the connection's own host
     if plan.step_users is not None and plan.step_seconds is not None:
         env.update(
             TUTORMAX_STRESS_STEP_USERS=str(plan.step_users),

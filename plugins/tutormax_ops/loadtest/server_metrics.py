@@ -103,8 +103,11 @@ def _service_summary(host: str) -> dict[str, Any]:
     most services have none, so its absence is a note beside the figures, never an error."""
     import requests
 
+    from tutormax_ops.core.service import credentials_for
+
     try:
-        response = requests.get(f"{host}{SERVICE_SUMMARY_PATH}", timeout=10)
+        headers, _ = credentials_for(host)
+        response = requests.get(f"{host}{SERVICE_SUMMARY_PATH}", timeout=10, headers=headers)
         response.raise_for_status()
         return {"service_summary": response.json(), "service_summary_note": None}
     except (requests.RequestException, ValueError) as error:

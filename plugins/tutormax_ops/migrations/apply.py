@@ -81,10 +81,21 @@ def verify(plan: dict[str, Any], settings: Settings, conn: psycopg.Connection) -
 
 def _ensure_pg_stat_statements(conn: psycopg.Connection) -> list[str]:
     warnings = []
-    try:
-        conn.execute(load_sql("tutormax_migrations/create_pg_stat_statements.sql"))
-    except psycopg.Error as error:
-        warnings.append(f"CREATE EXTENSION pg_stat_statements failed: {error.diag.message_primary or error}")
+    installed, superuser = conn.execute(
+        load_sql("tutormax_migrations/pg_stat_statements_state.sql")
+    ).fetchone()
+    if not installed and not superuser:  # the migration role may not create it: say who can, try nothing
+        warnings.append(
+            "pg_stat_statements is not installed in this database; a superuser can run "
+            "CREATE EXTENSION pg_stat_statements"
+        )
+    elif not installed:
+        try:
+            conn.execute(load_sql("tutormax_migrations/create_pg_stat_statements.sql"))
+        except psycopg.Error as error:
+            warnings.append(
+                f"CREATE EXTENSION pg_stat_statements failed: {error.diag.message_primary or error}"
+            )
     (preloaded,) = conn.execute(load_sql("tutormax_migrations/statements_preloaded.sql")).fetchone()
     if not preloaded:
         warnings.append(

@@ -12,12 +12,14 @@ import importlib.util
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from tutormax_ops.migrations.runner import DbTarget
 
@@ -117,3 +119,15 @@ def dump_to_storage(
         "pg_dump": pg_dump.path,
         "pg_dump_version": pg_dump.version,
     }
+
+
+def restore_command(backup_path: str, target: DbTarget) -> str:
+    """A `pg_restore` command line that runs as printed: the dump as a local file (a `file://` URI
+    becomes its path; any other store's object is downloaded first), the server from the connection;
+    the password is asked for (or taken from PGPASSWORD / ~/.pgpass), never printed."""
+    parts = urlsplit(backup_path)
+    local = unquote(parts.path) if parts.scheme in ("", "file") else Path(parts.path).name
+    fetch = "" if parts.scheme in ("", "file") else f"download {backup_path} to ./{local}, then: "
+    args = ["pg_restore", "--clean", "--if-exists", "--no-owner", "-h", target.host, "-p", str(target.port),
+            "-U", target.user, "-d", target.database, local]  # fmt: skip
+    return fetch + shlex.join(args)

@@ -20,7 +20,7 @@ from tutormax_ops.core.notify import send_email
 from tutormax_ops.core.reports import render
 from tutormax_ops.core.storage import ensure_results_schema, path_segment, run_artifacts_dir, upsert_rows
 from tutormax_ops.migrations import apply as applying
-from tutormax_ops.migrations.backup import choose_pg_dump, dump_to_storage
+from tutormax_ops.migrations.backup import choose_pg_dump, dump_to_storage, restore_command
 from tutormax_ops.migrations.plan import preflight, validate_params
 from tutormax_ops.migrations.runner import db_target, project_command
 
@@ -58,11 +58,12 @@ def preflight_step(params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
         plan = preflight(run, settings, alembic.target, alembic, conn)
     plan["artifacts"] = str(_folder(settings, run_id, reset=True))
     log.info(
-        "preflight: %s at %s, head %s, target %s, pending %s",
+        "preflight: %s at %s, head %s, target %s, %s %s",
         plan["database"],
         plan["current"] or "base",
         plan["heads"],
         plan["target"] or "base",
+        "to revert" if plan["action"] == "downgrade" else "pending",
         plan["pending"],
     )
     return plan
@@ -216,7 +217,7 @@ def _email_failure(
         plan=plan,
         backup=backup,
         error=error,
-        restore=f"pg_restore --clean --if-exists -d <database> {backup['path']}" if backup else None,
+        restore=restore_command(backup["path"], db_target(DB_CONN_ID)) if backup else None,
     )
     send_email(
         subject=f"migration {plan['action']} to {plan['target'] or 'base'} failed ({run_id})", html=html
