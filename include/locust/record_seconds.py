@@ -1,6 +1,7 @@
 """Given to every locust by the load test (`-f <locustfile>,record_seconds.py`): records each
-request per endpoint and per second (`per_second`), whatever the locustfile imports itself; and
-makes SIGINT stop locust.
+request per endpoint and per second (`per_second`), whatever the locustfile imports itself; makes
+`-t` last what it says (`loop_clock`), so a team's own locustfile that never heard of it is not
+cut short on a busy machine; and makes SIGINT stop locust.
 
 A file of its own because Locust executes each `-f` file afresh under the file's name: given
 `per_second.py` directly, a locustfile that also imports it would register its listeners twice.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import signal
 
+import loop_clock  # noqa: F401  (refreshes gevent's clock before the run-time timer is set)
 import per_second  # noqa: F401  (registers its listeners on import, once per process)
 
 signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -75,12 +75,12 @@ def health_check(_: User) -> bool:
 
 
 def _cached(key: str, load: Any) -> Any:
-    hit = cache.get(key)
-    if hit is not None:
-        return json.loads(hit)
-    value = load()
-    cache.set(key, json.dumps(value), ex=CACHE_TTL_S)
-    return value
+    """Read-through: Redis first, else `load()` stored for CACHE_TTL_S (a missing item, `null`, too)."""
+    encoded = cache.get(key)
+    if encoded is None:
+        encoded = json.dumps(load())
+        cache.set(key, encoded, ex=CACHE_TTL_S)
+    return json.loads(encoded)
 
 
 @app.get("/api/v1/items/")
