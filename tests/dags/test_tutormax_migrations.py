@@ -146,7 +146,7 @@ def test_reference_project_base_to_head_then_confirmed_downgrade(target_db, run_
     assert schema_migrated_events() == events + 2
 
 
-def test_preview_sql_applies_nothing_and_stores_the_sql(target_db, run_dag) -> None:
+def test_preview_sql_applies_nothing_and_stores_the_sql(target_db, run_dag, capfd) -> None:
     events = schema_migrated_events()
     dag_run = run_dag(DAG_ID, run_conf={"action": "preview_sql"})
     assert str(dag_run.state) == "success"
@@ -165,21 +165,32 @@ def test_preview_sql_applies_nothing_and_stores_the_sql(target_db, run_dag) -> N
     text = preview.read_text()
     assert "CREATE TABLE tutors" in text and "CREATE INDEX CONCURRENTLY ix_sessions_scheduled_at" in text
     assert "INFO" not in text  # Alembic's log lines go to the task log, not into the SQL
+    assert_no_error_logged(capfd)
+
+
+def assert_no_error_logged(capfd) -> None:
+    """A successful run logs no `[error]` line (Airflow's client logs a skipped step's missing XCom so)."""
+    logged = capfd.readouterr()
+    errors = [line for line in (logged.out + logged.err).splitlines() if "[error" in line]
+    assert errors == [], errors[:5]
 
 
 def instances(dag_run) -> dict:
     return {ti.task_id: ti for ti in dag_run.get_task_instances()}
 
 
-def test_a_migration_that_applies_nothing_emits_no_asset_event(target_db, run_dag) -> None:
-    first = run_dag(DAG_ID)
+def test_a_migration_that_applies_nothing_emits_no_asset_event(target_db, run_dag, capfd) -> None:
+    first = run_dag(DAG_ID, run_conf={"backup_first": False})
     assert str(first.state) == "success", task_states(first)
+    assert task_states(first)["backup"] == ["skipped"]
+    assert_no_error_logged(capfd)
     events = schema_migrated_events()
     again = run_dag(DAG_ID)  # already at head
     assert str(again.state) == "success", task_states(again)
     states = task_states(again)
     assert (states["apply"], states["verify"], states["announce"]) == (["success"], ["success"], ["skipped"])
     assert schema_migrated_events() == events
+    assert_no_error_logged(capfd)
 
 
 def test_a_downgrade_without_confirm_fails_at_once_naming_the_field(target_db, run_dag, maildir) -> None:

@@ -29,8 +29,13 @@ DAG_ID = "tutormax_migrations"
 
 
 def _skip(reason: str) -> None:
+    """Skip the step, after storing "no result" as its return value: the steps after it read a skipped
+    step's result (as None), and Airflow's client logs a missing one as "[error] XCom not found" in a
+    run that succeeded."""
+    from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowSkipException
 
+    get_current_context()["ti"].xcom_push("return_value", None)
     raise AirflowSkipException(reason)
 
 
