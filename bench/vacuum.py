@@ -89,7 +89,7 @@ SMALL_SCHEMA = "small"
 BUILD_SMALL = """
 DO $$
 BEGIN
-    FOR i IN 1..{tables} LOOP
+    FOR i IN {first}..{last} LOOP
         EXECUTE format(
             'CREATE TABLE small.t%s (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = false)', i);
     END LOOP;
@@ -384,7 +384,9 @@ def small_tables_case(admin: str, urls: dict[str, str], args: argparse.Namespace
     pair = [urls["small_ours"], urls["small_vacuumdb"]]
     for url in pair:
         run_sql(url, f"CREATE SCHEMA {SMALL_SCHEMA}")
-    in_parallel(*[(run_sql, url, BUILD_SMALL.format(tables=args.small_tables)) for url in pair])
+    for first in range(1, args.small_tables + 1, 500):  # a transaction's locks are bounded: 500 tables each
+        last = min(first + 499, args.small_tables)
+        in_parallel(*[(run_sql, url, BUILD_SMALL.format(first=first, last=last)) for url in pair])
     os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
         devstack.postgres_connection(urls["small_ours"])
     )

@@ -4,7 +4,11 @@
 ### Purpose
 Weekly, safe `VACUUM ANALYZE` of the service's database (`tutormax_db`) inside a time window, with a
 before/after bloat report. Tables are chosen by dead-tuple ratio or transaction-ID age and vacuumed
-oldest `relfrozenxid` first (as flexible_freeze does) over `parallel_jobs` sessions in one task,
+oldest `relfrozenxid` first (as flexible_freeze does); a table whose only need is statistics (never analyzed, or rows changed
+since its last ANALYZE past `maintenance.min_mods_since_analyze_ratio`) gets `ANALYZE` alone. The plan
+says why each table is in it. DROP INDEX advice waits until the scan counters of *this* database
+(identity: system identifier, oid, name) cover `maintenance.min_stats_age_days`; the report shows how
+that age was derived. Tables are processed over `parallel_jobs` sessions in one task,
 each with `VACUUM (ANALYZE, SKIP_LOCKED, TRUNCATE false)` (plus `SKIP_DATABASE_STATS` and one final
 `VACUUM (ONLY_DATABASE_STATS)` on PostgreSQL 16+). Never the FULL option: no table is rewritten or locked for long. A locked table is skipped,
 never waited on; no table starts after the window ends.
@@ -42,19 +46,24 @@ window, it vacuums nothing and emails nobody. No Asset event starts it.
 ### Outputs
 - Under `storage.artifacts_base`/tutormax_db_maintenance/<run_id>/: `report.html`, `report.json`,
   `tables.csv`, `recommendations.csv`, `bloat.png`, `dead_tuples.png`, and `steps/` with each step's
-  result as JSON (a rerun replaces them all).
+  result as gzip-compressed JSON and each failed step's cause (a rerun replaces them all).
 - In `tutormax_results`, schema `storage.results_schema`: one `table_metrics` row per table and
-  phase, and one `runs` row (upserted, so a rerun never duplicates).
+  phase, one `runs` row (upserted, so a rerun never duplicates), and when this DAG first observed each
+  database identity (`maintenance_identities`). When `tutormax_results` is unreachable, the files are
+  stored anyway and the next run stores the history.
 - An HTML email to `notify.recipients` with the summary, the key tables and the top recommendations
   inline, the charts attached and the stored report's location, sent only after the report is stored.
 
 ### On failure
 Each failed task emails `notify.recipients`. A bad param never creates a run (the form's schema
 rejects it); an unknown table or schema fails `plan` without retry and names the field. A locked,
-timed-out or deferred table is a warning in the report. When planned tables fail (e.g. the role does
-not own them), or a step after the vacuum fails, the report is still built from what was saved
-(marked incomplete), stored and sent; then `outcome` fails the run, naming the cause and the fix
-("run as the owner, or grant `pg_maintain` on PostgreSQL 17+").
+timed-out or deferred table is a warning in the report, naming the session that held the lock. When
+planned tables fail, or a step after the vacuum fails (both databases down included), the report is
+still built from the run's files (marked incomplete), stored and sent; then `outcome` fails the run,
+naming the step and its cause, and for missing privileges the exact GRANTs (`GRANT USAGE ON SCHEMA`,
+`GRANT pg_maintain` on PostgreSQL 17+). "0 of N done" is `failed`, not `partial`. A run whose report
+email could not be sent fails too, naming the connection (`smtp_default`): a run that told nobody is
+not green.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def test_known_bloat_falls_and_the_report_shows_before_and_after(full_run: FullR
         "dead_tuples.png",
         "recommendations.csv",
         "report.html",
-        "report.json.gz",
+        "report.json",
         "steps",
         "tables.csv",
     ]

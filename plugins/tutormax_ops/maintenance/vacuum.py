@@ -50,6 +50,7 @@ APPLICATION_NAME = "tutormax_ops.maintenance"  # what a migration waiting for th
 # The control session polls the advisory lock and updates datfrozenxid once at the end: one scan of
 # pg_class, seconds even on a large catalog, and it must run after the window ends too.
 CONTROL_STATEMENT_TIMEOUT_MS = 300_000
+STATEMENT_TIMEOUT_SLACK_MS = 1000  # a statement may run this much past the window's end, no more
 PG16 = 160_000
 PG18 = 180_000
 Outcome = Literal["done", "skipped_locked", "timed_out", "error", "deferred", "unknown"]
@@ -265,6 +266,7 @@ def _work_through(
             warnings.append(_Warning(diagnostic.sqlstate, diagnostic.message_primary))
 
     conn.add_notice_handler(keep_warning)
+    timeout_ms: int | None = None  # the session's statement_timeout, as last set
     while True:
         remaining_ms = _remaining_ms(deadline)
         if remaining_ms <= 0:
@@ -276,9 +278,13 @@ def _work_through(
         warnings.clear()
         started = time.perf_counter()
         try:
-            conn.execute(
-                "SELECT pg_catalog.set_config('statement_timeout', %s, false)", (f"{remaining_ms}ms",)
-            )
+            # The time left in the window, to the second: set again only once it is a second shorter,
+            # so that thousands of small tables do not pay a second round trip each.
+            if timeout_ms is None or timeout_ms - remaining_ms > STATEMENT_TIMEOUT_SLACK_MS:
+                conn.execute(
+                    "SELECT pg_catalog.set_config('statement_timeout', %s, false)", (f"{remaining_ms}ms",)
+                )
+                timeout_ms = remaining_ms
             conn.execute(statement_for(table))
             outcome, detail = _from_warnings(warnings)
         except psycopg.errors.QueryCanceled:
