@@ -242,6 +242,7 @@ def scheduled_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dagrun, "get_or_create_dagrun", scheduled)
 
 
+@pytest.mark.e2e  # dag.test() of its own (a scheduled run), not through run_dag
 def test_a_scheduled_run_that_starts_hours_late_sends_no_load_and_stores_the_skip(
     byo: Byo, configured: Configured, scheduled_runs: None, airflow_db
 ) -> None:

@@ -178,7 +178,7 @@ def test_sigterm_to_make_airflow_stops_airflow_and_the_stack(state: Path) -> Non
             time.sleep(1)
         assert up, log.read_text(errors="replace")[-3000:]
         started = psutil.Process(demo.pid).children(recursive=True)
-        names = " ".join(" ".join(process.cmdline()[:3]) for process in started)
+        names = " ".join(" ".join(command_start(process)) for process in started)
         for part in ("postgres", "redis", "smtp_sink", "tutormax_service", "scheduler", "api_server"):
             assert part in names, names  # the stack and Airflow's components are all running
         os.kill(demo.pid, signal.SIGTERM)
@@ -191,6 +191,14 @@ def test_sigterm_to_make_airflow_stops_airflow_and_the_stack(state: Path) -> Non
     assert alive == [], [(process.pid, process.cmdline()) for process in alive]
     assert processes_of(state) == []  # nothing re-parented before the snapshot either
     assert list(state.rglob("*.pid.json")) == []
+
+
+def command_start(process: psutil.Process) -> list[str]:
+    """The first words of its command line; none for a short-lived child that already exited."""
+    try:
+        return process.cmdline()[:3]
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
 
 
 STACK_PROBE = """

@@ -441,7 +441,11 @@ def test_feedback_updates_rating_and_invalidates(
 
 def test_feedback_validation(client: TestClient, database_url: str) -> None:
     session_id, _, _ = _feedbackless_session(database_url)
-    [(scheduled_id,)] = _sql(database_url, "SELECT id FROM sessions WHERE status = 'scheduled' LIMIT 1")
+    # A scheduled session of its own: the generated days are past, and other tests book theirs.
+    tutor_id, subjects = _any_tutor(database_url)
+    booked = client.post("/api/sessions", json=_booking(tutor_id, subjects[0], student_id=11))
+    assert booked.status_code == 201, booked.text
+    scheduled_id = booked.json()["id"]
     assert client.post(f"/api/sessions/{session_id}/feedback", json={"rating": 6}).status_code == 422
     assert client.post(f"/api/sessions/{session_id}/feedback", json={}).status_code == 422
     assert client.post("/api/sessions/999999/feedback", json={"rating": 3}).status_code == 404

@@ -103,7 +103,9 @@ def test_indexes_and_foreign_keys_survive_the_bulk_load(database_url: str, first
     ) == (3,)
 
 
-def test_rerun_truncates_and_is_deterministic(database_url: str, first_run: dict) -> None:
+def test_rerun_truncates_and_is_deterministic(fresh_database) -> None:
+    database_url = fresh_database("tm_datagen_rerun")  # its own: it rewrites the data twice
+    generate(database_url, **SMALL)
     before = _fingerprint(database_url)
     second = generate(database_url, **SMALL)
     assert second["tables"]["sessions"]["rows"] == 2000
@@ -113,7 +115,8 @@ def test_rerun_truncates_and_is_deterministic(database_url: str, first_run: dict
     assert _fingerprint(database_url) != before
 
 
-def test_append_adds_rows(database_url: str, first_run: dict) -> None:
+def test_append_adds_rows(fresh_database) -> None:
+    database_url = fresh_database("tm_datagen_append")  # its own: the other tests read the first run's rows
     generate(database_url, **SMALL)
     result = generate(database_url, **SMALL, seed=7, append=True)
     assert result["append"] is True
