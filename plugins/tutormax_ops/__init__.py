@@ -1,5 +1,6 @@
 """TutorMax Ops: the logic behind the tutormax_* DAGs and the Airflow plugin.
 
-Every module here is imported lazily from task bodies, never at DAG parse time,
-except `core.config` and `core.assets`, which do no I/O beyond reading the YAML file.
+Every module here is imported lazily from task bodies, never at DAG parse time, except
+`core.parse_view` (the few settings a DAG's shape needs, cached as JSON per config change),
+`core.assets`, `core.dag_policy`, `core.errors` and `loadtest.operator`, which open no connection.
 """

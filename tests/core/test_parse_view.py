@@ -4,6 +4,8 @@ changes, read from its file otherwise."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -25,9 +27,11 @@ def test_the_view_is_the_settings_and_follows_the_environment(view_dir, monkeypa
     assert view.loadtest_max_users == settings.loadtest.max_users
     assert view.warm_targets == tuple(target.name for target in settings.cache_warm.targets)
     assert view.cache_clear_prefix == settings.cache_clear.key_prefix
+    (first,) = view_dir.glob("*.json")
+    os.utime(first, (time.time() - view_module.STALE_AFTER_S - 1,) * 2)
     monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__MAX_USERS", "1777")
     assert view_module.parse_view().loadtest_max_users == 1777
-    assert len(list(view_dir.glob("*.json"))) == 1  # the stale view was removed
+    assert len(list(view_dir.glob("*.json"))) == 1 and not first.exists()  # a day-old view goes
 
 
 def test_a_later_parse_reads_the_stored_view(view_dir) -> None:

@@ -172,3 +172,29 @@ def test_documented_limits_are_in_the_params_schema(dagbag) -> None:
 def test_every_dag_says_what_unpausing_does(dagbag) -> None:
     missing = [dag_id for dag_id, dag in dagbag.dags.items() if "Unpausing" not in (dag.doc_md or "")]
     assert missing == []
+
+
+_PARSE_IMPORTS = textwrap.dedent(
+    """
+    import json, sys
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=sys.argv[1])
+    heavy = sorted(name for name in ("tutormax_ops.core.config",) if name in sys.modules)
+    print(json.dumps({"errors": len(bag.import_errors), "heavy": heavy}))
+    """
+)
+
+
+def test_once_the_settings_view_is_stored_parsing_builds_no_settings_model() -> None:
+    """The DAG processor parses every file every 30 s: the config's YAML is read and the settings
+    model built only when a source changed (the first parse below). Airflow imports yaml itself."""
+
+    def parse() -> dict:
+        completed = subprocess.run(
+            [sys.executable, "-c", _PARSE_IMPORTS, str(DAGS_DIR)], capture_output=True, text=True, timeout=300
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+
+    parse()
+    assert parse() == {"errors": 0, "heavy": []}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 
-from support import task_states
+from support import read_emails
 from tutormax_ops.cache.keys import clear
 
 DAG_ID = "tutormax_cache_clear"
@@ -50,11 +52,30 @@ def test_a_bare_star_is_refused_by_the_form(run_dag, airflow_db) -> None:
         run_dag(DAG_ID, run_conf={"pattern": "*", "dry_run": False})
 
 
-def test_a_pattern_outside_the_prefix_fails_before_touching_redis(cache: redis.Redis, run_dag) -> None:
-    _fill(cache, "tutormax:other_test_clear:{}", 50)
-    dag_run = run_dag(DAG_ID, run_conf={"pattern": "tutormax:other_test_clear:*", "dry_run": False})
-    assert task_states(dag_run) == {"clear": ["failed"]}
-    assert _count(cache, "tutormax:other_test_clear:*") == 50
+def test_a_pattern_outside_the_prefix_is_refused_before_a_run_exists(run_dag, airflow_db) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="param pattern"):
+        run_dag(DAG_ID, run_conf={"pattern": "tutormax:other_test_clear:*", "dry_run": False})
+
+
+def test_a_pattern_outside_the_run_time_prefix_fails_at_once_before_touching_redis(
+    cache: redis.Redis, run_dag, maildir, monkeypatch
+) -> None:
+    """The Airflow Variable, read by tasks only, narrows the prefix after the form accepted the
+    pattern: the task refuses it naming the field, without a retry, with one email."""
+    narrowed = {"cache_clear": {"key_prefix": "tutormax:cache:only_this:"}}
+    monkeypatch.setenv("AIRFLOW_VAR_TUTORMAX_OPS_CONFIG", json.dumps(narrowed))
+    _fill(cache, "tutormax:cache:test_clear:{}", 50)
+    before = len(read_emails(maildir))
+    dag_run = run_dag(DAG_ID, run_conf={"pattern": "tutormax:cache:test_clear:*", "dry_run": False})
+    (clear_ti,) = dag_run.get_task_instances()
+    assert (str(clear_ti.state), clear_ti.try_number) == ("failed", 1)
+    assert _count(cache, "tutormax:cache:test_clear:*") == 50
+    about_run = [m for m in read_emails(maildir)[before:] if dag_run.run_id in m["subject"]]
+    assert len(about_run) == 1
+    body = about_run[0].get_body(("html",)).get_content()
+    assert "pattern:" in body and "tutormax:cache:only_this:" in body and "(try 1)" in body
 
 
 def test_dry_run_counts_and_a_real_run_removes_only_the_matching_keys(cache: redis.Redis, run_dag) -> None:

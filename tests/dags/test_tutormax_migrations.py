@@ -65,6 +65,22 @@ def schema_migrated_events() -> int:
         )
 
 
+def event_extra(run_id: str) -> list[dict]:
+    """The metadata of the tutormax_schema_migrated events a run emitted."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(
+            session.scalars(
+                select(AssetEvent.extra)
+                .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                .where(AssetModel.name == "tutormax_schema_migrated", AssetEvent.source_run_id == run_id)
+            )
+        )
+
+
 def run_record(url: str, run_id: str) -> dict:
     schema = load_settings().storage.results_schema
     with psycopg.connect(url) as conn:
@@ -87,7 +103,9 @@ def test_reference_project_base_to_head_then_confirmed_downgrade(target_db, run_
         "backup": ["success"],
         "apply": ["success"],
         "verify": ["success"],
+        "announce": ["success"],
     }
+    assert event_extra(dag_run.run_id) == [{"from": [], "to": ["0003"], "applied": ["0001", "0002", "0003"]}]
     assert revision(target_db) == ["0003"]
     assert {"hourly_rate_cents"} <= columns(target_db, "tutors")
     with psycopg.connect(target_db) as conn:

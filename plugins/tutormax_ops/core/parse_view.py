@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tutormax_ops.core.paths import CONFIG_DIR, PROJECT_ROOT, STATE_DIR
 ENV_PREFIX = "TUTORMAX_OPS__"
 CONFIG_DIR_ENV = "TUTORMAX_OPS_CONFIG_DIR"
 VIEW_DIR = STATE_DIR / "parse_view"
+STALE_AFTER_S = 86_400
 # The settings model's code: a changed default changes the view as a changed YAML value does.
 _SETTINGS_CODE = tuple(
     PROJECT_ROOT / "plugins" / "tutormax_ops" / "core" / name
@@ -74,8 +76,9 @@ def _cached(fingerprint: str) -> ParseView:
         scratch = path.with_suffix(f".{os.getpid()}.tmp")
         scratch.write_text(json.dumps(asdict(view)))
         os.replace(scratch, path)  # atomic: a concurrent parse reads the old file or the new one
+        # Views of other sources a day old go; recent ones may be another process's environment.
         for stale in VIEW_DIR.glob("*.json"):
-            if stale != path:
+            if stale != path and time.time() - stale.stat().st_mtime > STALE_AFTER_S:
                 stale.unlink(missing_ok=True)
     except OSError:
         pass  # a read-only checkout: the next parse builds the view again

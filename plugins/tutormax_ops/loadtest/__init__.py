@@ -1,7 +1,8 @@
 """Headless Locust load tests of the TutorMax API, one module per step of `tutormax_load_test`:
 
-1. `plan`: the run's plan, from the params over the profile. An Asset-triggered run (a schema
-   migration finished) is always the plain `smoke` profile.
+1. `plan`: the run's plan, from the params over the profile. An Asset-triggered run (the cache
+   was warmed) is always the plain `smoke` profile, and sends load only for a planned warm run
+   (`window.unplanned_reason`).
 2. `guard`: refuses a host off the allowlist or more users than the cap before any request, then
    asks the target's `/health` and checks that no session holds the shared advisory lock.
 3. `run` (through `operator.LoadTestRunOperator`): locust as a subprocess in a process group of its
