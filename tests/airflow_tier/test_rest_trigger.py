@@ -54,7 +54,8 @@ def test_a_migration_that_applied_nothing_emits_no_event(
     ("dag_id", "conf", "field"),
     [
         ("tutormax_load_test", {"users": load_settings().loadtest.max_users + 1}, "users"),
-        ("tutormax_cache_clear", {"pattern": "other:prefix:*"}, "pattern"),
+        # Longer than the prefix: refused for where it points, not for its length.
+        ("tutormax_cache_clear", {"pattern": "another_service:cache:sessions:*"}, "pattern"),
         ("tutormax_cache_warming", {"targets": ["no_such_target"]}, "targets"),
     ],
 )
