@@ -25,7 +25,8 @@ import pytest
 from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
 from tutormax_ops.devstack import stack as devstack
 
-READY = "servers up"
+# `--serve` (`make serve`) prints this once every server is up and the env file is written.
+READY = "Ctrl-C, SIGTERM or SIGHUP stops every server"
 
 
 @pytest.fixture
@@ -95,6 +96,7 @@ def start_serving(
     env.update(
         devstack.python_env(
             TUTORMAX_DEMO_STATE=str(state),
+            TUTORMAX_SERVE_STATE=str(state),  # `--serve` works in its own folder
             TUTORMAX_DEMO_DAYS="1",
             TUTORMAX_DEMO_SESSIONS_PER_DAY="500",
             **extra_env,
@@ -138,7 +140,7 @@ def test_a_signal_stops_every_server_the_stack_started(state: Path) -> None:
     _, alive = psutil.wait_procs(started, timeout=10)
     assert alive == [], [process.info for process in alive]
     assert list(state.rglob("*.pid.json")) == []
-    assert "stopping everything the demo started" in text
+    assert "stopping everything `make serve` started" in text
 
 
 @pytest.mark.slow
