@@ -69,10 +69,6 @@ class RunningAirflow:
         with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=timeout_s) as response:
             return json.loads(response.read())
 
-    def is_healthy(self) -> bool:
-        report = self.health()
-        return all((report.get(part) or {}).get("status") == "healthy" for part in COMPONENTS)
-
     def stop(self, grace_s: float = 30) -> None:
         self.managed.stop(grace_s=grace_s)
 
