@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from service_proxy import CountingProxy, Seen
 
+from airflow_tier.service_proxy import CountingProxy, Seen
 from tutormax_ops.core.paths import PROJECT_ROOT
 from tutormax_ops.devstack.airflow_server import RunningAirflow
 

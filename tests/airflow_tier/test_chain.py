@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import redis
-from airflow_api import AirflowApi, TierService, Unpaused, wait_for
-from service_proxy import from_load_test
 
+from airflow_tier.airflow_api import AirflowApi, TierService, Unpaused, wait_for
+from airflow_tier.service_proxy import from_load_test
 from tutormax_ops.core.paths import SERVICE_DIR
 from tutormax_ops.devstack import stack as devstack
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_api import AirflowApi
+from airflow_tier.airflow_api import AirflowApi
 
 
 def test_every_dag_is_served_without_import_errors(airflow: AirflowApi, parsed_dags: list[str]) -> None:

@@ -5,8 +5,8 @@ success with no task retried."""
 from __future__ import annotations
 
 import pytest
-from airflow_api import AirflowApi, Unpaused, dag_ids, wait_for
 
+from airflow_tier.airflow_api import AirflowApi, Unpaused, dag_ids, wait_for
 from tutormax_ops.core.config import load_settings
 
 MIGRATIONS = "tutormax_migrations"

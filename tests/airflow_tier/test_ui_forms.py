@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow_api import AirflowApi, Unpaused, dag_ids, wait_for
 
+from airflow_tier.airflow_api import AirflowApi, Unpaused, dag_ids, wait_for
 from page import chromium_path, logged_in_page
 
 UI_TRIGGERED = "tutormax_smoke_connectivity"  # cheap: five connection checks, nothing written

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from airflow_api import AirflowApi, Unpaused
-from service_proxy import from_load_test
+from airflow_tier.airflow_api import AirflowApi, Unpaused
+from airflow_tier.service_proxy import from_load_test
 
 LOAD_TEST, MAINTENANCE = "tutormax_load_test", "tutormax_db_maintenance"
 

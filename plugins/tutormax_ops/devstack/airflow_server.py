@@ -13,7 +13,6 @@ test tier that runs DAGs the way operators do both start it here.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -69,10 +68,6 @@ class RunningAirflow:
     def health(self, timeout_s: float = 5) -> dict:
         with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=timeout_s) as response:
             return json.loads(response.read())
-
-    def is_healthy(self) -> bool:
-        report = self.health()
-        return all((report.get(part) or {}).get("status") == "healthy" for part in COMPONENTS)
 
     def stop(self, grace_s: float = 30) -> None:
         self.managed.stop(grace_s=grace_s)
@@ -151,17 +146,27 @@ def start_airflow(home: Path, *, timeout_s: float = 300, **launch: Any) -> Runni
 
 
 def wait_healthy(running: RunningAirflow, timeout_s: float) -> None:
-    """Poll the health endpoint; an exited standalone ends the wait at once, naming its log."""
+    """Poll the health endpoint; an exited standalone ends the wait at once. The error names the
+    last answer and ends with the log's tail (a component that never came up says why there)."""
     deadline = time.monotonic() + timeout_s
+    last: object = None
     while True:
         code = running.managed.process.poll()
         if code is not None:
-            raise ServiceStartError(f"airflow standalone exited ({code}); see {running.managed.log_path}")
-        with contextlib.suppress(OSError, ValueError):
-            if running.is_healthy():
+            raise ServiceStartError(f"airflow standalone exited ({code}){_log_tail(running)}")
+        try:
+            last = running.health()
+            if all((last.get(part) or {}).get("status") == "healthy" for part in COMPONENTS):
                 return
+        except (OSError, ValueError) as error:
+            last = error
         if time.monotonic() > deadline:
             raise ServiceStartError(
-                f"airflow standalone not healthy within {timeout_s:.0f} s; see {running.managed.log_path}"
+                f"airflow standalone not healthy within {timeout_s:.0f} s; last answer: {last!r}{_log_tail(running)}"
             )
         time.sleep(1)
+
+
+def _log_tail(running: RunningAirflow, chars: int = 4000) -> str:
+    text = running.managed.log_path.read_text(errors="replace") if running.managed.log_path.exists() else ""
+    return f"; {running.managed.log_path} ends:\n{text[-chars:]}"
