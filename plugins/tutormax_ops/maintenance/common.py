@@ -446,10 +446,16 @@ def save_step(folder: ObjectStoragePath, step: str, value: Any) -> str:
 
 def load_step(cls: type[T], folder: ObjectStoragePath, step: str) -> T | None:
     """A step's result, or None when that step left none (it failed, or has not run)."""
+    data = load_step_data(folder, step)
+    return None if data is None else from_jsonable(cls, data)
+
+
+def load_step_data(folder: ObjectStoragePath, step: str) -> dict[str, Any] | None:
+    """A step's result as saved (`to_jsonable` form), or None when that step left none."""
     path = step_path(folder, step)
     if not path.exists():
         return None
-    return from_jsonable(cls, json.loads(gzip.decompress(path.read_bytes())))
+    return json.loads(gzip.decompress(path.read_bytes()))
 
 
 FAILED_SUFFIX = ".failed.json"
