@@ -40,6 +40,9 @@ def ensure_results_schema(conn: psycopg.Connection, schema: str) -> None:
         conn.execute(load_sql("results/schema.sql", schema=schema))
 
 
+STAGING_TABLE = "tutormax_upsert_staging"  # a temporary table, dropped before the transaction ends
+
+
 def upsert_rows(
     conn: psycopg.Connection,
     schema: str,
@@ -48,26 +51,43 @@ def upsert_rows(
     *,
     key: Sequence[str],
 ) -> int:
-    """INSERT … ON CONFLICT (key) DO UPDATE: the rows of a rerun replace the earlier ones."""
+    """INSERT … ON CONFLICT (key) DO UPDATE: the rows of a rerun replace the earlier ones.
+
+    The rows are copied (COPY) into a temporary table with the target's column types, then upserted by
+    one statement: row by row, the 6,000 metrics rows of a 3,000-table run took a second. When a key
+    repeats, the last row wins, as it did row by row.
+    """
     if not rows:
         return 0
     columns = list(rows[0])
     updates = [column for column in columns if column not in key]
-    statement = sql.SQL(
-        "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({key}) {action}"
-    ).format(
-        table=sql.Identifier(schema, table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(sql.Placeholder(column) for column in columns),
-        key=sql.SQL(", ").join(map(sql.Identifier, key)),
-        action=sql.SQL("DO UPDATE SET {}").format(
+    unique = {tuple(row[column] for column in key): row for row in rows}.values()
+    names = {
+        "target": sql.Identifier(schema, table),
+        "staging": sql.Identifier(STAGING_TABLE),
+        "columns": sql.SQL(", ").join(map(sql.Identifier, columns)),
+        "key": sql.SQL(", ").join(map(sql.Identifier, key)),
+        "action": sql.SQL("DO UPDATE SET {}").format(
             sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
         )
         if updates
         else sql.SQL("DO NOTHING"),
-    )
+    }
     with conn.transaction(), conn.cursor() as cursor:
-        cursor.executemany(statement, [dict(row) for row in rows])
+        cursor.execute(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS SELECT {columns} FROM {target} WITH NO DATA"
+            ).format(**names)
+        )
+        with cursor.copy(sql.SQL("COPY {staging} ({columns}) FROM STDIN").format(**names)) as copy:
+            for row in unique:
+                copy.write_row([row[column] for column in columns])
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} ON CONFLICT ({key}) {action}"
+            ).format(**names)
+        )
+        cursor.execute(sql.SQL("DROP TABLE {staging}").format(**names))
     return len(rows)
 
 

@@ -144,10 +144,15 @@ def build_report(
         if reason
     )
     try:
-        with collector_session(DB_CONN_ID, settings) as conn:
+        with (
+            collector_session(DB_CONN_ID, settings) as conn,
+            collector_session(DB_CONN_ID, settings) as second,
+        ):
             database = conn.info.dbname
             server_version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
-            findings = collect_findings(conn, schemas, slow_query_ms=settings.alerts.slow_query_ms)
+            findings = collect_findings(
+                conn, schemas, slow_query_ms=settings.alerts.slow_query_ms, second=second
+            )
             fix = permission_fix(conn, result.outcomes)
     except psycopg.OperationalError as error:
         database, server_version, fix = "unknown (unreachable)", "unknown", None

@@ -8,10 +8,11 @@ two-table run over a 30,000-table catalog stays small.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import psycopg
 
@@ -36,6 +37,7 @@ from tutormax_ops.maintenance.common import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,37 @@ def take_snapshot(
     phase: Literal["before", "after"],
     *,
     only: frozenset[TableRef] | None = None,
+    second: psycopg.Connection | None = None,
 ) -> Snapshot:
     """Table statistics joined with the catalog bloat estimate, for every user table of `schemas`
-    (or only the tables in `only`, with the leaves of any partitioned table among them)."""
+    (or only the tables in `only`, with the leaves of any partitioned table among them).
+
+    With a `second` session, the bloat estimate and the database figures are read on it while the
+    table statistics are read on `conn`: on thousands of tables each is a server-side scan of the
+    catalog, and the two overlap."""
+    if second is None:
+        return _snapshot(conn, conn, schemas, phase, only)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # `second` is used by the pool's one thread only, `conn` by this one only.
+        return _snapshot(conn, second, schemas, phase, only, pool)
+
+
+def _snapshot(
+    conn: psycopg.Connection,
+    second: psycopg.Connection,
+    schemas: Sequence[str],
+    phase: Literal["before", "after"],
+    only: frozenset[TableRef] | None,
+    pool: ThreadPoolExecutor | None = None,
+) -> Snapshot:
+    def on_second(read: Callable[[], T]) -> Callable[[], T]:
+        if pool is None:
+            return read
+        return pool.submit(read).result
+
     collected_at = datetime.now(UTC)
+    figures = on_second(lambda: second.execute(load_sql("maintenance/database_figures.sql")).fetchone())
+    estimates = on_second(lambda: table_bloat(second, schemas=schemas))
     leaves = [
         PartitionLeaf(*row)
         for row in conn.execute(load_sql("maintenance/partitions.sql"), {"schemas": list(schemas)}).fetchall()
@@ -117,9 +146,9 @@ def take_snapshot(
     if only is not None:
         only = only | {leaf.ref for leaf in leaves if leaf.parent in only}
         leaves = [leaf for leaf in leaves if leaf.parent in only]
-    database_bytes, database_xid_age = conn.execute(load_sql("maintenance/database_figures.sql")).fetchone()
-    bloat = {(row.schema, row.table): row for row in table_bloat(conn, schemas=schemas)}
     every = table_stats(conn, schemas=schemas)
+    database_bytes, database_xid_age = figures()
+    bloat = {(row.schema, row.table): row for row in estimates()}
     tables = []
     for stats in every:
         if only is not None and TableRef(stats.schema, stats.table) not in only:
@@ -189,8 +218,14 @@ def snapshot_before(params: Mapping[str, Any], *, dag_id: str, run_id: str) -> d
     settings = load_settings(with_variable=True)
     request = request_from_params(params, settings.maintenance)
     folder = run_folder(settings, dag_id, run_id, reset=True)
-    with recording_failure(folder, "snapshot_before"), collector_session(DB_CONN_ID, settings) as conn:
-        snapshot = take_snapshot(conn, request.schemas, "before", only=_named_tables(conn, request))
+    with (
+        recording_failure(folder, "snapshot_before"),
+        collector_session(DB_CONN_ID, settings) as conn,
+        collector_session(DB_CONN_ID, settings) as second,
+    ):
+        snapshot = take_snapshot(
+            conn, request.schemas, "before", only=_named_tables(conn, request), second=second
+        )
     log.info("snapshot before: %d of %d tables in scope", len(snapshot.tables), snapshot.tables_in_scope)
     return summary(snapshot, save_step(folder, "snapshot_before", snapshot), str(folder))
 
@@ -202,8 +237,14 @@ def snapshot_after(plan: Mapping[str, Any]) -> dict[str, Any]:
         return {"folder": str(folder), "path": None, "reason": "dry run: nothing changed"}
     settings = load_settings(with_variable=True)
     request = from_jsonable(Request, plan["request"])
-    before = load_step(Snapshot, folder, "snapshot_before")
-    only = frozenset(table.ref for table in before.tables) if request.tables and before else None
-    with recording_failure(folder, "snapshot_after"), collector_session(DB_CONN_ID, settings) as conn:
-        snapshot = take_snapshot(conn, request.schemas, "after", only=only)
+    # The same tables as before when the run names some; else the whole scope again, and the before
+    # snapshot (megabytes at 3,000 tables) need not be read.
+    before = load_step(Snapshot, folder, "snapshot_before") if request.tables else None
+    only = frozenset(table.ref for table in before.tables) if before else None
+    with (
+        recording_failure(folder, "snapshot_after"),
+        collector_session(DB_CONN_ID, settings) as conn,
+        collector_session(DB_CONN_ID, settings) as second,
+    ):
+        snapshot = take_snapshot(conn, request.schemas, "after", only=only, second=second)
     return summary(snapshot, save_step(folder, "snapshot_after", snapshot), str(folder))

@@ -24,7 +24,9 @@ from tutormax_ops.maintenance.common import (
     display_name,
     error_line,
     folder_of,
+    from_jsonable,
     load_step,
+    load_step_data,
     quote_ident,
     recording_failure,
     save_step,
@@ -89,8 +91,9 @@ def charts(report: MaintenanceReport) -> dict[str, bytes]:
     }
 
 
-def render_artifacts(report: MaintenanceReport) -> dict[str, bytes]:
-    """Every file of the report: standalone HTML (charts as data URIs), JSON, CSV and the chart PNGs."""
+def render_artifacts(report: MaintenanceReport, as_json: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """Every file of the report: standalone HTML (charts as data URIs), JSON, CSV and the chart PNGs.
+    `as_json`: the report in `to_jsonable` form when the caller has it (its saved step file)."""
     pngs = charts(report)
     html = render(
         "maintenance_report.html",
@@ -101,13 +104,14 @@ def render_artifacts(report: MaintenanceReport) -> dict[str, bytes]:
         charts={name: data_uri_png(png) for name, png in pngs.items()},
         generated_at=f"{report.generated_at:%Y-%m-%d %H:%M} UTC",
     )
-    recommendations = to_jsonable(report.recommendations)
+    if as_json is None:  # once: its tables and recommendations are the CSV files too
+        as_json = to_jsonable(report)
     return {
         "report.html": html.encode(),
         # Compact: at 3,000 tables the indented form was twice the size.
-        "report.json": json.dumps(to_jsonable(report), separators=(",", ":")).encode(),
-        "tables.csv": to_csv(to_jsonable(report.tables)).encode(),
-        "recommendations.csv": to_csv(recommendations).encode(),
+        "report.json": json.dumps(as_json, separators=(",", ":")).encode(),
+        "tables.csv": to_csv(as_json["tables"]).encode(),
+        "recommendations.csv": to_csv(as_json["recommendations"]).encode(),
         **{CHARTS[name]: png for name, png in pngs.items()},
     }
 
@@ -153,10 +157,12 @@ class PendingHistory:
     cause: str
 
 
-def write_artifacts(report: MaintenanceReport, settings: Settings) -> ObjectStoragePath:
+def write_artifacts(
+    report: MaintenanceReport, settings: Settings, as_json: dict[str, Any] | None = None
+) -> ObjectStoragePath:
     """The report's files under the run's folder, first: they need no database."""
     folder = run_artifacts_dir(settings.storage.artifacts_uri(), report.dag_id, report.run_id, reset=False)
-    for name, content in render_artifacts(report).items():
+    for name, content in render_artifacts(report, as_json).items():
         (folder / name).write_bytes(content)
     return folder
 
@@ -254,8 +260,10 @@ def store(report: Mapping[str, Any], *, started_at: datetime) -> dict[str, Any]:
     settings = load_settings(with_variable=True)
     schema = settings.storage.results_schema
     with recording_failure(folder, "store"):
-        built = load_step(MaintenanceReport, folder, "report")
-        stored = str(write_artifacts(built, settings))
+        # The saved step file is report.json's content already: decoded once, not encoded again.
+        saved = load_step_data(folder, "report")
+        built = from_jsonable(MaintenanceReport, saved)
+        stored = str(write_artifacts(built, settings, saved))
         for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
                 with collector_session(RESULTS_CONN_ID, settings, read_only=False) as results:

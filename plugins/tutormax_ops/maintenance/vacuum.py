@@ -236,9 +236,14 @@ def vacuum_tables(
     """
     queue = deque(tables)
     outcomes: dict[TableRef, TableOutcome] = {}
+    # Composed once, before the sessions start: composing inside the workers held the GIL the other
+    # session needed, a sixth of each small table's round trip.
+    statements = (
+        {table: statement_for(table).as_bytes(connections[0]) for table in tables} if connections else {}
+    )
     workers = [
         threading.Thread(
-            target=_work_through, args=(conn, queue, statement_for, deadline, outcomes), daemon=True
+            target=_work_through, args=(conn, queue, statements, deadline, outcomes), daemon=True
         )
         for conn in connections
     ]
@@ -253,7 +258,7 @@ def vacuum_tables(
 def _work_through(
     conn: psycopg.Connection,
     queue: deque[TableRef],
-    statement_for: Callable[[TableRef], sql.Composable],
+    statements: Mapping[TableRef, bytes],
     deadline: float,
     outcomes: dict[TableRef, TableOutcome],
 ) -> None:
@@ -285,7 +290,7 @@ def _work_through(
                     "SELECT pg_catalog.set_config('statement_timeout', %s, false)", (f"{remaining_ms}ms",)
                 )
                 timeout_ms = remaining_ms
-            conn.execute(statement_for(table))
+            conn.execute(statements[table])
             outcome, detail = _from_warnings(warnings)
         except psycopg.errors.QueryCanceled:
             outcome, detail = (
