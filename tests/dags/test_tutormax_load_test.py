@@ -493,8 +493,21 @@ def test_a_host_off_the_allowlist_is_refused_before_any_request(service: str, ru
     )
 
 
-def test_a_user_count_over_the_cap_is_refused_before_any_request(service: str, run_dag, capfd) -> None:
+def test_a_user_count_over_the_cap_is_refused_by_the_form_before_a_run_exists(run_dag) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
     cap = load_settings().loadtest.max_users
+    with pytest.raises(ParamValidationError, match=f"param users: {cap + 1} is greater than the maximum"):
+        run_dag(DAG_ID, run_conf={**SHORT_SMOKE, "users": cap + 1})
+
+
+def test_a_user_count_over_the_run_time_cap_is_refused_before_any_request(
+    service: str, run_dag, capfd, monkeypatch
+) -> None:
+    """The Airflow Variable, read by tasks only, lowers the cap after the form accepted the count (to
+    the largest shipped profile's users, so the settings stay valid)."""
+    cap = 1000
+    monkeypatch.setenv("AIRFLOW_VAR_TUTORMAX_OPS_CONFIG", json.dumps({"loadtest": {"max_users": cap}}))
     with tripwire() as (port, accepted):
         dag_run = run_dag(
             DAG_ID, run_conf={**SHORT_SMOKE, "users": cap + 1, "host": f"http://127.0.0.1:{port}"}
