@@ -78,7 +78,9 @@ def test_a_pattern_outside_the_run_time_prefix_fails_at_once_before_touching_red
     assert "pattern:" in body and "tutormax:cache:only_this:" in body and "(try 1)" in body
 
 
-def test_dry_run_counts_and_a_real_run_removes_only_the_matching_keys(cache: redis.Redis, run_dag) -> None:
+def test_dry_run_counts_and_a_real_run_removes_only_the_matching_keys(
+    cache: redis.Redis, run_dag, capfd
+) -> None:
     _fill(cache, "tutormax:cache:test_clear:a:{}", 300)
     _fill(cache, "tutormax:cache:test_clear:b:{}", 40)
     dry = run_dag(DAG_ID, run_conf={"pattern": "tutormax:cache:test_clear:a:*"})
@@ -90,3 +92,6 @@ def test_dry_run_counts_and_a_real_run_removes_only_the_matching_keys(cache: red
     assert removed["removed"] == 300 and removed["dry_run"] is False
     assert _count(cache, "tutormax:cache:test_clear:a:*") == 0
     assert _count(cache, "tutormax:cache:test_clear:b:*") == 40
+    logged = capfd.readouterr()
+    errors = [line for line in (logged.out + logged.err).splitlines() if "[error" in line]
+    assert errors == [], errors[:5]  # two successful runs: no error line in their logs

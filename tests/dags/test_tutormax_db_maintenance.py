@@ -411,3 +411,15 @@ def test_a_role_that_owns_nothing_gets_a_failed_run_with_the_grants_that_make_th
             admin.execute(sql.SQL("DROP OWNED BY {}").format(role))  # the schema grant, in this database
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+def test_a_successful_run_logs_no_error_line(
+    stack, fresh_database, run_dag, monkeypatch, tmp_path, capfd
+) -> None:
+    """An operator reads `[error]` in a green run's log as something to act on: a clean run has none."""
+    point_at(monkeypatch, stack, new_target(fresh_database, tmp_path))
+    dag_run = run_dag(DAG_ID)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    logged = capfd.readouterr()
+    errors = [line for line in (logged.out + logged.err).splitlines() if "[error" in line]
+    assert errors == [], errors[:5]
