@@ -18,32 +18,7 @@ from tutormax_ops.collectors.locust import endpoint_name
 from tutormax_ops.collectors.locust_seconds import grouped_by_route, read_seconds, route_grouping_note
 from tutormax_ops.core.paths import LOCUST_DIR
 
-LOCUSTFILE = """
-import uuid
-from locust import HttpUser, constant, task
-from locust.contrib.fasthttp import FastHttpUser
-
-
-class Unnamed(HttpUser):
-    wait_time = constant(0)
-
-    @task
-    def browse(self):
-        self.client.get(f"/api/v1/items/{uuid.uuid4()}")
-        self.client.get(f"/api/v1/users/{self.environment.runner.user_count * 1000 + id(self) % 997}/orders?page=2")
-        self.client.get(f"/blobs/{uuid.uuid4().hex}")
-        self.client.get("/api/v1/items/", name="GET /api/v1/items/")
-        self.client.post("/api/v1/items/", name="POST /api/v1/items/")
-        self.client.get(f"/api/v1/items/{uuid.uuid4()}", name="one item")
-
-
-class UnnamedFast(FastHttpUser):
-    wait_time = constant(0)
-
-    @task
-    def browse(self):
-        self.client.get(f"/api/v1/items/{uuid.uuid4()}")
-"""
+LOCUSTFILE = LOCUST_DIR / "unnamed_routes_locustfile.py"
 
 
 class Ok(BaseHTTPRequestHandler):
@@ -71,9 +46,7 @@ def server() -> Iterator[str]:
 def test_unnamed_requests_are_grouped_by_route_and_named_ones_keep_their_name(
     server: str, tmp_path: Path
 ) -> None:
-    locustfile = tmp_path / "locustfile.py"
-    locustfile.write_text(LOCUSTFILE)
-    files = f"{locustfile},{LOCUST_DIR / 'record_seconds.py'}"
+    files = f"{LOCUSTFILE},{LOCUST_DIR / 'record_seconds.py'}"
     completed = subprocess.run(
         [sys.executable, "-m", "locust", "-f", files, "--headless", "-u", "4", "-r", "4", "-t", "4s",
          "-H", server, "--json", "--only-summary"],

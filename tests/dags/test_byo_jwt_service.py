@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from support import task_states
+from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.devstack import stack as devstack
 from tutormax_ops.devstack.passwords import forms, new_password
 
@@ -38,27 +40,7 @@ PARTS_ENV = {
     "database": "POSTGRES_DB",
 }
 # The team's own locustfile: it names no request, and authenticates with what the run gives it.
-LOCUSTFILE = """
-import json, os, random
-from locust import HttpUser, between, task
-
-
-class ApiUser(HttpUser):
-    wait_time = between(0.05, 0.2)
-
-    def on_start(self):  # not at import: the DAG's plan step loads this file before the ids exist
-        self.client.headers.update(json.loads(os.environ["TUTORMAX_API_HEADERS"]))
-        with open(os.environ["TUTORMAX_LOCUST_IDS"]) as ids:
-            self.ids = json.load(ids)
-
-    @task
-    def list_items(self):
-        self.client.get("/api/v1/items/")
-
-    @task(4)
-    def read_item(self):
-        self.client.get(f"/api/v1/items/{random.choice(self.ids)}")
-"""
+LOCUSTFILE = LOCUST_DIR / "team_jwt_locustfile.py"
 
 
 @dataclass(frozen=True)
@@ -155,7 +137,7 @@ def configured(service: JwtService, stack, fresh_database, airflow_db, monkeypat
     monkeypatch.setenv("AIRFLOW_CONN_TUTORMAX_API", json.dumps(api))
     repo = tmp_path / "team_repo"
     repo.mkdir()
-    (repo / "locustfile.py").write_text(LOCUSTFILE)
+    shutil.copy(LOCUSTFILE, repo / "locustfile.py")
     (repo / "warm_items.sql").write_text("SELECT id FROM items ORDER BY updated_at DESC LIMIT %(limit)s\n")
     monkeypatch.setenv(
         "TUTORMAX_OPS_CONFIG_DIR",
