@@ -120,3 +120,22 @@ def serving(app: object, **config: object):
             thread.join(10)
 
     return serve()
+
+
+def required_chromium() -> str:
+    """Debian's chromium for a browser test: skipped where it is missing, failed with CI=true (where
+    `make test` installs it)."""
+    import os
+
+    import pytest
+
+    from page import chromium_path
+
+    executable = chromium_path()
+    if executable is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "CI=true but chromium is missing: `make test` installs it (apt-get install -y chromium)"
+            )
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    return executable

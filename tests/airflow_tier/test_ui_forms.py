@@ -5,14 +5,14 @@ triggered from the form with its defaults succeeds."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from airflow_tier.airflow_api import AirflowApi, Unpaused, dag_ids, wait_for
-from page import chromium_path, logged_in_page
+from page import logged_in_page
+from support import required_chromium
 
 UI_TRIGGERED = "tutormax_smoke_connectivity"  # cheap: five connection checks, nothing written
 # The React UI's first load on a busy 2-core machine (bundle, API calls), and a run of five checks.
@@ -22,13 +22,7 @@ RUN_TIMEOUT_S = 300
 
 @pytest.fixture(scope="module")
 def page(airflow: AirflowApi) -> Iterator[Any]:
-    executable = chromium_path()
-    if executable is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(
-                "CI=true but chromium is missing: `make test` installs it (apt-get install -y chromium)"
-            )
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    executable = required_chromium()
     with logged_in_page(airflow.server.base_url, airflow.token, executable) as page:
         page.set_default_timeout(UI_TIMEOUT_MS)
         yield page

@@ -8,14 +8,14 @@ Logged-in requests carry a real JWT. The browser test drives Debian's `chromium`
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from page import chromium_path, load_page, logged_in_page, seed_history, serving
+from page import load_page, logged_in_page, seed_history, serving
+from support import required_chromium
 from tutormax_ops.devstack import stack as devstack
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -183,13 +183,7 @@ def test_the_raw_request_path_reaches_the_app(site: Site, served: str) -> None:
 
 
 def test_the_page_renders_in_chromium_with_charts_and_no_console_errors(site: Site, served: str) -> None:
-    executable = chromium_path()
-    if executable is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(
-                "CI=true but chromium is missing: `make test` installs it (apt-get install -y chromium)"
-            )
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    executable = required_chromium()
     base = served
     with logged_in_page(base, site.token, executable) as page:
         load_page(page, base + PAGE)
