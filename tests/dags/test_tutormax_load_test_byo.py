@@ -224,24 +224,6 @@ def test_a_json_field_health_check_refuses_a_200_with_the_wrong_value(
     assert task_states(smoke)["summarize"] == ["failed"]
 
 
-@pytest.fixture
-def scheduled_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """dag.test() always creates a manual run; this makes its runs scheduled, as the scheduler's are,
-    so the window rule that applies to scheduled runs only is tested on the real DAG."""
-    from airflow.models import dagrun
-    from airflow.utils.types import DagRunType
-
-    create = dagrun.get_or_create_dagrun
-
-    def scheduled(**kwargs: Any) -> Any:
-        run = create(**kwargs)
-        run.run_type = DagRunType.SCHEDULED
-        kwargs["session"].commit()
-        return run
-
-    monkeypatch.setattr(dagrun, "get_or_create_dagrun", scheduled)
-
-
 @pytest.mark.e2e  # dag.test() of its own (a scheduled run), not through run_dag
 def test_a_scheduled_run_that_starts_hours_late_sends_no_load_and_stores_the_skip(
     byo: Byo, configured: Configured, scheduled_runs: None, airflow_db

@@ -13,9 +13,9 @@ import redis
 from psycopg import sql
 
 from tutormax_ops.core.paths import STATE_DIR
-from tutormax_ops.devstack import demo
 from tutormax_ops.devstack import postgres as devstack_postgres
 from tutormax_ops.devstack import stack as devstack
+from tutormax_ops.devstack.airflow_server import pool_settings
 
 
 @pytest.mark.server_variant
@@ -146,13 +146,13 @@ def check_grants(closed) -> None:
 
 
 def test_standalone_airflow_is_sized_to_the_machine() -> None:
-    assert demo.standalone_settings(2) == {
+    assert pool_settings(2) == {
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
     }
-    assert demo.standalone_settings(16)["AIRFLOW__CORE__PARALLELISM"] == "32"
+    assert pool_settings(16)["AIRFLOW__CORE__PARALLELISM"] == "32"
 
 
 def test_stopping_a_service_ends_its_process(tmp_path) -> None:

@@ -30,7 +30,6 @@ from tutormax_ops.core.paths import PROJECT_ROOT, STATE_DIR
 from tutormax_ops.core.processes import signals_raise
 from tutormax_ops.devstack import stack as devstack
 from tutormax_ops.devstack.airflow_server import ADMIN, PASSWORD_FILE, launch_airflow
-from tutormax_ops.devstack.airflow_server import pool_settings as standalone_settings  # noqa: F401 (its old name)
 
 DEMO_STATE = Path(os.environ.get("TUTORMAX_DEMO_STATE") or STATE_DIR / "demo")
 # Short profiles so the whole demo stays under five minutes on two cores.
