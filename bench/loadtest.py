@@ -282,7 +282,7 @@ def bench_baseline(quick: bool) -> dict[str, float | None]:
 
     from tutormax_ops.collectors.locust import parse_run
     from tutormax_ops.collectors.redis import cache_stats, take_sample
-    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.model import RunPlan
     from tutormax_ops.loadtest.runner import run_locust
 
     name = "smoke" if quick else "baseline"

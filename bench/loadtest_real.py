@@ -64,7 +64,7 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
     median judged requests per run over the unchanged runs, for the simulation in (b')."""
     from tutormax_ops.collectors.locust import parse_run
     from tutormax_ops.collectors.sampling import min_requests
-    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.model import RunPlan
     from tutormax_ops.loadtest.runner import run_locust
     from tutormax_ops.loadtest.series import build_series, current_values
 

@@ -22,7 +22,7 @@ def bench_stress(settings: Settings, max_users: int | None) -> dict[str, object]
 
     from tutormax_ops.core import reports
     from tutormax_ops.loadtest.machine import HOST_ROLE
-    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.model import RunPlan
     from tutormax_ops.loadtest.runner import run_locust
     from tutormax_ops.loadtest.stress import measure_stress
 

@@ -63,7 +63,7 @@ from tutormax_ops.core.config import load_settings  # noqa: E402
 from tutormax_ops.core.paths import STATE_DIR  # noqa: E402
 from tutormax_ops.core.processes import LOOPBACK, ManagedProcess, free_port  # noqa: E402
 from tutormax_ops.devstack import stack as devstack  # noqa: E402
-from tutormax_ops.loadtest.plan import RunPlan  # noqa: E402
+from tutormax_ops.loadtest.model import RunPlan  # noqa: E402
 from tutormax_ops.loadtest.runner import run_locust  # noqa: E402
 from tutormax_ops.loadtest.validity import validate_run  # noqa: E402
 

@@ -273,7 +273,7 @@ def test_an_asset_triggered_load_test_after_an_unplanned_warm_run_sends_no_load(
     from airflow.sdk.api.datamodels._generated import DagRunType
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.model import RunPlan
     from tutormax_ops.loadtest.window import skip_outside_window
 
     plan = asdict(RunPlan("smoke", airflow_connections.api_url, 20, 10.0, 60, 0, "never", "asset"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tutormax_ops.collectors.locust import EndpointMetrics, LocustRun
 from tutormax_ops.core.config import load_settings
-from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.model import RunPlan
 
 SETTINGS = load_settings()
 HOST = "http://127.0.0.1:8000"

@@ -11,7 +11,7 @@ import pytest
 from loadtest.factories import SETTINGS, plan
 from tutormax_ops.devstack import stack as devstack
 from tutormax_ops.loadtest.history import load_history, run_row, store_run_rows
-from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE
+from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE
 
 DAG_ID = "tutormax_load_test"
 

@@ -129,7 +129,7 @@ def test_the_report_shows_the_whole_run_beside_the_judged_figures(slow_start_run
 def _analysis(run_plan, run):
     from datetime import UTC, datetime
 
-    from tutormax_ops.loadtest.analyze import Analysis
+    from tutormax_ops.loadtest.model import Analysis
 
     return Analysis(
         plan=run_plan,

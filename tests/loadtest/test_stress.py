@@ -6,8 +6,9 @@ import csv
 from pathlib import Path
 
 from tutormax_ops.core.settings_base import Targets
-from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE, judge_limits
-from tutormax_ops.loadtest.stress import SETTLE_S, StepSchedule, find_knee, knee_line, load_steps
+from tutormax_ops.loadtest.machine import judge_limits
+from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE, knee_line
+from tutormax_ops.loadtest.stress import SETTLE_S, StepSchedule, find_knee, load_steps
 
 T0 = 1_700_000_000
 STEP_S = 30

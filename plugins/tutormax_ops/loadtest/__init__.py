@@ -13,6 +13,9 @@
    email (`report`). Both verdicts judge the steady state (`collectors.locust_seconds`).
 5. `report.notify_run`, then `verdict.enforce_verdict`, which fails the DAG run on anything but a pass.
 
+The types the steps hand each other (`RunPlan`, `LoadStep`, `Knee`, `Limits`, `TargetCheck`,
+`Analysis`) live in `model`, so no step imports another for a type.
+
 Locust is never imported here, nor in any Airflow or pytest process: `import locust` gevent-patches
 the importing process and deadlocks after `dag.test()`. It runs as `python -m locust`.
 

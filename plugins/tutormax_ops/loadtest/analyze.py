@@ -7,129 +7,25 @@ import fnmatch
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.collectors.sampling import min_requests
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
-from tutormax_ops.loadtest.machine import Limits, cpu_by_role
-from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.machine import cpu_by_role
+from tutormax_ops.loadtest.model import Analysis, RunPlan
 from tutormax_ops.loadtest.report import write_reports
 from tutormax_ops.loadtest.runner import LOCUST_OUTPUTS, PREFIX
 from tutormax_ops.loadtest.series import build_series, current_values, knee_values
-from tutormax_ops.loadtest.stress import Knee, LoadStep, knee_line
-from tutormax_ops.loadtest.verdict import TargetCheck, check_targets
+from tutormax_ops.loadtest.verdict import check_targets
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-    from tutormax_ops.collectors.locust import LocustRun
-    from tutormax_ops.loadtest.regression import Finding, SeriesVerdict
 
-
-Verdict = Literal["pass", "fail", "regression", "invalid"]
 ACCEPTED_VARIABLE = "tutormax_loadtest_accepted_runs"
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """Everything the report, the email and the history rows are made of."""
-
-    plan: RunPlan
-    run_id: str
-    started_at: datetime
-    valid: bool
-    invalid_reasons: tuple[str, ...]
-    run: LocustRun | None
-    checks: tuple[TargetCheck, ...]
-    steps: tuple[LoadStep, ...]
-    knee: Knee | None
-    regression: tuple[SeriesVerdict, ...]
-    history: tuple[dict[str, Any], ...]  # earlier runs, oldest first, with their endpoint figures
-    server: dict[str, Any]
-    outcome: dict[str, Any]
-    min_requests: int = 1  # the fewest requests whose p95 has an upper bound (collectors.sampling)
-    accepted: tuple[str, ...] = ()  # flagged runs a person accepted as the new normal
-    limits: Limits | None = None  # a stress run: who set the limit
-
-    @property
-    def recovered_from(self) -> dict[str, Any] | None:
-        """The regression this run ends: the latest earlier run, if it was flagged and not accepted,
-        when this run is valid and raises no alarm."""
-        last = self.history[-1] if self.history else None
-        if not self.valid or self.alarms or last is None:
-            return None
-        flagged = last.get("regression_verdict") == "regression" and last["run_id"] not in self.accepted
-        return last if flagged else None
-
-    @property
-    def targets_verdict(self) -> Literal["pass", "fail"]:
-        return "fail" if any(check.status == "fail" for check in self.checks) else "pass"
-
-    @property
-    def findings(self) -> list[Finding]:
-        """Largest move first, counted in steps of each metric's `min_abs_change`, so the email's subject
-        names what moved most. Relative change would rank a query p95 going from 1.6 to 3.9 ms
-        (+149%) above an endpoint slowed by 150 ms from a 100 ms baseline (+150% or less)."""
-        from tutormax_ops.loadtest.regression import METRICS
-
-        found = [finding for verdict in self.regression for finding in verdict.findings]
-        return sorted(
-            found, key=lambda finding: -abs(finding.change) / METRICS[finding.metric].min_abs_change
-        )
-
-    @property
-    def alarms(self) -> list[Finding]:
-        """The findings that fail the run: those judged on a history long enough (`alarm_history`)."""
-        return [finding for finding in self.findings if not finding.provisional]
-
-    @property
-    def regression_verdict(
-        self,
-    ) -> Literal["regression", "provisional", "ok", "insufficient history", "not judged"]:
-        if not self.valid or not self.regression:  # e.g. a stress run limited by this machine
-            return "not judged"
-        if self.alarms:
-            return "regression"
-        if self.findings:
-            return "provisional"
-        if any(verdict.status == "insufficient history" for verdict in self.regression):
-            return "insufficient history"
-        return "ok"
-
-    @property
-    def verdict(self) -> Verdict:
-        if not self.valid:
-            return "invalid"
-        if self.targets_verdict == "fail":
-            return "fail"
-        return "regression" if self.alarms else "pass"
-
-    def headline(self) -> str:
-        """One line for the email subject: the verdict and its first reason."""
-        problems = [
-            *(f"invalid: {reason}" for reason in self.invalid_reasons),
-            *(
-                f"{check.scope} {check.metric} {check.value:.1f} {check.unit} misses {check.comparison} {check.target:g}"
-                for check in self.checks
-                if check.status == "fail" and check.value is not None
-            ),
-            *(finding.describe() for finding in self.alarms),
-        ]
-        if self.recovered_from is not None:
-            problems.append(f"recovered from the regression of run {self.recovered_from['run_id']}")
-        problems += [finding.describe() for finding in self.findings if finding.provisional]
-        if self.plan.stress and self.valid:
-            # The stress run's answer is its knee: the subject names it, and who set the limit.
-            problems.insert(0, knee_line(self.knee, self.limits))
-        label = {"pass": "PASS", "fail": "TARGET BREACH", "regression": "REGRESSION", "invalid": "INVALID"}
-        words = [label[self.verdict]]
-        if self.valid and self.alarms and self.verdict == "fail":
-            words.append("+ REGRESSION")
-        return " ".join(words) + (f": {problems[0]}" if problems else "")
 
 
 def analyze_run(

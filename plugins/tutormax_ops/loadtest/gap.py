@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from tutormax_ops.collectors.locust import EndpointMetrics, LocustRun
     from tutormax_ops.core.loadtest_settings import LoadTest
-    from tutormax_ops.loadtest.plan import RunPlan
+    from tutormax_ops.loadtest.model import RunPlan
 
 NEGLIGIBLE_MS = 5.0
 NEGLIGIBLE_SHARE = 0.10

@@ -13,7 +13,7 @@ from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
 from tutormax_ops.core.loadtest_settings import HealthCheck, LoadTest
 from tutormax_ops.core.service import describe_health_check, health_problem
-from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.model import RunPlan
 
 if TYPE_CHECKING:
     import psycopg

@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.config import Settings
 from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
-from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE
-from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE, RunPlan
 from tutormax_ops.loadtest.verdict import endpoint_name
 
 if TYPE_CHECKING:
     import psycopg
     from airflow.sdk import ObjectStoragePath
 
-    from tutormax_ops.loadtest.analyze import Analysis
+    from tutormax_ops.loadtest.model import Analysis
     from tutormax_ops.loadtest.regression import Finding
 
 

@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE, Limits, LoadStep
+
 if TYPE_CHECKING:
     import psutil
 
-    from tutormax_ops.loadtest.stress import LoadStep
 
 HOST_ROLE = "host"  # busy % of all cores: 100 − idle − iowait, so steal counts as busy
 STEAL_ROLE = "host-steal"  # % of all cores taken by the hypervisor
 SERVICE_ROLE = "service"  # the service's processes together, % of one core
 MACHINE_ROLES = (HOST_ROLE, STEAL_ROLE, SERVICE_ROLE)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-LIMITED_BY_MACHINE = "this machine"
 MACHINE_LIMIT_MEANING = "the knee measures the shared host, not the service, and is a lower bound."
 
 
@@ -74,24 +74,6 @@ def service_cpu(processes: Sequence[psutil.Process]) -> float | None:
             total += process.cpu_percent(None)
             alive = True
     return round(total, 1) if alive else None
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The machine while the step that decided the knee ran: the first failing one, else the last."""
-
-    limited_by: str  # LIMITED_BY_MACHINE, "the load generator" or "the service"
-    at_users: int  # the step judged: the first failing one, else the last
-    failed: bool  # whether that step failed
-    host_busy_pct: float | None  # median over that step's settled part
-    host_peak_pct: float | None  # over the whole run
-    saturated_fraction: float | None
-    steal_peak_pct: float | None
-    generator_pct: float | None  # the load generator's processes together, % of one core
-    service_pct: float | None
-    cores: int
-    processes: int  # locust worker processes (0: one process)
-    note: str
 
 
 @dataclass(frozen=True)

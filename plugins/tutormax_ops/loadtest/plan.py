@@ -2,50 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
 from tutormax_ops.core.config import Settings, load_settings
-from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.core.runs import trigger_of
 from tutormax_ops.core.service import api_base_url
+from tutormax_ops.loadtest.model import RunPlan
 from tutormax_ops.loadtest.traffic import check_locustfile, resolve_locustfile
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    profile: str
-    host: str  # base URL without a trailing slash, e.g. http://127.0.0.1:8000
-    users: int
-    spawn_rate: float
-    run_time_s: int
-    processes: int  # 0: one locust process; N: a master and N worker processes
-    notify: str
-    trigger: Literal["schedule", "asset", "manual"]
-    step_users: int | None = None
-    step_seconds: int | None = None
-    locustfile: str = str(LOCUST_DIR / "tutormax_locustfile.py")
-    user_classes: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-
-    @property
-    def stress(self) -> bool:
-        return self.step_users is not None and self.step_seconds is not None
-
-    @property
-    def planned_duration_s(self) -> float:
-        """The shape decides a stress run's length: whole steps up to `users`."""
-        if self.step_users is not None and self.step_seconds is not None:
-            return float(math.ceil(self.users / self.step_users) * self.step_seconds)
-        return float(self.run_time_s)
-
-    def measure_after_s(self, warmup_fraction: float) -> float:
-        """When the server-side window opens, counted from the first user: all users spawned, plus a
-        warm-up, but never later than half-way."""
-        spawn_s = 0.0 if self.stress else self.users / self.spawn_rate
-        return min(spawn_s + warmup_fraction * self.planned_duration_s, self.planned_duration_s / 2)
 
 
 def resolve_plan(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
     from tutormax_ops.collectors.locust import EndpointMetrics
-    from tutormax_ops.loadtest.analyze import Analysis
+    from tutormax_ops.loadtest.model import Analysis
 
 
 REPORT_FILES = ("report.html", "email.html", "summary.json", "endpoints.csv", "trend.png")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.loadtest.guard import holding_advisory_lock
 from tutormax_ops.loadtest.history import run_row, store_run_rows
-from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.model import RunPlan
 from tutormax_ops.loadtest.runner import run_locust
 from tutormax_ops.loadtest.server_metrics import describe_error, server_metrics, take_server_snapshot
 from tutormax_ops.loadtest.traffic import IDS_FILE, write_ids

@@ -28,7 +28,7 @@ from tutormax_ops.loadtest.machine import (
     local_service,
     service_cpu,
 )
-from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.model import RunPlan
 from tutormax_ops.loadtest.traffic import base_env, selection_args, traffic_env
 
 if TYPE_CHECKING:

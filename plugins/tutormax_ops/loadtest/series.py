@@ -11,8 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.collectors.sampling import Interval
-from tutormax_ops.loadtest.machine import Limits
-from tutormax_ops.loadtest.stress import Knee
+from tutormax_ops.loadtest.model import Knee, Limits
 from tutormax_ops.loadtest.verdict import endpoint_name
 
 if TYPE_CHECKING:
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 def knee_values(knee: Knee | None, limits: Limits | None) -> dict[str, dict[str, Interval]]:
     """A stress run's figures for the history: its knee, not the whole run's mix of steps; none
     when the machine set the limit, which says nothing of the service."""
-    from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE
+    from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE
     from tutormax_ops.loadtest.regression import AGGREGATE
 
     if knee is None or (limits is not None and limits.limited_by == LIMITED_BY_MACHINE):

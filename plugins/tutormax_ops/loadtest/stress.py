@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from tutormax_ops.collectors.sampling import quantile_interval
 from tutormax_ops.core.config import Settings
 from tutormax_ops.core.settings_base import Targets
-from tutormax_ops.loadtest.machine import LIMITED_BY_MACHINE, Limits, judge_limits, read_samples
-from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.machine import judge_limits, read_samples
+from tutormax_ops.loadtest.model import Knee, Limits, LoadStep, RunPlan, whole_ms
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -63,61 +63,6 @@ class StepSchedule:
             )
             for index in range(count)
         ]
-
-
-@dataclass(frozen=True)
-class LoadStep:
-    users: int
-    start: float  # epoch seconds of the step's settled part
-    seconds: float
-    requests: int
-    rps: float
-    error_rate: float | None
-    p95_ms: float | None  # median of the settled rows' p95s
-    p95_min_ms: float | None
-    p95_max_ms: float | None
-    rows: int
-    failing_rows: int  # settled rows whose own p95 missed the target
-    meets_targets: bool
-    pooled_p95_ms: float | None = None  # from the step's own settled requests, where recorded
-    pooled_low_ms: float | None = None
-    pooled_high_ms: float | None = None
-    pooled_requests: int = 0
-
-
-@dataclass(frozen=True)
-class Knee:
-    step: LoadStep
-    next_step: LoadStep | None  # the first failing step; None: no step failed
-    confirmed: bool
-    confirmation: str
-
-    def describe(self) -> str:
-        """'300 users, 292 req/s, p95 110 ms; the next step failed at p95 180–250 ms'."""
-        knee = self.step
-        text = f"{knee.users} users, {knee.rps:.0f} req/s, p95 {_ms(knee.p95_ms)} ms"
-        failed = self.next_step
-        if failed is None:
-            return f"{text}; no step failed: the knee is at least this"
-        if failed.p95_ms is not None and knee.p95_ms is not None and failed.p95_ms > knee.p95_ms:
-            why = f"p95 {_ms(failed.p95_min_ms)}–{_ms(failed.p95_max_ms)} ms"
-        else:
-            why = f"{failed.error_rate or 0:.1f}% errors"
-        return f"{text}; the next step ({failed.users} users) failed at {why}"
-
-
-def knee_line(knee: Knee | None, limits: Limits | None) -> str:
-    """For the email's subject: the knee, as a lower bound when nothing failed or the machine set
-    the limit, and who set it."""
-    limit = f" (limited by {limits.limited_by})" if limits else ""
-    if knee is None:
-        return f"no knee: the first step already missed the targets{limit}"
-    lower = knee.next_step is None or (limits is not None and limits.limited_by == LIMITED_BY_MACHINE)
-    return f"knee {'≥ ' if lower else ''}{knee.step.rps:.0f} req/s at {knee.step.users} users{limit}"
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0f}"
 
 
 def read_schedule(
@@ -241,11 +186,11 @@ def find_knee(steps: Sequence[LoadStep], targets: Targets) -> Knee | None:
         "; ".join(reasons)
         if reasons
         else "confirmed by the steps' own requests: "
-        + f"knee p95 {_ms(knee.pooled_p95_ms)} ms ({_ms(knee.pooled_low_ms)}–{_ms(knee.pooled_high_ms)})"
+        + f"knee p95 {whole_ms(knee.pooled_p95_ms)} ms ({whole_ms(knee.pooled_low_ms)}–{whole_ms(knee.pooled_high_ms)})"
         + (
             ""
             if after is None or failed_on_errors
-            else f", next step {_ms(after.pooled_p95_ms)} ms ({_ms(after.pooled_low_ms)}–{_ms(after.pooled_high_ms)})"
+            else f", next step {whole_ms(after.pooled_p95_ms)} ms ({whole_ms(after.pooled_low_ms)}–{whole_ms(after.pooled_high_ms)})"
         )
     )
     return Knee(knee, after, not reasons, confirmation)

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from tutormax_ops.core.settings_base import Targets
+from tutormax_ops.loadtest.model import TargetCheck
 
 if TYPE_CHECKING:
     from tutormax_ops.collectors.locust import EndpointMetrics
-    from tutormax_ops.loadtest.stress import LoadStep
+    from tutormax_ops.loadtest.model import LoadStep
 
 
 class LoadTestVerdict(AirflowFailException):
     """The run did not pass (target breach, regression or invalid); its email, if `notify` asked for
     one, went out before."""
-
-
-@dataclass(frozen=True)
-class TargetCheck:
-    scope: str  # an endpoint, or "all endpoints"
-    metric: str
-    value: float | None
-    target: float
-    comparison: Literal["<", ">", "≥"]
-    unit: str
-    status: Literal["pass", "fail", "n/a"]
-    note: str = ""
 
 
 def check_targets(

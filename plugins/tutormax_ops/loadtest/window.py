@@ -23,7 +23,7 @@ from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.runs import trigger_of
 from tutormax_ops.core.windows import run_window
 from tutormax_ops.loadtest.history import run_row, store_run_rows
-from tutormax_ops.loadtest.plan import RunPlan
+from tutormax_ops.loadtest.model import RunPlan
 
 
 def unplanned_reason(context: Mapping[str, Any]) -> str | None:
