@@ -107,6 +107,8 @@ def _cache(settings: Settings, previous: dict[str, Any] | None) -> tuple[CacheSt
         )
     finally:
         client.close()
+    if not stats.connected:
+        return stats, redact(f"{REDIS_CONN_ID} unreachable: {stats.error}")[:300]
     if stats.window_hit_rate_percent is not None:
         minutes = (stats.window_seconds or 0) / 60
         return stats, f"Redis INFO deltas over the last {minutes:,.0f} min"
