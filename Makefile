@@ -42,16 +42,21 @@ lock:
 demo: $(STAMP)
 	$(PY) -m tutormax_ops.devstack.demo
 
+# Two workers (pytest-xdist), a test file per worker at a time and the Airflow tier on one: each
+# worker starts its own servers; much of the suite waits on Locust's clock, not on a core.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(STAMP) lint browser
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 # pytest-randomly prints "Using --randomly-seed=N" first: SEED=N replays that order.
 test-random: $(STAMP) lint browser
-	$(PY) -m pytest -p randomly $(if $(SEED),--randomly-seed=$(SEED))
+	$(PY) -m pytest $(XDIST) -p randomly $(if $(SEED),--randomly-seed=$(SEED))
 
 # The inner loop: no Locust run, no DAG run, no Airflow process (markers `e2e` and `slow`, see pyproject).
 check: $(STAMP) lint
-	$(PY) -m pytest -m "not e2e and not slow"
+	$(PY) -m pytest $(XDIST) -m "not e2e and not slow"
 
 # The Performance page's browser test drives Debian's chromium (Playwright cannot download one here).
 browser:

@@ -94,10 +94,17 @@ def _is_ci() -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that runs a DAG is end-to-end (`make check` leaves it out), whatever its file says."""
+    """A test that runs a DAG is end-to-end (`make check` leaves it out), whatever its file says.
+
+    Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), a file's tests stay on one worker,
+    so its module fixtures (a history of real runs) are built once; the Airflow tier's files share
+    one `airflow standalone`, so the tier is one group."""
     for item in items:
         if "run_dag" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+        path = Path(str(item.path)).relative_to(Path(__file__).parent)
+        group = path.parts[0] if path.parts[0] == "airflow_tier" else path.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(wrapper=True)
