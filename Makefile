@@ -43,8 +43,9 @@ demo: $(STAMP)
 	$(PY) -m tutormax_ops.devstack.demo
 
 # Two workers (pytest-xdist), a test file per worker at a time and the Airflow tier on one: each
-# worker starts its own servers; much of the suite waits on Locust's clock, not on a core.
-TEST_WORKERS ?= 2
+# worker starts its own servers; much of the suite waits on Locust's clock, not on a core. Your own
+# Redis or service (TUTORMAX_REDIS_URL, TUTORMAX_API_URL) would be shared by the workers: one worker.
+TEST_WORKERS ?= $(if $(TUTORMAX_REDIS_URL)$(TUTORMAX_API_URL),1,2)
 XDIST := -n $(TEST_WORKERS) --dist loadgroup
 
 test: $(STAMP) lint browser

@@ -102,9 +102,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "run_dag" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
-        path = Path(str(item.path)).relative_to(Path(__file__).parent)
-        group = path.parts[0] if path.parts[0] == "airflow_tier" else path.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+        tier = "airflow_tier" in Path(str(item.path)).parts
+        item.add_marker(pytest.mark.xdist_group("airflow_tier" if tier else item.nodeid.split("::")[0]))
 
 
 @pytest.hookimpl(wrapper=True)
