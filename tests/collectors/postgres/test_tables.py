@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from tutormax_ops.collectors import to_dataframe
-from tutormax_ops.collectors.postgres.tables import TableStats, table_stats
+from tutormax_ops.collectors.postgres.tables import TableStats, by_size, table_stats
 
 SETUP = (
     """
@@ -70,6 +70,16 @@ def test_filters(connect, database) -> None:
     conn = connect(database)
     assert set(by_name(table_stats(conn, schemas=["other"]))) == {"other.elsewhere"}
     assert set(by_name(table_stats(conn, table="scanned"))) == {"public.scanned"}
+
+
+def test_shares_split_the_tables_without_overlap(connect, database) -> None:
+    conn = connect(database)
+    every = table_stats(conn)
+    shares = [table_stats(conn, share=(part, 2)) for part in (0, 1)]
+    names = [set(by_name(share)) for share in shares]
+    assert names[0].isdisjoint(names[1])
+    assert names[0] | names[1] == set(by_name(every))
+    assert [row.table for row in by_size(shares[0] + shares[1])] == [row.table for row in every]
 
 
 def test_pg_monitor_role_sees_the_same(connect, database, monitor_role) -> None:
