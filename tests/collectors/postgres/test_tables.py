@@ -82,6 +82,15 @@ def test_shares_split_the_tables_without_overlap(connect, database) -> None:
     assert [row.table for row in by_size(shares[0] + shares[1])] == [row.table for row in every]
 
 
+def test_shares_are_about_even(connect, database_with) -> None:
+    """Every table takes the same number of oids: split by oid parity, 100 like tables all fell in one
+    share. By a hash of the oid, a share of fewer than 20 of 100 has a chance of about 1e-9."""
+    tables = [f"CREATE TABLE like_{number} (id int PRIMARY KEY, v text)" for number in range(100)]
+    conn = connect(database_with("table_shares", tables))
+    sizes = [len(table_stats(conn, schemas=["public"], share=(part, 2))) for part in (0, 1)]
+    assert sum(sizes) == 100 and min(sizes) >= 20, sizes
+
+
 def test_pg_monitor_role_sees_the_same(connect, database, monitor_role) -> None:
     as_owner = by_name(table_stats(connect(database)))
     as_monitor = by_name(table_stats(connect(database, role=monitor_role)))
