@@ -18,7 +18,7 @@ import psycopg
 
 from tutormax_ops.collectors.postgres.bloat import table_bloat
 from tutormax_ops.collectors.postgres.indexes import StatsOrigin, stats_origin
-from tutormax_ops.collectors.postgres.tables import table_stats
+from tutormax_ops.collectors.postgres.tables import by_size, table_stats
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.conn_ids import DB_CONN_ID
 from tutormax_ops.core.db import collector_session, load_sql
@@ -113,9 +113,9 @@ def take_snapshot(
     """Table statistics joined with the catalog bloat estimate, for every user table of `schemas`
     (or only the tables in `only`, with the leaves of any partitioned table among them).
 
-    With a `second` session, the bloat estimate and the database figures are read on it while the
-    table statistics are read on `conn`: on thousands of tables each is a server-side scan of the
-    catalog, and the two overlap."""
+    With a `second` session, the database figures and half of the tables' statistics are read on it
+    while `conn` reads the other half and the bloat estimate: on thousands of tables each is a
+    server-side walk of the catalog (the sizes open every relation), and the two overlap."""
     if second is None:
         return _snapshot(conn, conn, schemas, phase, only)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -138,7 +138,8 @@ def _snapshot(
 
     collected_at = datetime.now(UTC)
     figures = on_second(lambda: second.execute(load_sql("maintenance/database_figures.sql")).fetchone())
-    estimates = on_second(lambda: table_bloat(second, schemas=schemas))
+    split = pool is not None  # each session measures half of the tables; one session alone, all
+    second_half = on_second(lambda: table_stats(second, schemas=schemas, share=(1, 2)) if split else [])
     leaves = [
         PartitionLeaf(*row)
         for row in conn.execute(load_sql("maintenance/partitions.sql"), {"schemas": list(schemas)}).fetchall()
@@ -146,9 +147,11 @@ def _snapshot(
     if only is not None:
         only = only | {leaf.ref for leaf in leaves if leaf.parent in only}
         leaves = [leaf for leaf in leaves if leaf.parent in only]
-    every = table_stats(conn, schemas=schemas)
+    first_half = table_stats(conn, schemas=schemas, share=(0, 2) if split else None)
+    # On `conn`, as the database figures are on `second`: the two sessions take about as long.
+    bloat = {(row.schema, row.table): row for row in table_bloat(conn, schemas=schemas)}
+    every = by_size(first_half + second_half())
     database_bytes, database_xid_age = figures()
-    bloat = {(row.schema, row.table): row for row in estimates()}
     tables = []
     for stats in every:
         if only is not None and TableRef(stats.schema, stats.table) not in only:

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -160,7 +161,7 @@ class PendingHistory:
 def write_artifacts(
     report: MaintenanceReport, settings: Settings, as_json: dict[str, Any] | None = None
 ) -> ObjectStoragePath:
-    """The report's files under the run's folder, first: they need no database."""
+    """The report's files under the run's folder: they need no database."""
     folder = run_artifacts_dir(settings.storage.artifacts_uri(), report.dag_id, report.run_id, reset=False)
     for name, content in render_artifacts(report, as_json).items():
         (folder / name).write_bytes(content)
@@ -252,35 +253,45 @@ def catch_up(results: psycopg.Connection, schema: str, folder: ObjectStoragePath
     return caught_up
 
 
+def _store_history_retrying(
+    folder: ObjectStoragePath, settings: Settings, started_at: datetime, report: MaintenanceReport
+) -> tuple[list[str], str | None]:
+    """Upsert the run's history and catch up earlier runs', retrying a blip of tutormax_results;
+    returns (the folders caught up, None), or ([], the cause) once the history is marked pending."""
+    schema = settings.storage.results_schema
+    cause = ""
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        if attempt > 1:
+            time.sleep(STORE_RETRY_S * (attempt - 1))
+        try:
+            with collector_session(RESULTS_CONN_ID, settings, read_only=False) as results:
+                store_saved_run(results, schema, folder, started_at, report)
+                return catch_up(results, schema, folder), None
+        except psycopg.OperationalError as error:
+            cause = f"{RESULTS_CONN_ID} unreachable after {attempt} attempts: {error_line(error)}"
+    save_step(folder, HISTORY_PENDING, PendingHistory(started_at, cause))
+    return [], cause
+
+
 def store(report: Mapping[str, Any], *, started_at: datetime) -> dict[str, Any]:
-    """Write the report's files, then upsert the history (and any an earlier run left pending), before
+    """Write the report's files and upsert the history (and any an earlier run left pending), before
     anyone is told. tutormax_results unreachable: the files stay, the history is marked pending for the
     next run, and the step goes on so that the report is still sent (the outcome then fails the run)."""
     folder = folder_of(report)
     settings = load_settings(with_variable=True)
-    schema = settings.storage.results_schema
     with recording_failure(folder, "store"):
         # The saved step file is report.json's content already: decoded once, not encoded again.
         saved = load_step_data(folder, "report")
         built = from_jsonable(MaintenanceReport, saved)
-        stored = str(write_artifacts(built, settings, saved))
-        for attempt in range(1, STORE_ATTEMPTS + 1):
-            try:
-                with collector_session(RESULTS_CONN_ID, settings, read_only=False) as results:
-                    store_saved_run(results, schema, folder, started_at, built)
-                    caught_up = catch_up(results, schema, folder)
-                break
-            except psycopg.OperationalError as error:
-                cause = f"{RESULTS_CONN_ID} unreachable after {attempt} attempts: {error_line(error)}"
-                if attempt == STORE_ATTEMPTS:
-                    save_step(folder, HISTORY_PENDING, PendingHistory(started_at, cause))
-                    log.warning("report files stored under %s; history pending: %s", redact(stored), cause)
-                    return {
-                        "folder": stored,
-                        "report": f"{stored}/report.html",
-                        "history": f"pending: {cause}",
-                    }
-                time.sleep(STORE_RETRY_S * attempt)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The history rows travel on their own session (its thread only) while this thread renders
+            # the files, which need no database: the charts' CPU time fills the wait for the server.
+            history = pool.submit(_store_history_retrying, folder, settings, started_at, built)
+            stored = str(write_artifacts(built, settings, saved))
+            caught_up, cause = history.result()
+    if cause is not None:
+        log.warning("report files stored under %s; history pending: %s", redact(stored), cause)
+        return {"folder": stored, "report": f"{stored}/report.html", "history": f"pending: {cause}"}
     pending = step_path(folder, HISTORY_PENDING)
     if pending.exists():  # a rerun stored what an earlier attempt could not
         pending.unlink()

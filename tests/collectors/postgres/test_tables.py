@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from tutormax_ops.collectors import to_dataframe
-from tutormax_ops.collectors.postgres.tables import TableStats, table_stats
+from tutormax_ops.collectors.postgres.tables import TableStats, by_size, table_stats
 
 SETUP = (
     """
@@ -70,6 +70,25 @@ def test_filters(connect, database) -> None:
     conn = connect(database)
     assert set(by_name(table_stats(conn, schemas=["other"]))) == {"other.elsewhere"}
     assert set(by_name(table_stats(conn, table="scanned"))) == {"public.scanned"}
+
+
+def test_shares_split_the_tables_without_overlap(connect, database) -> None:
+    conn = connect(database)
+    every = table_stats(conn)
+    shares = [table_stats(conn, share=(part, 2)) for part in (0, 1)]
+    names = [set(by_name(share)) for share in shares]
+    assert names[0].isdisjoint(names[1])
+    assert names[0] | names[1] == set(by_name(every))
+    assert [row.table for row in by_size(shares[0] + shares[1])] == [row.table for row in every]
+
+
+def test_shares_are_about_even(connect, database_with) -> None:
+    """Every table takes the same number of oids: split by oid parity, 100 like tables all fell in one
+    share. By a hash of the oid, a share of fewer than 20 of 100 has a chance of about 1e-9."""
+    tables = [f"CREATE TABLE like_{number} (id int PRIMARY KEY, v text)" for number in range(100)]
+    conn = connect(database_with("table_shares", tables))
+    sizes = [len(table_stats(conn, schemas=["public"], share=(part, 2))) for part in (0, 1)]
+    assert sum(sizes) == 100 and min(sizes) >= 20, sizes
 
 
 def test_pg_monitor_role_sees_the_same(connect, database, monitor_role) -> None:

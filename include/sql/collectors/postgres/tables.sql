@@ -7,6 +7,9 @@
 -- gives, but that would measure the TOAST table a second time; at 3,000 tables that was a third of
 -- the statement), the total that plus the indexes. OFFSET 0 keeps each subquery from being merged
 -- into the query above it, which would call the functions again for each use of a column.
+-- Parameters part and parts (NULL: all) read one share of the tables, by a hash of the oid (each table
+-- takes the same number of oids, so oid parity would put them all in one share), so that sessions
+-- can measure their shares at once: opening thousands of relations in a new backend is its cost.
 SELECT *, table_bytes + index_bytes AS total_bytes
 FROM (
     SELECT
@@ -73,6 +76,8 @@ FROM (
     ) AS sz ON true
     WHERE (%(schemas)s::text[] IS NULL OR s.schemaname = ANY (%(schemas)s::text[]))
       AND (%(table)s::text IS NULL OR s.relname = %(table)s::text)
+      AND (%(parts)s::int8 IS NULL
+           OR mod(pg_catalog.hashoid(s.relid)::int8 + 2147483648, %(parts)s::int8) = %(part)s::int8)
     OFFSET 0
 ) AS measured
 ORDER BY total_bytes DESC NULLS LAST, schema, "table"

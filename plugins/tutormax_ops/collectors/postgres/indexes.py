@@ -113,10 +113,20 @@ class InvalidIndex:
 
 
 def index_usage(
-    conn: psycopg.Connection, *, schemas: Sequence[str] | None = None, table: str | None = None
+    conn: psycopg.Connection,
+    *,
+    schemas: Sequence[str] | None = None,
+    table: str | None = None,
+    unused_only: bool = False,
 ) -> list[IndexUsage]:
-    """Every index of the user tables (or of one table), grouped by table."""
-    params = {"schemas": optional_list(schemas), "table": table, "locked": locked_relations(conn)}
+    """Every index of the user tables (or of one table), grouped by table; with `unused_only`, only
+    those `find_unused` may report (the others' sizes and definitions are not read)."""
+    params = {
+        "schemas": optional_list(schemas),
+        "table": table,
+        "locked": locked_relations(conn),
+        "unused_only": unused_only,
+    }
     return fetch_all(conn, "index_usage", IndexUsage, params, last_idx_scan=_last_idx_scan(conn))
 
 
@@ -148,7 +158,8 @@ def unused_indexes(
     conn: psycopg.Connection, *, schemas: Sequence[str] | None = None, min_size_bytes: int = 0
 ) -> list[UnusedIndex]:
     """Indexes with no scan since the last stats reset, excluding those that enforce a rule, largest first."""
-    return find_unused(index_usage(conn, schemas=schemas), stats_reset(conn), min_size_bytes=min_size_bytes)
+    usage = index_usage(conn, schemas=schemas, unused_only=True)
+    return find_unused(usage, stats_reset(conn), min_size_bytes=min_size_bytes)
 
 
 def find_unused(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,11 +49,33 @@ class TableStats:
 
 
 def table_stats(
-    conn: psycopg.Connection, *, schemas: Sequence[str] | None = None, table: str | None = None
+    conn: psycopg.Connection,
+    *,
+    schemas: Sequence[str] | None = None,
+    table: str | None = None,
+    share: tuple[int, int] | None = None,
 ) -> list[TableStats]:
-    """Every user table (optionally only some schemas, or one table name), largest first."""
-    params = {"schemas": optional_list(schemas), "table": table, "locked": locked_relations(conn)}
+    """Every user table (optionally only some schemas, or one table name), largest first.
+
+    `share=(part, parts)` reads only part `part` (0-based) of `parts` disjoint shares of them, so that
+    as many sessions can measure the shares at once (`by_size` puts them back in order)."""
+    part, parts = share if share is not None else (None, None)
+    params = {
+        "schemas": optional_list(schemas),
+        "table": table,
+        "locked": locked_relations(conn),
+        "part": part,
+        "parts": parts,
+    }
     return fetch_all(conn, "tables", TableStats, params)
+
+
+def by_size(tables: Iterable[TableStats]) -> list[TableStats]:
+    """Largest first (unmeasured ones last), then by name: the order of a single `table_stats` call."""
+    return sorted(
+        tables,
+        key=lambda row: (row.total_bytes is None, -(row.total_bytes or 0), row.schema, row.table),
+    )
 
 
 @dataclass(frozen=True)
