@@ -3,7 +3,8 @@ writes `workers.json` beside Locust's outputs each time a worker joins or is ref
 the load for the stress report, and why a run whose workers did not all join sent no load.
 
 Its shape: `{"master_host": ..., "expected": N, "locustfile": {file name: sha256},
-"joined": [{"id": ..., "host": ...}], "refused": [{"id": ..., "host": ..., "reason": ...}]}`.
+"joined": [{"id": ..., "host": ..., "requests": n}], "refused": [{"id": ..., "host": ..., "reason": ...}],
+"silent": [ids of workers that connected but never said hello]}`.
 """
 
 from __future__ import annotations
@@ -40,4 +41,7 @@ def missing_workers(roster: dict[str, Any] | None, expected: int) -> str:
     refused = roster.get("refused", []) if roster else []
     if refused:
         text += "; refused: " + "; ".join(f"{worker['id']} ({worker['reason']})" for worker in refused)
+    silent = roster.get("silent", []) if roster else []
+    if silent:
+        text += f"; connected without a hello (no record_seconds.py in their -f): {', '.join(silent)}"
     return text
