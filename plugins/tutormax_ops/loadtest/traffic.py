@@ -24,6 +24,8 @@ from tutormax_ops.core.config import Settings
 from tutormax_ops.core.loadtest_settings import LoadProfile, LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
 
+# What include/locust/run_data.py reads in a single locust and the master (which hands it to its
+# workers); the names are repeated there, since this module is never imported beside locust.
 THINK_TIME_ENV = "TUTORMAX_LOCUST_THINK_TIME"  # "min,max" seconds
 OPTIONS_ENV = "TUTORMAX_LOCUST_OPTIONS"  # the profile's `options`, as JSON
 IDS_ENV = "TUTORMAX_LOCUST_IDS"  # a JSON file with the profile's ids, when it names any
