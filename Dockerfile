@@ -6,6 +6,13 @@
 #   docker compose build                                   # tags tutormax-ops:local
 #   docker build -t registry.example.com/tutormax-ops:1.0 . && docker push registry.example.com/tutormax-ops:1.0
 #
+# It also runs a Locust worker for the load test's master (loadtest.remote_workers), with the
+# package's locustfiles and nothing of the run: the master hands out the ids and options.
+#
+#   docker run -e CONNECTION_CHECK_MAX_COUNT=0 -e PYTHONPATH=/opt/airflow/include/locust tutormax-ops:local \
+#     python -m locust -f /opt/airflow/include/locust/tutormax_locustfile.py,/opt/airflow/include/locust/record_seconds.py \
+#     --worker --master-host <the run task's host> --master-port 5557
+#
 # The tag below must match the lock's apache-airflow pin and the Python the lock was resolved with
 # (tests/test_docker_compose.py checks both).
 ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11

@@ -18,8 +18,9 @@ admins open the overview and analytics), then judges it twice:
 
 The traffic is the profile's: its `locustfile` (under `include/locust/` or an absolute path), its
 `user_classes` and `tags`, and what the locustfile reads (`think_time_s`, `ids` from a SQL query or
-a list, `options`). `plan` loads the locustfile with Locust's `--list` and fails, naming the profile
-and the path, when it is missing or broken: before any request.
+a list, `options`). `plan` loads the locustfile with Locust's own loader and fails, naming the
+profile's field and the path, when it is missing or broken, lacks a named user class, or no task
+carries one of its tags: before any request.
 
 A guard runs next and refuses, before any request, a host off `loadtest.host_allowlist`, more
 users than `loadtest.max_users`, a target whose health check (`service.health_check`: path, status,

@@ -29,6 +29,7 @@ AIRFLOW_SERVICES = {
 }
 DATASTORES = {"postgres", "redis", "tutormax-db", "tutormax-redis"}  # stock images, none of our code
 TUTORMAX_CONTAINERS = {"tutormax-init", "tutormax-service", "smtp-sink"}
+LOCUST_WORKER = "locust-worker"  # scaled with `docker compose up --scale locust-worker=N`
 CONNECTIONS = ("TUTORMAX_DB", "TUTORMAX_RESULTS", "TUTORMAX_REDIS", "TUTORMAX_API", "SMTP_DEFAULT")
 # What each TutorMax container may see, and nothing else (no Airflow settings, no connections).
 TUTORMAX_ENV = {
@@ -39,6 +40,7 @@ TUTORMAX_ENV = {
         "TUTORMAX_SERVICE_REDIS_URL",
     },
     "smtp-sink": {"CONNECTION_CHECK_MAX_COUNT"},
+    LOCUST_WORKER: {"CONNECTION_CHECK_MAX_COUNT", "PYTHONPATH"},
 }
 # The Airflow commands of the official file: the image's /entrypoint runs `airflow <command>`.
 AIRFLOW_COMMANDS = {
@@ -96,7 +98,7 @@ def _lock() -> dict[str, str]:
 
 
 def test_official_services_and_ours_are_defined(compose: dict, services: dict) -> None:
-    assert set(services) == AIRFLOW_SERVICES | DATASTORES | TUTORMAX_CONTAINERS
+    assert set(services) == AIRFLOW_SERVICES | DATASTORES | TUTORMAX_CONTAINERS | {LOCUST_WORKER}
     for name, command in AIRFLOW_COMMANDS.items():
         assert services[name]["command"] == command
     assert set(compose["volumes"]) == {"postgres-db-volume", "tutormax-db-volume"}
@@ -282,3 +284,36 @@ def test_reference_service_and_sink_listen_where_the_connections_say(services: d
     maildir = sink[sink.index("--maildir") + 1]
     assert maildir.startswith(next(iter(_mounts(services["smtp-sink"]))) + "/")
     assert maildir in " ".join(services["airflow-init"]["command"])
+
+
+def test_locust_workers_join_the_load_tests_master_with_the_images_locustfiles(services: dict) -> None:
+    from tutormax_ops.core.paths import LOCUST_DIR
+    from tutormax_ops.loadtest.runner import RECORDER
+
+    worker = services[LOCUST_WORKER]
+    argv = _argv(worker)
+    assert _python_module(argv) == "locust" and "--worker" in argv and "--headless" not in argv
+    # The master is the `run` task, in airflow-worker: the workers dial the port it binds, on all
+    # interfaces, and it waits for as many as compose was told to start.
+    settings = services["airflow-worker"]["environment"]
+    assert argv[argv.index("--master-host") + 1] == "airflow-worker"
+    assert argv[argv.index("--master-port") + 1] == settings["TUTORMAX_OPS__LOADTEST__MASTER_PORT"]
+    assert settings["TUTORMAX_OPS__LOADTEST__MASTER_BIND_HOST"] == "0.0.0.0"
+    assert settings["TUTORMAX_OPS__LOADTEST__REMOTE_WORKERS"] == "${TUTORMAX_LOCUST_WORKERS:-0}"
+    # The files the image holds (include/ at /opt/airflow/include), the ones the master loads for the
+    # default profile: its roll call refuses a worker whose files differ.
+    files = argv[argv.index("-f") + 1].split(",")
+    image_include = Path("/opt/airflow/include")
+    assert [PROJECT_ROOT / "include" / Path(path).relative_to(image_include) for path in files] == [
+        LOCUST_DIR / "tutormax_locustfile.py",
+        RECORDER,
+    ]
+    assert worker["environment"]["PYTHONPATH"] == str(image_include / "locust")
+    # None unless asked for, so `--scale locust-worker=N` decides; never a secret.
+    assert worker["deploy"]["replicas"] == 0
+    completed = subprocess.run(
+        [sys.executable, "-m", "locust", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    for option in (word for word in argv[3:] if word.startswith("--")):
+        assert option in completed.stdout, f"locust has no option {option}"

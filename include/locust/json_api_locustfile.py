@@ -26,10 +26,13 @@ Copy it (or point a profile at it) and describe the traffic in the profile's set
   Every request is named by its route template, so Locust's figures group per endpoint, whatever the
   id.
 - **Ids.** The DAG runs the profile's `ids.sql` on `tutormax_db` (read-only, bound parameters) or
-  takes `ids.values`, before the load, and hands them over in a file (`TUTORMAX_LOCUST_IDS`); this
-  file never sees a database or a credential. A route with `{id}` picks one at random per request.
+  takes `ids.values`, before the load, and hands them over in a file (`TUTORMAX_LOCUST_IDS`) to the
+  master, which sends them to each worker (`run_data`); this file never sees a database or a
+  credential. A route with `{id}` picks one at random per request.
 - **Think time.** `TUTORMAX_LOCUST_THINK_TIME="min,max"`, from the profile's `think_time_s` (else
   `loadtest.think_time_s`); `0,0` removes it.
+- **Workers.** A worker, on this host or another, starts with no options: its routes are built when
+  the master's data arrives, before it gets any user.
 - **Headers.** `options.headers` are sent with every request (no secrets: the profile is config, and
   config is logged).
 - **Credentials.** Never in YAML: they come from the `tutormax_api` connection (its extra's `auth`,
@@ -52,32 +55,12 @@ from collections.abc import Callable
 from typing import Any
 
 import loop_clock  # noqa: F401  (makes -t last what it says)
+import run_data
 import server_time  # noqa: F401  (records the service's X-Response-Time, where it sends one)
 
-from locust import FastHttpUser, between, constant, tag
+from locust import FastHttpUser, tag
 
-OPTIONS_ENV = "TUTORMAX_LOCUST_OPTIONS"
-IDS_ENV = "TUTORMAX_LOCUST_IDS"
-THINK_TIME_ENV = "TUTORMAX_LOCUST_THINK_TIME"
 CREDENTIAL_HEADERS_ENV = "TUTORMAX_API_HEADERS"
-
-OPTIONS: dict[str, Any] = json.loads(os.environ.get(OPTIONS_ENV) or "{}")
-
-
-_ids: list[Any] = []
-
-
-def ids() -> list[Any]:
-    """The ids file, read on first use: the DAG writes it after checking this file, just before the load."""
-    if not _ids:
-        with open(os.environ[IDS_ENV]) as handle:
-            _ids.extend(json.load(handle))
-    return _ids
-
-
-def _think_time() -> Callable[[Any], float]:
-    low, high = (float(part) for part in os.environ.get(THINK_TIME_ENV, "0.5,1.5").split(","))
-    return constant(0) if high <= 0 else between(low, high)
 
 
 def _route_task(route: dict[str, Any]) -> Callable[[FastHttpUser], None]:
@@ -86,11 +69,13 @@ def _route_task(route: dict[str, Any]) -> Callable[[FastHttpUser], None]:
     template = str(route["path"])
     body = route.get("json")
     expected = {int(code) for code in route.get("expect", ())}
-    if "{id}" in template and IDS_ENV not in os.environ:
+    if "{id}" in template and not run_data.has_ids():
         raise ValueError(f"route {template} needs ids: give the profile `ids` (sql or values)")
 
     def request(user: FastHttpUser) -> None:
-        path = template.replace("{id}", str(random.choice(ids()))) if "{id}" in template else template
+        path = (
+            template.replace("{id}", str(random.choice(run_data.ids()))) if "{id}" in template else template
+        )
         with user.client.request(method, path, name=template, json=body, catch_response=True) as response:
             ok = response.status_code in expected if expected else 200 <= response.status_code < 300
             if not ok:
@@ -101,19 +86,30 @@ def _route_task(route: dict[str, Any]) -> Callable[[FastHttpUser], None]:
     return tag(*tags)(request) if tags else request
 
 
-def _tasks() -> dict[Callable[[FastHttpUser], None], int]:
-    routes = OPTIONS.get("routes") or []
+def _tasks(options: dict[str, Any]) -> list[Callable[[FastHttpUser], None]]:
+    """One task per route, repeated by its weight, as Locust expands a `tasks` dict."""
+    routes = options.get("routes") or []
     if not routes:
-        raise ValueError(f"no routes: give the profile `options.routes` ({OPTIONS_ENV} is {OPTIONS!r})")
-    return {_route_task(route): int(route.get("weight", 1)) for route in routes}
+        raise ValueError(f"no routes: give the profile `options.routes` (its options are {options!r})")
+    return [task for route in routes for task in [_route_task(route)] * int(route.get("weight", 1))]
+
+
+def _headers(options: dict[str, Any]) -> dict[str, str]:
+    return {**(options.get("headers") or {}), **json.loads(os.environ.get(CREDENTIAL_HEADERS_ENV) or "{}")}
 
 
 class JsonApiUser(FastHttpUser):
     """One user of the API: picks a configured route by its weight, then thinks."""
 
-    wait_time = _think_time()
-    tasks = _tasks()
-    default_headers = {
-        **(OPTIONS.get("headers") or {}),
-        **json.loads(os.environ.get(CREDENTIAL_HEADERS_ENV) or "{}"),
-    }
+    wait_time = run_data.wait_time
+    # A worker started with no options gets its routes with the master's data (`_configure`).
+    tasks = _tasks(run_data.options()) if run_data.OPTIONS_ENV in os.environ else []
+    default_headers = _headers(run_data.options())
+
+
+def _configure(data: dict[str, Any]) -> None:
+    JsonApiUser.tasks = _tasks(data["options"])
+    JsonApiUser.default_headers = _headers(data["options"])
+
+
+run_data.on_data(_configure)

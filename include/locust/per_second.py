@@ -3,8 +3,11 @@
 For each whole epoch second and each "METHOD name" it keeps: the requests and failures, Locust's
 response times as a histogram in Locust's own buckets (`bucket`), their sum, min and max, and, where
 the service sends one, a histogram of its own `X-Response-Time` (its handler's time to the response
-start, the seed's "p95 API time"). Each process writes them when it quits to
-`$TUTORMAX_LOCUST_SERVER_TIMES/seconds-<pid>.json`, beside `locust.json`.
+start, the seed's "p95 API time"). A worker sends what it recorded with each of Locust's own stats reports
+to its master (a worker on another host has no folder of ours), which merges them; the process that
+is no worker (a single locust, or the master) writes them when it quits to
+`$TUTORMAX_LOCUST_SERVER_TIMES/seconds-<pid>.json`, beside `locust.json`. Riding on Locust's reports,
+they are as complete as Locust's own totals, final report included.
 
 Why per second: Locust's JSON keeps one histogram per endpoint for the whole run, ramp-up and
 warm-up included, and its history rows only give the p95 of their last 10 s. With seconds, the
@@ -96,6 +99,18 @@ class _Second:
         self.client: Counter[int] = Counter()
         self.server: Counter[int] = Counter()
 
+    def add(self, values: dict[str, Any]) -> None:
+        """Merge a worker's record of the same second and endpoint (`as_json`'s shape)."""
+        self.requests += values["requests"]
+        self.failures += values["failures"]
+        self.sum += values["sum_ms"]
+        if values["min_ms"] is not None:
+            self.min = values["min_ms"] if self.min is None else min(self.min, values["min_ms"])
+        if values["max_ms"] is not None:
+            self.max = values["max_ms"] if self.max is None else max(self.max, values["max_ms"])
+        self.client.update({int(bucket): count for bucket, count in values["client"].items()})
+        self.server.update({int(bucket): count for bucket, count in values["server"].items()})
+
     def as_json(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
@@ -152,10 +167,41 @@ def _record(
         second.server[bucket(served)] += 1
 
 
+SECONDS_REPORT = "tutormax_seconds"  # the key of a worker's seconds in its stats report
+GROUPED_REPORT = "tutormax_grouped_by_route"
+_role: dict[str, bool] = {"worker": False}
+
+
+@events.init.add_listener
+def _note_role(environment: Any, **_: object) -> None:
+    _role["worker"] = bool(environment.parsed_options and environment.parsed_options.worker)
+
+
+@events.report_to_master.add_listener
+def _report(data: dict[str, Any], **_: object) -> None:
+    """The seconds recorded since the last report, handed over and forgotten here."""
+    data[SECONDS_REPORT] = {
+        str(second): {name: stats.as_json() for name, stats in endpoints.items()}
+        for second, endpoints in _seconds.items()
+    }
+    data[GROUPED_REPORT] = dict(_grouped)
+    _seconds.clear()
+    _grouped.clear()
+
+
+@events.worker_report.add_listener
+def _merge(data: dict[str, Any], **_: object) -> None:
+    for second, endpoints in (data.get(SECONDS_REPORT) or {}).items():
+        into = _seconds.setdefault(int(second), {})
+        for name, values in endpoints.items():
+            into.setdefault(name, _Second()).add(values)
+    _grouped.update(data.get(GROUPED_REPORT) or {})
+
+
 @events.quitting.add_listener
 def _write(**_: object) -> None:
     folder = os.environ.get(SERVER_TIMES_ENV)
-    if folder and (_seconds or META):
+    if folder and not _role["worker"] and (_seconds or META):
         payload = {
             **META,
             "grouped_by_route": dict(_grouped),

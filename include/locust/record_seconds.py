@@ -1,5 +1,7 @@
 """Given to every locust by the load test (`-f <locustfile>,record_seconds.py`): records each
-request per endpoint and per second (`per_second`), whatever the locustfile imports itself; makes
+request per endpoint and per second (`per_second`), whatever the locustfile imports itself; hands
+the run's data from the master to its workers and lets only workers with the master's files join
+(`run_data`); makes
 `-t` last what it says (`loop_clock`), so a team's own locustfile that never heard of it is not
 cut short on a busy machine; and makes SIGINT stop locust.
 
@@ -18,5 +20,6 @@ import signal
 
 import loop_clock  # noqa: F401  (refreshes gevent's clock before the run-time timer is set)
 import per_second  # noqa: F401  (registers its listeners on import, once per process)
+import run_data  # noqa: F401  (the master's roll call and its data, once per process)
 
 signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -10,8 +10,8 @@ process that imports it.
   people do, and students open tutors from the lists they browsed, mostly near the top, as real
   traffic does. Both decide how well the service's cache can work, so they are part of what a run
   measures.
-- Think time comes from `TUTORMAX_LOCUST_THINK_TIME="min,max"` seconds (uniform); `0,0` removes it,
-  which only a capacity benchmark wants.
+- Think time is the profile's (`run_data`: `TUTORMAX_LOCUST_THINK_TIME="min,max"` seconds here, the
+  master's on a worker), uniform; `0,0` removes it, which only a capacity benchmark wants.
 """
 
 from __future__ import annotations
@@ -23,26 +23,20 @@ import logging
 import os
 import random
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import loop_clock  # noqa: F401  (makes -t last what it says)
+import run_data
 import server_time  # noqa: F401  (records X-Response-Time per request)
 
-from locust import FastHttpUser, between, constant, events, task
+from locust import FastHttpUser, events, task
 
-THINK_TIME_ENV = "TUTORMAX_LOCUST_THINK_TIME"
 ID_SAMPLE_ENV = "TUTORMAX_LOCUST_ID_SAMPLE"
 BOOKING_DURATIONS = (30, 45, 60, 90)
 POSITION_CUM_WEIGHTS = tuple(itertools.accumulate(1 / (position + 1) for position in range(100)))
 
 log = logging.getLogger("tutormax_locustfile")
-
-
-def _think_time() -> Callable[[Any], float]:
-    low, high = (float(part) for part in os.environ.get(THINK_TIME_ENV, "0.5,1.5").split(","))
-    return constant(0) if high <= 0 else between(low, high)
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ class StudentUser(FastHttpUser):
     now and then books one of the listed tutors."""
 
     weight = 7
-    wait_time = _think_time()
+    wait_time = run_data.wait_time
 
     def on_start(self) -> None:
         self.student_id = random.choice(ids().student_ids)
@@ -156,7 +150,7 @@ class TutorUser(FastHttpUser):
     """Opens their dashboard and reads their feedback."""
 
     weight = 2
-    wait_time = _think_time()
+    wait_time = run_data.wait_time
 
     def on_start(self) -> None:
         self.tutor_id = random.choice(ids().tutor_ids)
@@ -174,7 +168,7 @@ class AdminUser(FastHttpUser):
     """Opens the overview and the analytics, the expensive aggregates the cache exists for."""
 
     weight = 1
-    wait_time = _think_time()
+    wait_time = run_data.wait_time
 
     @task
     def overview(self) -> None:

@@ -9,6 +9,7 @@ failing one, the figures stored and shown, and a machine saturated on purpose na
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
 import statistics
@@ -26,7 +27,7 @@ from tutormax_ops.loadtest.stress import SETTLE_S
 
 STEP_USERS, STEP_SECONDS = 10, 25  # 15 settled rows a step: a few skipped seconds cannot drop one
 STRESS = {"profile": "stress", "users": 3 * STEP_USERS, "notify": "always"}
-LIMITS = ("this machine", "the load generator", "the service")
+LIMITS = ("this machine", "the load generator", "the service", "the profile's top step")
 
 
 @pytest.fixture
@@ -106,14 +107,18 @@ def test_a_stress_run_names_its_knee_in_the_report_the_email_and_the_history(
     # A stress run stores its knee, not whole-run figures, and no endpoint rows.
     assert run["p95_ms"] is None and run["rps"] is None and endpoints == []
     assert summary["limits"]["limited_by"] in LIMITS and run["limited_by"] == summary["limits"]["limited_by"]
+    # No step failed: the profile ran out before the service, whatever the machine did.
+    if knee is not None and knee["next_step"] is None:
+        assert summary["limits"]["limited_by"] == "the profile's top step"
 
     # The report: the chart (req/s and p95 against users) and the steps table, the knee with its margin.
-    report = (folder / "report.html").read_text()
+    report = html.unescape((folder / "report.html").read_text())  # the knee names "the profile's" step
     assert '<img src="data:image/png;base64,' in report and 'alt="req/s and p95 against users"' in report
     assert (folder / "stress.png").read_bytes().startswith(b"\x89PNG")
     assert "Steps follow the shape" in report and "steady state (all users spawned)" not in report
     if knee is not None:
         assert knee["described"] in report
+    assert "The load came from 1 process on 1 host" in report  # who generated it
     # The email carries both, and its subject names the knee.
     [email] = [m for m in read_emails(maildir)[before:] if "load test stress" in m["subject"]]
     limited_by = summary["limits"]["limited_by"]
@@ -124,8 +129,8 @@ def test_a_stress_run_names_its_knee_in_the_report_the_email_and_the_history(
         named = f"knee {at_least}{knee['step']['rps']:.0f} req/s at {knee['step']['users']} users"
         named += f" (limited by {limited_by})"
     assert named in email["subject"], email["subject"]
-    html = next(part.get_content() for part in email.walk() if part.get_content_type() == "text/html")
-    assert 'src="cid:stress.png"' in html and "Rows over target" in html
+    body = next(part.get_content() for part in email.walk() if part.get_content_type() == "text/html")
+    assert 'src="cid:stress.png"' in body and "Rows over target" in body
     assert "stress.png" in {part.get_filename() for part in email.walk() if part.get_filename()}
     # The machine was sampled beside the run: all cores with steal, and the local service.
     roles = {row["role"] for row in csv.DictReader((folder / "cpu_samples.csv").read_text().splitlines())}

@@ -45,6 +45,13 @@ def test_distributed_mode_is_a_master_expecting_every_worker(tmp_path: Path) -> 
     assert "--worker" in worker and "--headless" not in worker and worker[-1] == "5557"
 
 
+def test_remote_workers_alone_make_a_master_with_no_local_worker(tmp_path: Path) -> None:
+    remote = SETTINGS.loadtest.model_copy(update={"remote_workers": 3})
+    [(role, argv)] = locust_commands(plan(), remote, tmp_path, master_port=5557)
+    pairs = dict(zip(argv, argv[1:], strict=False))
+    assert role == "master" and pairs["--expect-workers"] == "3" and "--master" in argv
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("ignore_sigint", [False, True], ids=["sigint-as-is", "sigint-ignored"])
 def test_an_interrupted_run_stops_the_whole_group_and_leaves_no_process(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tutormax_ops.core.settings_base import Targets
 from tutormax_ops.loadtest.machine import judge_limits
-from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE, knee_line
+from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE, LIMITED_BY_PROFILE, Generators, knee_line
 from tutormax_ops.loadtest.stress import SETTLE_S, StepSchedule, find_knee, load_steps
 
 T0 = 1_700_000_000
@@ -120,7 +120,9 @@ def test_no_knee_when_the_first_step_fails_and_a_lower_bound_when_none_fails(tmp
     write_history(history, steady([(100, 95, [40] * 30), (200, 190, [60] * 30)]))
     knee = find_knee(load_steps(history, schedule(200), TARGETS), TARGETS)
     assert knee is not None and knee.step.users == 200 and knee.next_step is None
-    assert knee.describe().endswith("no step failed: the knee is at least this")
+    assert knee.describe().endswith(
+        "no step failed: the profile's top step was reached, so the knee is at least this; extend users to 400 to find it"
+    )
     assert knee_line(knee, None).startswith("knee ≥ ")
 
 
@@ -139,13 +141,14 @@ def test_a_saturated_machine_is_the_limit_and_the_knee_a_lower_bound(tmp_path: P
     steps = load_steps(history, schedule(200), TARGETS)
     seconds = range(1, 2 * STEP_S)
 
-    def limits(host: float, processes: int = 0) -> object:
+    def limits(host: float, processes: int = 1, *, here: bool = True) -> object:
         samples = {
             "host": [(T0 + s, host) for s in seconds],
             "generator": [(T0 + s, 40.0) for s in seconds],
             "service": [(T0 + s, 80.0) for s in seconds],
         }
-        return judge_limits(samples, steps, cores=2, processes=processes, host_saturation_percent=95,
+        generators = Generators(processes, ("gen-a", "gen-b") if not here else ("ci",), here)
+        return judge_limits(samples, steps, cores=2, generators=generators, host_saturation_percent=95,
                             cpu_saturation_percent=90, max_saturated_fraction=0.25)  # fmt: skip
 
     busy = limits(99.0)
@@ -157,4 +160,26 @@ def test_a_saturated_machine_is_the_limit_and_the_knee_a_lower_bound(tmp_path: P
     assert "the service's processes 80% of one core (40% of the machine)" in quiet.note
     # With worker processes, their CPU together is set beside the machine's.
     workers = limits(60.0, processes=2)
-    assert "the 2 workers used 40% of one core in total (20% of the machine)" in workers.note
+    assert "the 2 local workers used 40% of one core in total (20% of the machine)" in workers.note
+    assert workers.note.startswith("Limited by the service. The load came from 2 processes on 1 host (ci);")
+    # Every generator elsewhere: a saturated machine here is the service's, not a shared generator's.
+    remote = limits(99.0, processes=4, here=False)
+    assert remote.limited_by == "the service" and remote.note.startswith("Limited by the service.")
+    assert "4 processes on 2 hosts (gen-a, gen-b), none on this machine" in remote.note
+
+
+def test_a_run_none_of_whose_steps_failed_was_limited_by_the_profile(tmp_path: Path) -> None:
+    history = tmp_path / "locust_stats_history.csv"
+    write_history(history, steady([(100, 95, [40] * 30), (200, 190, [60] * 30)]))
+    steps = load_steps(history, schedule(200), TARGETS)
+    # The machine at 100% throughout: still, no step failed, so the profile ran out first.
+    samples = {"host": [(T0 + s, 100.0) for s in range(1, 2 * STEP_S)]}
+    limits = judge_limits(samples, steps, cores=2, generators=Generators(1, ("ci",), True),
+                          host_saturation_percent=95, cpu_saturation_percent=90, max_saturated_fraction=0.25)  # fmt: skip
+    assert limits.limited_by == LIMITED_BY_PROFILE and not limits.failed and limits.at_users == 200
+    assert limits.note.startswith(
+        "Limited by the profile's top step: every step met the targets up to 200 users, so the knee is a "
+        "lower bound; extend users to 400 to find it (with more generator hosts: this machine was already saturated"
+    )
+    knee = find_knee(steps, TARGETS)
+    assert knee_line(knee, limits) == "knee ≥ 190 req/s at 200 users (limited by the profile's top step)"

@@ -1,5 +1,5 @@
-"""A profile's traffic: its locustfile checked by Locust's own `--list` before any load, and the
-user classes and tags on Locust's command line."""
+"""A profile's traffic: its locustfile, user classes and tags checked with Locust's own loader
+before any load, and the user classes and tags on Locust's command line."""
 
 from __future__ import annotations
 
@@ -69,6 +69,20 @@ def test_a_broken_locustfile_names_the_profile_the_path_and_the_error(
 def test_an_unknown_user_class_is_refused_with_the_classes_there_are() -> None:
     with pytest.raises(LocustfileError, match=r"mine\.user_classes: \['Nobody'\] are not in .*'StudentUser'"):
         check_locustfile("mine", with_profile(user_classes=["StudentUser", "Nobody"]).loadtest)
+
+
+def test_a_tag_no_task_carries_is_refused_with_the_tags_there_are() -> None:
+    routes = {"routes": [{"path": "/a", "tags": ["read"]}, {"path": "/b", "tags": ["write"]}]}
+    mine = with_profile(locustfile="json_api_locustfile.py", options=routes, tags=["read", "raed"])
+    with pytest.raises(
+        LocustfileError,
+        match=r"mine\.tags: \['raed'\] are on no task of \['JsonApiUser'\] .*its tags: \['read', 'write'\]",
+    ):
+        check_locustfile("mine", mine.loadtest)
+    assert check_locustfile("mine", with_profile(locustfile="json_api_locustfile.py", options=routes,
+                                                 tags=["write"]).loadtest) == ["JsonApiUser"]  # fmt: skip
+    with pytest.raises(LocustfileError, match=r"mine\.tags: \['read'\] .*its tags: none"):
+        check_locustfile("mine", with_profile(tags=["read"]).loadtest)  # the reference file has no tags
 
 
 def test_the_example_locustfile_loads_with_its_config_and_refuses_routes_without_ids() -> None:

@@ -4,7 +4,9 @@ second beside the run; then read back over the stress steps that decided the kne
 
 A stress run on a machine that also runs the service (or anything else) can saturate the machine
 before the service: every request then waits for a core, and the knee measures the machine. Such a
-run is "limited by this machine" and its knee is a lower bound of the service's capacity.
+run is "limited by this machine" and its knee is a lower bound of the service's capacity; only when
+this machine ran some of the users: with every generator elsewhere, a saturated machine here is the
+service's own. A run none of whose steps failed was limited by the profile's top step.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE, Limits, LoadStep
+from tutormax_ops.loadtest.model import (
+    LIMITED_BY_MACHINE,
+    LIMITED_BY_PROFILE,
+    Generators,
+    Limits,
+    LoadStep,
+    extended_users,
+)
 
 if TYPE_CHECKING:
     import psutil
@@ -128,14 +137,15 @@ def judge_limits(
     steps: Sequence[LoadStep],
     *,
     cores: int,
-    processes: int,
+    generators: Generators,
     host_saturation_percent: float,
     cpu_saturation_percent: float,
     max_saturated_fraction: float,
 ) -> Limits:
-    """Which resource ran out at the first failing step (else the last step): the machine (its CPU above
-    `host_saturation_percent` in more than `max_saturated_fraction` of the samples), else a
-    generator process at its one core, else the service."""
+    """Which resource ran out at the first failing step: this machine when it ran users (its CPU
+    above `host_saturation_percent` in more than `max_saturated_fraction` of the samples), else a
+    local generator process at its one core, else the service. No step failed: the profile's top
+    step, whatever the machine did (the note says how busy it was)."""
     # Where the limit showed: the first failing step (else the last), over its settled part.
     deciding = next((step for step in steps if not step.meets_targets), steps[-1])
     begin, end = deciding.start, deciding.start + deciding.seconds
@@ -147,10 +157,13 @@ def judge_limits(
     whole_host = [value for _, value in samples.get(HOST_ROLE, ())]
     steal = [value for _, value in samples.get(STEAL_ROLE, ())]
     saturated = sum(1 for value in host if value > host_saturation_percent) / len(host) if host else None
-    busiest = max(generator, default=0.0) / max(processes, 1)
-    if saturated is not None and saturated > max_saturated_fraction:
+    local_processes = generators.processes if generators.here else 0
+    busiest = max(generator, default=0.0) / max(local_processes, 1)
+    if deciding.meets_targets:
+        limited_by = LIMITED_BY_PROFILE
+    elif generators.here and saturated is not None and saturated > max_saturated_fraction:
         limited_by = LIMITED_BY_MACHINE
-    elif busiest > cpu_saturation_percent:
+    elif generators.here and busiest > cpu_saturation_percent:
         limited_by = "the load generator"
     else:
         limited_by = "the service"
@@ -165,7 +178,7 @@ def judge_limits(
         generator_pct=statistics.median(generator) if generator else None,
         service_pct=statistics.median(service) if service else None,
         cores=cores,
-        processes=processes,
+        generators=generators,
         note="",
     )
     return _with_note(limits, host_saturation_percent)
@@ -183,11 +196,12 @@ def _with_note(limits: Limits, host_saturation_percent: float) -> Limits:
         f"{host_saturation_percent:g}% in "
         f"{pct(None if limits.saturated_fraction is None else 100 * limits.saturated_fraction)} of its samples"
     )
-    parts = [machine]
+    parts = [f"The load came from {limits.generators.describe()}", machine]
     # Each worker is one gevent process, at most one core: how much of the machine they used,
     # beside how busy the machine was, says whether the generator or its neighbours filled it.
     share = None if limits.generator_pct is None else limits.generator_pct / limits.cores
-    who = f"the {limits.processes} workers" if limits.processes else "the load generator"
+    local = limits.generators.processes if limits.generators.here else 0
+    who = f"the {local} local workers" if local > 1 else "the local load generator" if local else "the master"
     parts.append(f"{who} used {pct(limits.generator_pct)} of one core in total ({pct(share)} of the machine)")
     if limits.service_pct is not None:
         parts.append(
@@ -196,4 +210,19 @@ def _with_note(limits: Limits, host_saturation_percent: float) -> Limits:
     text = "; ".join(parts) + "."
     if limits.limited_by == LIMITED_BY_MACHINE:
         return replace(limits, note=f"Limited by this machine: {MACHINE_LIMIT_MEANING} {text}")
+    if limits.limited_by == LIMITED_BY_PROFILE:
+        saturated = (limits.saturated_fraction or 0.0) > 0 and limits.generators.here
+        return replace(
+            limits,
+            note=(
+                f"Limited by the profile's top step: every step met the targets up to {limits.at_users} users, "
+                f"so the knee is a lower bound; extend users to {extended_users(limits.at_users)} to find it"
+                + (
+                    " (with more generator hosts: this machine was already saturated at times)"
+                    if saturated
+                    else ""
+                )
+                + f". {text}"
+            ),
+        )
     return replace(limits, note=f"Limited by {limits.limited_by}. {text}")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 Verdict = Literal["pass", "fail", "regression", "invalid"]
 LIMITED_BY_MACHINE = "this machine"
+LIMITED_BY_PROFILE = "the profile's top step"  # every step met the targets: the knee is beyond it
 
 
 def whole_ms(value: float | None) -> str:
@@ -90,7 +91,10 @@ class Knee:
         text = f"{knee.users} users, {knee.rps:.0f} req/s, p95 {whole_ms(knee.p95_ms)} ms"
         failed = self.next_step
         if failed is None:
-            return f"{text}; no step failed: the knee is at least this"
+            return (
+                f"{text}; no step failed: the profile's top step was reached, so the knee is at least "
+                f"this; extend users to {extended_users(knee.users)} to find it"
+            )
         if failed.p95_ms is not None and knee.p95_ms is not None and failed.p95_ms > knee.p95_ms:
             why = f"p95 {whole_ms(failed.p95_min_ms)}–{whole_ms(failed.p95_max_ms)} ms"
         else:
@@ -98,11 +102,35 @@ class Knee:
         return f"{text}; the next step ({failed.users} users) failed at {why}"
 
 
+def extended_users(top_users: int) -> int:
+    """How far to extend a stress profile none of whose steps failed: twice its top step, the
+    smallest extension that can tell a knee within reach from one far beyond."""
+    return 2 * top_users
+
+
+@dataclass(frozen=True)
+class Generators:
+    """Who generated the load: Locust's processes that ran users, and the hosts they ran on."""
+
+    processes: int  # one locust, or the workers that joined the master
+    hosts: tuple[str, ...]  # their host names, this machine's included when it ran users
+    here: bool  # whether this machine (where the runner sampled the CPU) ran users
+
+    def describe(self) -> str:
+        """'2 processes on 1 host (ci-7)', '8 processes on 3 hosts (a, b, c), none on this machine'."""
+        plural = "es" if self.processes != 1 else ""
+        text = (
+            f"{self.processes} process{plural} on {len(self.hosts)} host{'s' if len(self.hosts) != 1 else ''}"
+        )
+        text += f" ({', '.join(self.hosts)})" if self.hosts else ""
+        return text if self.here else f"{text}, none on this machine"
+
+
 @dataclass(frozen=True)
 class Limits:
     """The machine while the step that decided the knee ran: the first failing one, else the last."""
 
-    limited_by: str  # LIMITED_BY_MACHINE, "the load generator" or "the service"
+    limited_by: str  # LIMITED_BY_MACHINE, LIMITED_BY_PROFILE, "the load generator" or "the service"
     at_users: int  # the step judged: the first failing one, else the last
     failed: bool  # whether that step failed
     host_busy_pct: float | None  # median over that step's settled part
@@ -112,7 +140,7 @@ class Limits:
     generator_pct: float | None  # the load generator's processes together, % of one core
     service_pct: float | None
     cores: int
-    processes: int  # locust worker processes (0: one process)
+    generators: Generators
     note: str
 
 

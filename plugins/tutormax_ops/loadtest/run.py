@@ -14,7 +14,7 @@ from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.loadtest.guard import holding_advisory_lock
 from tutormax_ops.loadtest.history import run_row, store_run_rows
 from tutormax_ops.loadtest.model import RunPlan
-from tutormax_ops.loadtest.runner import run_locust
+from tutormax_ops.loadtest.runner import WorkersMissing, run_locust
 from tutormax_ops.loadtest.server_metrics import describe_error, server_metrics, take_server_snapshot
 from tutormax_ops.loadtest.traffic import IDS_FILE, write_ids
 
@@ -85,6 +85,8 @@ def _record_interrupted_run(
 ) -> None:
     """A killed or timed-out run goes into the history as invalid: it must never count as a pass."""
     reason = f"the run was interrupted ({type(error).__name__}) and locust's process group stopped"
+    if isinstance(error, WorkersMissing):
+        reason = str(error)
     try:
         store_run_rows(
             settings,

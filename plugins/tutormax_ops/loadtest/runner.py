@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from tutormax_ops.core.loadtest_settings import LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
 from tutormax_ops.core.service import credentials_for
@@ -29,6 +31,7 @@ from tutormax_ops.loadtest.machine import (
     service_cpu,
 )
 from tutormax_ops.loadtest.model import RunPlan
+from tutormax_ops.loadtest.roster import missing_workers, read_roster
 from tutormax_ops.loadtest.traffic import base_env, selection_args, traffic_env
 
 if TYPE_CHECKING:
@@ -76,6 +79,11 @@ class RunOutcome:
     window_opened_s: float | None  # seconds after launch when the server-side window opened
     cpu_samples: tuple[CpuSample, ...] = field(repr=False)
     service_processes: int = 0  # the local service's processes found at launch (0: not on this machine)
+
+
+class WorkersMissing(AirflowFailException):
+    """The master started no load: fewer workers than expected joined with its locustfiles. The
+    message says how many joined and names each refused one; a retry of the same setup cannot help."""
 
 
 class LocustGroup:
@@ -240,9 +248,9 @@ def locust_commands(
         "--stop-timeout", str(loadtest.stop_timeout_s),
         "--only-summary",
     ]  # fmt: skip
-    if plan.processes == 0:
-        return [("locust", [*base, *test])]
     expected = plan.processes + loadtest.remote_workers
+    if expected == 0:
+        return [("locust", [*base, *test])]
     master = [
         *base,
         *test,
@@ -321,6 +329,12 @@ def run_locust(
     finally:
         group.sweep()
         _active_group = None
+    expected = plan.processes + loadtest.remote_workers
+    if expected and first_user_at is None and group.stopped_by is None:
+        raise WorkersMissing(
+            f"no load was sent: {missing_workers(read_roster(folder), expected)} "
+            f"within loadtest.start_slack_s ({loadtest.start_slack_s:g} s)"
+        )
     return RunOutcome(
         started_at=started_at,
         ended_at=datetime.now(UTC),

@@ -30,6 +30,7 @@ from tutormax_ops.core.config import Settings
 from tutormax_ops.core.settings_base import Targets
 from tutormax_ops.loadtest.machine import judge_limits, read_samples
 from tutormax_ops.loadtest.model import Knee, Limits, LoadStep, RunPlan, whole_ms
+from tutormax_ops.loadtest.roster import read_generators
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -228,7 +229,7 @@ def measure_stress(
             read_samples(samples_csv.read_text(), launched_at),
             steps,
             cores=os.cpu_count() or 1,  # the analysis runs where the run ran: one worker, one task group
-            processes=plan.processes,
+            generators=read_generators(folder, plan),
             host_saturation_percent=loadtest.host_saturation_percent,
             cpu_saturation_percent=loadtest.cpu_saturation_percent,
             max_saturated_fraction=loadtest.max_saturated_fraction,

@@ -2,9 +2,10 @@
 runs, and what the locustfile reads from its environment (think time, options, ids).
 
 The locustfile runs only in Locust's own processes, never here: importing locust gevent-patches the
-process that imports it. Locust's `--list` imports the file and lists its user classes without
-starting a test (no `test_start`, no request), which is how a missing or broken file is told before
-the guard or the run sends anything.
+process that imports it. `include/locust/describe_locustfile.py` imports it with Locust's own loader
+and lists its user classes and their tasks' tags without starting a test (no `test_start`, no
+request), which is how a missing or broken file, an unknown user class or a tag no task carries is
+told before the guard or the run sends anything.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from tutormax_ops.core.config import Settings
 from tutormax_ops.core.loadtest_settings import LoadProfile, LoadTest
 from tutormax_ops.core.paths import LOCUST_DIR
 
+# What include/locust/run_data.py reads in a single locust and the master (which hands it to its
+# workers); the names are repeated there, since this module is never imported beside locust.
 THINK_TIME_ENV = "TUTORMAX_LOCUST_THINK_TIME"  # "min,max" seconds
 OPTIONS_ENV = "TUTORMAX_LOCUST_OPTIONS"  # the profile's `options`, as JSON
 IDS_ENV = "TUTORMAX_LOCUST_IDS"  # a JSON file with the profile's ids, when it names any
 IDS_FILE = "ids.json"
 LIST_TIMEOUT_S = 60
+DESCRIBE = LOCUST_DIR / "describe_locustfile.py"
 
 
 class LocustfileError(AirflowFailException):
@@ -66,18 +70,18 @@ def selection_args(user_classes: tuple[str, ...] | list[str], tags: tuple[str, .
 
 def check_locustfile(profile_name: str, loadtest: LoadTest) -> list[str]:
     """The user classes the locustfile defines, loaded with the environment the run gives it;
-    `LocustfileError` naming the profile and the path when it is missing, cannot be loaded, or lacks
-    a user class the profile names."""
+    `LocustfileError` naming the profile's field and the path when it is missing, cannot be loaded,
+    lacks a user class the profile names, or no task of the chosen classes carries one of its tags."""
     profile = loadtest.profiles[profile_name]
     path = resolve_locustfile(profile)
-    field = f"loadtest.profiles.{profile_name}.locustfile"
+    field = f"loadtest.profiles.{profile_name}"
     if not path.is_file():
-        raise LocustfileError(f"{field}: {path} does not exist (no request was sent)")
+        raise LocustfileError(f"{field}.locustfile: {path} does not exist (no request was sent)")
     try:
         # Its ids file does not exist yet: a locustfile reads it when the load starts, not on import.
         with tempfile.TemporaryDirectory(prefix="tutormax-locustfile-") as scratch:
-            listed = subprocess.run(
-                [sys.executable, "-m", "locust", "-f", str(path), "--list"],
+            described = subprocess.run(
+                [sys.executable, str(DESCRIBE), str(path)],
                 env={**base_env(), **traffic_env(profile, loadtest, Path(scratch))},
                 cwd=scratch,
                 capture_output=True,
@@ -87,22 +91,29 @@ def check_locustfile(profile_name: str, loadtest: LoadTest) -> list[str]:
             )
     except subprocess.TimeoutExpired:
         raise LocustfileError(
-            f"{field}: {path} did not load within {LIST_TIMEOUT_S} s (no request was sent)"
+            f"{field}.locustfile: {path} did not load within {LIST_TIMEOUT_S} s (no request was sent)"
         ) from None
-    lines = [line.strip() for line in listed.stdout.splitlines()]
-    classes = lines[lines.index("Available Users:") + 1 :] if "Available Users:" in lines else []
-    classes = [name for name in classes if name]
-    if listed.returncode != 0 or not classes:
+    lines = described.stdout.strip().splitlines()
+    tags_by_class: dict[str, list[str]] = json.loads(lines[-1]) if described.returncode == 0 and lines else {}
+    if not tags_by_class:
         error = (
-            (listed.stderr.strip().splitlines() or ["no output"])[-1]
-            if listed.returncode != 0
+            (described.stderr.strip().splitlines() or ["no output"])[-1]
+            if described.returncode != 0
             else "it defines no User class"
         )
-        raise LocustfileError(f"{field}: {path} could not be loaded by Locust: {error} (no request was sent)")
+        raise LocustfileError(
+            f"{field}.locustfile: {path} could not be loaded by Locust: {error} (no request was sent)"
+        )
+    classes = list(tags_by_class)
     missing = sorted(set(profile.user_classes) - set(classes))
     if missing:
+        raise LocustfileError(f"{field}.user_classes: {missing} are not in {path} (it has {classes})")
+    known = sorted({tag for name in profile.user_classes or classes for tag in tags_by_class[name]})
+    unknown = sorted(set(profile.tags) - set(known))
+    if unknown:
         raise LocustfileError(
-            f"loadtest.profiles.{profile_name}.user_classes: {missing} are not in {path} (it has {classes})"
+            f"{field}.tags: {unknown} are on no task of {list(profile.user_classes or classes)} in {path} "
+            f"(its tags: {known or 'none'}; no request was sent)"
         )
     return classes
 
