@@ -343,9 +343,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke-sized (d)")
     parser.add_argument("--stress-only", action="store_true", help="only (f), the stress profile")
     parser.add_argument("--real-only", action="store_true", help="only (e) and (g), the real runs")
-    parser.add_argument(
-        "--noise", type=Path, metavar="FILE", help="only (g), on the series recorded in FILE"
-    )
+    parser.add_argument("--noise", type=Path, metavar="FILE", help="only (g), on the series recorded in FILE")
     parser.add_argument("--stress-max-users", type=int, metavar="N", help="stop (f)'s steps at N users")
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -73,7 +73,9 @@ def false_alarms_by_length(
     drifts = {one.name: calibrated_drift(one, rng) for one in noise}
     return {
         str(length): round(
-            100 * sum(bool(_judge(noise, drifts, length, rng, params, tails=tails)) for _ in range(trials)) / trials,
+            100
+            * sum(bool(_judge(noise, drifts, length, rng, params, tails=tails)) for _ in range(trials))
+            / trials,
             2,
         )
         for length in FA_LENGTHS
@@ -90,14 +92,17 @@ def detection(noise: list[SeriesNoise], params: Any, trials: int, rng: np.random
         drifts = {one.name: calibrated_drift(one, rng) for one in sized}
         first = sized[0]
         shown[f"{spread:.0%}"] = round(
-            100 * relative_spread([_p95(first, drifts[first.name], rng, False, 0.0).value for _ in range(300)]), 1
+            100
+            * relative_spread([_p95(first, drifts[first.name], rng, False, 0.0).value for _ in range(300)]),
+            1,
         )
         result[f"{spread:.0%}"] = {
             str(length): {
                 f"+{step:.0%}": round(
                     100
                     * sum(
-                        first.name in _judge(sized, drifts, length, rng, params, step=step) for _ in range(trials)
+                        first.name in _judge(sized, drifts, length, rng, params, step=step)
+                        for _ in range(trials)
                     )
                     / trials,
                     1,
@@ -112,11 +117,17 @@ def detection(noise: list[SeriesNoise], params: Any, trials: int, rng: np.random
 def bench_rule(noise: list[SeriesNoise], params: Any, trials: int) -> dict[str, Any]:
     rng = np.random.default_rng(28)
     fa = false_alarms_by_length(noise, params, trials, rng, tails=False)
-    print(f"(g) unchanged runs with any finding, {trials} per length: {fa} (target ≤ 1 at every length)", flush=True)
+    print(
+        f"(g) unchanged runs with any finding, {trials} per length: {fa} (target ≤ 1 at every length)",
+        flush=True,
+    )
     fa_t3 = false_alarms_by_length(noise, params, trials, rng, tails=True)
     print(f"(g) the same with heavy-tailed (t3) drift: {fa_t3}", flush=True)
     detect = detection(noise, params, trials // 2, rng)
-    print(f"(g) a step on one endpoint, regression within one run ({trials // 2} trials each): {detect}", flush=True)
+    print(
+        f"(g) a step on one endpoint, regression within one run ({trials // 2} trials each): {detect}",
+        flush=True,
+    )
     table = detect["detect_pct"]
     return {
         "fa_per_run_pct": fa,
