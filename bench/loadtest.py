@@ -21,7 +21,9 @@
     +120 ms on the tutor routes, 2 recovery runs, judged as the DAG judges them with the shipped
     settings: `real_false_alarms` (findings on unchanged runs, provisional ones included; target 0),
     `real_detected` (slowed endpoints flagged; target all), `real_wrongly_flagged` (other endpoints
-    flagged in the step run; target 0), `min_detectable_step_pct` (median over endpoints).
+    flagged in the step run; target 0), `min_detectable_step_pct` (median over endpoints),
+    `unjudged_endpoints` (endpoints a scheduled smoke run, sized from the unchanged runs' request
+    rates within the profile's `max_run_time_s`, would leave unjudged; target 0) and `sized_run_time_s`.
 (g) The rule on simulated runs (`loadtest_rule.py`), each series at its real level, request count
     and run-to-run spread (response times drawn in whole ms, the p95 and its interval taken from
     them, the whole run judged as the DAG judges it): `fa_per_run_pct`, the share of unchanged runs

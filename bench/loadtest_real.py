@@ -65,12 +65,14 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
     from tutormax_ops.loadtest.model import RunPlan
     from tutormax_ops.loadtest.runner import run_locust
     from tutormax_ops.loadtest.series import build_series, current_values
+    from tutormax_ops.loadtest.sizing import judged_rates, size_plan
 
     params = settings.loadtest.regression
     needed = min_requests(confidence=params.confidence)
     profile = settings.profile("smoke")
     root = STATE_DIR / "bench" / f"real-{os.getpid()}"
     history: list[dict[str, Any]] = []
+    rates: list[dict[str, Any]] = []
     rows = []
     with devstack.running_stack(root / "stack") as stack:
         db_url = stack.endpoints.db_url
@@ -134,6 +136,9 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
                 if missing:
                     print(f"      not judged (under {needed} requests): "
                           f"{ {r: counts.get(f'GET {r}') for r in missing} }", flush=True)  # fmt: skip
+            if validity.valid and phase == "unchanged":  # each endpoint's judged requests, for sizing
+                rates.append({"duration_s": run.duration_s, "judged_from_s": judged.excluded_s,
+                              "endpoints": {f"{e.method} {e.name}": {"requests": e.requests} for e in judged.endpoints}})  # fmt: skip
             if validity.valid:
                 history.append({
                     "run_id": run_id, "started_at": started, "p95_ms": judged.aggregate.p95_ms,
@@ -149,8 +154,16 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
     step = next(row for row in rows if row["phase"] == "step")
     last_steps = next((row["min_steps"] for row in reversed(rows) if row["min_steps"]), [])
     noise = series_noise([run for run in history if run["run_id"].startswith("unchanged")])
+    smoke_plan = RunPlan(
+        "smoke", "", profile.users, profile.spawn_rate, profile.run_time_s, 0, "never", "schedule"
+    )
+    sized = size_plan(smoke_plan, judged_rates(rates), needed, settings.loadtest.warmup_fraction,
+                      profile.max_run_time_s or profile.run_time_s)  # fmt: skip
+    print(f"    sizing from the unchanged runs: {sized.sizing}")
     result = {
         "real_runs": len(rows),
+        "unjudged_endpoints": len(sized.unjudged),
+        "sized_run_time_s": sized.run_time_s,
         "real_invalid": sum(not row["valid"] for row in rows),
         "real_false_alarms": sum(len(row["flagged"]) for row in rows if row["phase"] != "step"),
         "real_detected": f"{len(slowed & set(step['flagged']))}/{len(slowed)}",

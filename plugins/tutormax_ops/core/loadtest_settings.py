@@ -52,6 +52,9 @@ class LoadProfile(Section):
     # times) and needs 3 rows after that (`loadtest.stress`); 15 s leaves room for the seconds a
     # busy machine skips in Locust's history.
     step_seconds: Annotated[int, Field(ge=15)] | None = None
+    # Set: a run without a run time on its form lasts as long as its recent runs say every endpoint
+    # needs to reach the requests its p95 needs (loadtest/sizing.py), at most this long.
+    max_run_time_s: Annotated[int, Field(ge=5)] | None = None
     targets: Targets | None = None
     # The traffic: a locustfile under include/locust/ or an absolute path, the user classes and tags
     # Locust runs (empty: all), and what the locustfile reads (see include/locust/json_api_locustfile.py).

@@ -38,6 +38,8 @@ class RunPlan:
     locustfile: str = str(LOCUST_DIR / "tutormax_locustfile.py")
     user_classes: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    sizing: str = ""  # how the run time was sized from recent runs (loadtest/sizing.py), if it was
+    unjudged: tuple[str, ...] = ()  # endpoints the maximum run time leaves under the requests a p95 needs
 
     @property
     def stress(self) -> bool:
