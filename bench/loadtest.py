@@ -19,7 +19,7 @@
 (e) Real runs (`loadtest_real.py`): 8 smoke runs (the profile as shipped: its users, think time and
     run time, so its request volume) against the unchanged reference service, one with
     +120 ms on the tutor routes, 2 recovery runs, judged as the DAG judges them with the shipped
-    settings: `real_false_alarms` (findings on unchanged runs, provisional ones included; target 0),
+    settings: `real_false_alarms` (findings on unchanged runs; target 0),
     `real_detected` (slowed endpoints flagged; target all), `real_wrongly_flagged` (other endpoints
     flagged in the step run; target 0), `min_detectable_step_pct` (median over endpoints),
     `unjudged_endpoints` (endpoints a scheduled smoke run, sized from the unchanged runs' request
@@ -41,12 +41,13 @@
 
 `--real-only` runs only (e) and (g), for a quiet machine. (e) records its series (level, spread,
 requests) in a `noise-*.json` under the state folder; `--noise FILE` runs (g) alone on such a file
-(`--noise bench/noise_wide.json --quick`: 100 trials per cell instead of 1,000).
+(`--trials N`: N simulated unchanged runs per history length, N/2 trials per detection cell; 1,000
+by default).
 `bench/noise_wide.json` is a harder set than the smoke runs here give: 8 series at 12–150 ms,
 spreads of 10–30%, 100–800 requests, chosen by hand, not measured.
 
     .venv/bin/python bench/loadtest.py [--quick] [--stress-only | --real-only | --noise FILE]
-                                       [--stress-max-users N]
+                                       [--stress-max-users N] [--trials N]
 
 The last line is one JSON object of the figures.
 """
@@ -346,6 +347,9 @@ def main() -> None:
     parser.add_argument("--stress-only", action="store_true", help="only (f), the stress profile")
     parser.add_argument("--real-only", action="store_true", help="only (e) and (g), the real runs")
     parser.add_argument("--noise", type=Path, metavar="FILE", help="only (g), on the series recorded in FILE")
+    parser.add_argument(
+        "--trials", type=int, default=1000, help="(g)'s simulated runs per cell (detection: half as many)"
+    )
     parser.add_argument("--stress-max-users", type=int, metavar="N", help="stop (f)'s steps at N users")
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -356,14 +360,14 @@ def main() -> None:
         print(json.dumps(bench_stress(SETTINGS, args.stress_max_users)))
         return
     if args.real_only or args.noise:
-        print(json.dumps(bench_real(SETTINGS, args.quick, args.noise)))
+        print(json.dumps(bench_real(SETTINGS, args.trials, args.noise)))
         return
     capacity = bench_capacity()
     detect, false_alarms = bench_detector()
     analysis_s = bench_analysis()
     baseline = bench_baseline(args.quick)
     stress = bench_stress(SETTINGS, args.stress_max_users)
-    real = bench_real(SETTINGS, args.quick)
+    real = bench_real(SETTINGS, args.trials)
     print(
         json.dumps(
             {

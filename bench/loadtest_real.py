@@ -238,7 +238,7 @@ def calibrated_drift(series: SeriesNoise, rng: np.random.Generator, runs: int = 
     return float(min(DRIFT_GRID, key=lambda drift: abs(spread(drift) - series.spread)))
 
 
-def bench_real(settings: Any, quick: bool, noise_file: Path | None = None) -> dict[str, Any]:
+def bench_real(settings: Any, trials: int, noise_file: Path | None = None) -> dict[str, Any]:
     """(e), then (g) on its runs' series: the real runs' keys and the rule's simulated figures.
     With `noise_file`, (g) alone, on the series recorded there (e's `noise-*.json`, or another set)."""
     from loadtest_rule import bench_rule
@@ -259,4 +259,4 @@ def bench_real(settings: Any, quick: bool, noise_file: Path | None = None) -> di
     for series in noise:
         print(f"    {series.name}: p95 {series.level_ms:g} ms, run-to-run spread {series.spread:.1%}, "
               f"{series.requests} requests")  # fmt: skip
-    return {**real, **bench_rule(noise, settings.loadtest.regression, 100 if quick else 1000)}
+    return {**real, **bench_rule(noise, settings.loadtest.regression, trials)}

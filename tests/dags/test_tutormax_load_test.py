@@ -306,6 +306,57 @@ def test_unchanged_runs_send_no_regression_email(unchanged_runs, service: str) -
         assert "cannot be told from noise here" in (artifacts(run) / "report.html").read_text()
 
 
+def run_slowed(service: str, stack, run_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """One short smoke run against the reference service with STEP_MS added to SLOWED."""
+    port = devstack.free_port()
+    slowed = devstack.start_reference_service(
+        database_url=service,
+        redis_url=stack.endpoints.redis_url,
+        port=port,
+        log_dir=tmp_path,
+        extra_env={"TUTORMAX_SERVICE_INJECTED_LATENCY_MS": f"{SLOWED}={STEP_MS}"},
+    )
+    with monkeypatch.context() as patched:
+        patched.setenv(
+            "AIRFLOW_CONN_TUTORMAX_API", json.dumps(devstack.http_connection(f"http://127.0.0.1:{port}"))
+        )
+        try:
+            return run_dag(DAG_ID, run_conf=SHORT_SMOKE)
+        finally:
+            slowed.stop()
+
+
+@pytest.mark.timeout(HISTORY_TIMEOUT_S)
+def test_a_step_on_the_fifth_run_of_a_fresh_history_is_emailed_as_a_regression(
+    judge_on_a_busy_machine,
+    service: str,
+    stack,
+    run_dag,
+    maildir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """No wait for a long history (issue 28): four unchanged runs in a results schema of their own,
+    then a fifth with SLOWED far slower (its p95 well over doubled): a REGRESSION, emailed, naming
+    that endpoint since this run, with the step its 4-run history could have caught."""
+    schema = f"lt_fresh_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(RESULTS_SCHEMA_ENV, schema)
+    monkeypatch.setenv(ARTIFACTS_ENV, tmp_path.as_uri())
+    for _ in range(4):
+        require_valid(runs(service, run_dag(DAG_ID, run_conf=SHORT_SMOKE).run_id, schema)[0])
+    before = len(read_emails(maildir))
+    dag_run = run_slowed(service, stack, run_dag, monkeypatch, tmp_path)
+    run = require_valid(runs(service, dag_run.run_id, schema)[0])
+    assert run["regression_verdict"] == "regression", run["findings"]
+    [finding] = [f for f in run["findings"] if f["scope"] == f"GET {SLOWED}" and f["metric"] == "p95_ms"]
+    assert finding["current"] >= 2 * finding["baseline"] and finding["since_run_id"] == dag_run.run_id
+    assert finding["min_step"] is not None
+    [email] = [m for m in read_emails(maildir)[before:] if "load test smoke" in m["subject"]]
+    assert "REGRESSION" in email["subject"], email["subject"]
+    html = next(part.get_content() for part in email.walk() if part.get_content_type() == "text/html")
+    assert f"GET {SLOWED}" in html
+
+
 @pytest.mark.timeout(HISTORY_TIMEOUT_S)
 def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
     unchanged_runs,
@@ -321,23 +372,8 @@ def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
     flagged; the next unchanged run says it recovered, and the slowed run stayed out of its baseline."""
     schema = unchanged_runs["schema"]  # judged against that history, and added to it
     monkeypatch.setenv(RESULTS_SCHEMA_ENV, schema)
-    port = devstack.free_port()
-    slowed = devstack.start_reference_service(
-        database_url=service,
-        redis_url=stack.endpoints.redis_url,
-        port=port,
-        log_dir=tmp_path,
-        extra_env={"TUTORMAX_SERVICE_INJECTED_LATENCY_MS": f"{SLOWED}={STEP_MS}"},
-    )
-    with monkeypatch.context() as patched:
-        patched.setenv(
-            "AIRFLOW_CONN_TUTORMAX_API", json.dumps(devstack.http_connection(f"http://127.0.0.1:{port}"))
-        )
-        before = len(read_emails(maildir))
-        try:
-            dag_run = run_dag(DAG_ID, run_conf=SHORT_SMOKE)
-        finally:
-            slowed.stop()
+    before = len(read_emails(maildir))
+    dag_run = run_slowed(service, stack, run_dag, monkeypatch, tmp_path)
     run = require_valid(runs(service, dag_run.run_id, schema)[0])
     assert run["regression_verdict"] == "regression", run["findings"]
     assert task_states(dag_run)["verdict"] == ["failed"] and task_states(dag_run)["notify"] == ["success"]

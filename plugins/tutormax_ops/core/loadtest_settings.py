@@ -75,7 +75,7 @@ class Regression(Section):
     # The share of unchanged runs allowed a false finding, over all the series one run judges.
     false_alarm_rate: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     # How many runs' worth of the run's other p95 series' pooled spread moderate each one's own.
-    pooled_runs: Annotated[int, Field(ge=0)] = 0
+    pooled_runs: Annotated[int, Field(ge=0)] = 20
     # The part of `false_alarm_rate` the change points get; the single-run limit keeps the rest.
     change_point_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
     permutations: Annotated[int, Field(ge=19, le=10_000)] = 199

@@ -30,8 +30,9 @@ multiplicative and skewed upwards (a slow run doubles a p95 far more often than 
 it). `min_relative_change` and `min_abs_change` stay on the metric's own scale.
 
 Sampling: where a point carries its run's own confidence interval (`collectors.sampling`), the
-prediction limit's spread is at least the run's own sampling σ (from the interval's width), and
-both rules measure the minimum change from the interval's bound nearest the baseline.
+prediction limit's spread is at least the run's own sampling σ (from the interval's width; a p95
+its sample cannot bound above is never flagged), and the change point's move is measured from the
+interval's bound nearest the baseline.
 
 Baseline: a run with a finding (`Point.baseline` False) stays in the series, and so in the
 change-point search, but out of the prediction limit's reference, until a person accepts it or a
@@ -330,7 +331,7 @@ def _judge(prepared: _Prepared, params: Regression, levels: Levels, pooled: _Poo
     if size < params.min_history:
         return SeriesVerdict(scope, metric, "insufficient history", baseline, current.value, size)
     limit = _Limit.of(spec, prepared.reference, levels.prediction, pooled, current, params.confidence)
-    min_step = _min_step(spec, limit, current, params)
+    min_step = _min_step(spec, limit, params)
     findings = [
         replace(finding, min_step=min_step)
         for finding in (
@@ -484,25 +485,26 @@ class _Limit:
 
 
 def _sampling_spread(spec: MetricSpec, point: Point, confidence: float) -> float:
-    """The σ of the point's own sampling on the judged scale, from its interval at `confidence`;
-    0 where the sample gives no two-sided interval."""
+    """The σ of the point's own sampling on the judged scale, from its interval at `confidence`:
+    0 for a figure without one (throughput), infinite where the sample cannot bound it above (a
+    p95 of too few requests says nothing of how high it really is)."""
     from scipy.stats import norm
 
-    if point.low is None or point.high is None:
+    if point.low is None and point.high is None:
         return 0.0
+    if point.low is None or point.high is None:
+        return math.inf
     low, high = _judged(spec, np.array([point.low, point.high], dtype=float))
     return float(high - low) / (2 * float(norm.ppf(0.5 + confidence / 2)))
 
 
-def _min_step(spec: MetricSpec, limit: _Limit, current: Point, params: Regression) -> float | None:
+def _min_step(spec: MetricSpec, limit: _Limit, params: Regression) -> float | None:
     """The smallest relative move this history and this run's sample can flag: beyond the
-    prediction limit, and by the minimum change even at the run's interval bound."""
+    prediction limit (None where this run's sample bounds nothing), and by the minimum change."""
     median = limit.median
-    if not median:
+    if not median or not math.isfinite(limit.bound):
         return None
-    assert current.value is not None
-    margin = abs(current.value - _nearest_bound(spec, current))
-    minimum = max(params.min_relative_change * abs(median), spec.min_abs_change) + margin
+    minimum = max(params.min_relative_change * abs(median), spec.min_abs_change)
     return max(abs(limit.on_scale(spec) - median), minimum) / abs(median)
 
 
@@ -536,7 +538,7 @@ def _limit_finding(
         if deviation
         else 0.0
     )
-    if z <= limit.multiplier or not _worse_by(spec, limit.median, _nearest_bound(spec, current), params):
+    if not z > limit.multiplier or not _worse_by(spec, limit.median, current.value, params):
         return None
     start = _step_start(known)
     first = known[start]
