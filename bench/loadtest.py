@@ -19,15 +19,18 @@
 (e) Real runs (`loadtest_real.py`): 8 smoke runs (the profile as shipped: its users, think time and
     run time, so its request volume) against the unchanged reference service, one with
     +120 ms on the tutor routes, 2 recovery runs, judged as the DAG judges them with the shipped
-    settings: `real_false_alarms` (findings on unchanged runs, provisional ones included; target 0),
+    settings: `real_false_alarms` (findings on unchanged runs; target 0),
     `real_detected` (slowed endpoints flagged; target all), `real_wrongly_flagged` (other endpoints
-    flagged in the step run; target 0), `min_detectable_step_pct` (median over endpoints). Then
-    (b') the share of unchanged runs with any finding over all series, at the history lengths the
-    DAG judges from: what `loadtest.regression.alarm_history` rests on (target ≤ 1 %). Each series
-    is simulated at its real level, request count and run-to-run spread: response times drawn in
-    whole ms, the p95 and its interval taken from them, the DAG's rule applied
-    (`false_alarms_per_run_pct`); and, cruder, heavy-tailed noise on the values alone
-    (`false_alarms_per_run_t3_pct`).
+    flagged in the step run; target 0), `min_detectable_step_pct` (median over endpoints),
+    `unjudged_endpoints` (endpoints a scheduled smoke run, sized from the unchanged runs' request
+    rates within the profile's `max_run_time_s`, would leave unjudged; target 0) and `sized_run_time_s`.
+(g) The rule on simulated runs (`loadtest_rule.py`), each series at its real level, request count
+    and run-to-run spread (response times drawn in whole ms, the p95 and its interval taken from
+    them, the whole run judged as the DAG judges it): `fa_per_run_pct`, the share of unchanged runs
+    with any finding, per history length 3, 5, 10, 20, 40 (target ≤ 1 at every length), and
+    `fa_per_run_t3_pct` with heavy-tailed (t3) drift; `detect_pct`, a step of +25/50/100/200% on one
+    endpoint caught in its first run, per history length 3, 5, 10, 20 and spread 5%, 15%; the flat
+    keys `fa_per_run_max_pct`, `detect_100_at_5_pct`, `detect_50_at_10_pct`, `detect_25_at_20_pct`.
 
 (f) The stress profile against the reference service (`loadtest_stress.py`; `--stress-only` runs
     this phase alone, for a quiet machine): the shape's steps (100 users every 30 s up to 1,000),
@@ -36,13 +39,15 @@
     p95 of each step's settled rows, the last step before the first failing one) agrees with the
     reported one. `--stress-max-users N` stops the steps at N users (a shorter check).
 
-`--real-only` runs only (e) and (b'), for a quiet machine. (e) records its series (level, spread,
-requests) in a `noise-*.json` under the state folder; `--noise FILE` runs (b') alone on such a file.
+`--real-only` runs only (e) and (g), for a quiet machine. (e) records its series (level, spread,
+requests) in a `noise-*.json` under the state folder; `--noise FILE` runs (g) alone on such a file
+(`--trials N`: N simulated unchanged runs per history length, N/2 trials per detection cell; 1,000
+by default).
 `bench/noise_wide.json` is a harder set than the smoke runs here give: 8 series at 12–150 ms,
 spreads of 10–30%, 100–800 requests, chosen by hand, not measured.
 
     .venv/bin/python bench/loadtest.py [--quick] [--stress-only | --real-only | --noise FILE]
-                                       [--stress-max-users N]
+                                       [--stress-max-users N] [--trials N]
 
 The last line is one JSON object of the figures.
 """
@@ -340,9 +345,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke-sized (d)")
     parser.add_argument("--stress-only", action="store_true", help="only (f), the stress profile")
-    parser.add_argument("--real-only", action="store_true", help="only (e) and (b'), the real runs")
+    parser.add_argument("--real-only", action="store_true", help="only (e) and (g), the real runs")
+    parser.add_argument("--noise", type=Path, metavar="FILE", help="only (g), on the series recorded in FILE")
     parser.add_argument(
-        "--noise", type=Path, metavar="FILE", help="only (b'), on the series recorded in FILE"
+        "--trials", type=int, default=1000, help="(g)'s simulated runs per cell (detection: half as many)"
     )
     parser.add_argument("--stress-max-users", type=int, metavar="N", help="stop (f)'s steps at N users")
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -354,14 +360,14 @@ def main() -> None:
         print(json.dumps(bench_stress(SETTINGS, args.stress_max_users)))
         return
     if args.real_only or args.noise:
-        print(json.dumps(bench_real(SETTINGS, _regressed, args.quick, args.noise)))
+        print(json.dumps(bench_real(SETTINGS, args.trials, args.noise)))
         return
     capacity = bench_capacity()
     detect, false_alarms = bench_detector()
     analysis_s = bench_analysis()
     baseline = bench_baseline(args.quick)
     stress = bench_stress(SETTINGS, args.stress_max_users)
-    real = bench_real(SETTINGS, _regressed, args.quick)
+    real = bench_real(SETTINGS, args.trials)
     print(
         json.dumps(
             {

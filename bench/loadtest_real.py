@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,7 +51,6 @@ def validity_as_the_dag_judges(
 
 # --- (e) real runs against the unchanged service, a real step, and recovery ------------------------
 
-T3_ROBUST_SIGMA = 1.4826 * 0.7649  # 1.4826 × MAD of Student's t with 3 df: the spread maps onto it
 TUTOR_ROUTES = ("/api/tutors/{tutor_id}/dashboard", "/api/tutors/{tutor_id}/feedback")
 STEP_MS = 120
 
@@ -67,12 +65,14 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
     from tutormax_ops.loadtest.model import RunPlan
     from tutormax_ops.loadtest.runner import run_locust
     from tutormax_ops.loadtest.series import build_series, current_values
+    from tutormax_ops.loadtest.sizing import judged_rates, size_plan
 
     params = settings.loadtest.regression
     needed = min_requests(confidence=params.confidence)
     profile = settings.profile("smoke")
     root = STATE_DIR / "bench" / f"real-{os.getpid()}"
     history: list[dict[str, Any]] = []
+    rates: list[dict[str, Any]] = []
     rows = []
     with devstack.running_stack(root / "stack") as stack:
         db_url = stack.endpoints.db_url
@@ -136,11 +136,14 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
                 if missing:
                     print(f"      not judged (under {needed} requests): "
                           f"{ {r: counts.get(f'GET {r}') for r in missing} }", flush=True)  # fmt: skip
+            if validity.valid and phase == "unchanged":  # each endpoint's judged requests, for sizing
+                rates.append({"duration_s": run.duration_s, "judged_from_s": judged.excluded_s,
+                              "endpoints": {f"{e.method} {e.name}": {"requests": e.requests} for e in judged.endpoints}})  # fmt: skip
             if validity.valid:
                 history.append({
                     "run_id": run_id, "started_at": started, "p95_ms": judged.aggregate.p95_ms,
                     "error_rate": judged.aggregate.error_rate_percent, "rps": judged.aggregate.steady_rps,
-                    "regression_verdict": "regression" if any(not f.provisional for f in findings) else "ok",
+                    "regression_verdict": "regression" if findings else "ok",
                     "endpoints": {f"{e.method} {e.name}": {"p95_ms": e.p95_ms, "error_rate": e.error_rate_percent}
                                   for e in judged.endpoints if e.requests >= needed},
                     "requests": {AGGREGATE: judged.aggregate.requests}
@@ -151,8 +154,16 @@ def bench_real_runs(settings: Any, unchanged: int, recovery: int = 2) -> dict[st
     step = next(row for row in rows if row["phase"] == "step")
     last_steps = next((row["min_steps"] for row in reversed(rows) if row["min_steps"]), [])
     noise = series_noise([run for run in history if run["run_id"].startswith("unchanged")])
+    smoke_plan = RunPlan(
+        "smoke", "", profile.users, profile.spawn_rate, profile.run_time_s, 0, "never", "schedule"
+    )
+    sized = size_plan(smoke_plan, judged_rates(rates), needed, settings.loadtest.warmup_fraction,
+                      profile.max_run_time_s or profile.run_time_s)  # fmt: skip
+    print(f"    sizing from the unchanged runs: {sized.sizing}")
     result = {
         "real_runs": len(rows),
+        "unjudged_endpoints": len(sized.unjudged),
+        "sized_run_time_s": sized.run_time_s,
         "real_invalid": sum(not row["valid"] for row in rows),
         "real_false_alarms": sum(len(row["flagged"]) for row in rows if row["phase"] != "step"),
         "real_detected": f"{len(slowed & set(step['flagged']))}/{len(slowed)}",
@@ -192,61 +203,6 @@ def series_noise(history: list[dict[str, Any]]) -> list[SeriesNoise]:
     return noise
 
 
-def false_alarms_per_run(
-    spreads: list[float],
-    history_length: int,
-    trials: int,
-    rng: np.random.Generator,
-    regressed: Callable[[np.ndarray], bool],
-) -> float:
-    """The share of unchanged runs with any finding over all series, at one history length: each
-    series a Student-t (3 df, heavy-tailed as small-sample p95s are) noise around 100 with one of the
-    measured spreads, as many series as the real runs had."""
-    runs_with_findings = 0
-    for _ in range(trials):
-        for spread in spreads:
-            values = 100 * (1 + spread * rng.standard_t(3, history_length + 1) / T3_ROBUST_SIGMA)
-            if regressed(np.maximum(values, 1.0)):
-                runs_with_findings += 1
-                break
-    return runs_with_findings / trials
-
-
-def false_alarms_per_run_sampled(
-    noise: list[SeriesNoise],
-    drifts: dict[str, float],
-    history_length: int,
-    trials: int,
-    rng: np.random.Generator,
-    params: Any,
-) -> float:
-    """The same share, with each run's p95 drawn the way a run makes it: for each series, its real
-    median number of judged requests, drawn as response times in whole ms (lognormal, p95/p50 ≈ 2.7)
-    whose p95 sits at the series' real level, moved from run to run by its drift in `drifts`
-    (`calibrated_drift`, once per bench run: it does not depend on the history length), with the order-statistic
-    interval, judged by the DAG's rule, sampling guard included."""
-    from tutormax_ops.collectors.sampling import quantile_interval
-    from tutormax_ops.loadtest.regression import Point, analyze_series
-
-    def run_p95(series: SeriesNoise) -> Point:
-        times = _response_times(series, drifts[series.name], rng)
-        values, counts = np.unique(times, return_counts=True)
-        interval = quantile_interval(dict(zip(values.tolist(), counts.tolist(), strict=True)))
-        return Point("run", T0, interval.value, interval.low, interval.high)
-
-    runs_with_findings = 0
-    for _ in range(trials):
-        for series in noise:
-            points = [
-                Point(f"run-{i}", T0 + timedelta(days=i), p.value, p.low, p.high)
-                for i, p in enumerate(run_p95(series) for _ in range(history_length + 1))
-            ]
-            if analyze_series(AGGREGATE, "p95_ms", points, params).findings:
-                runs_with_findings += 1
-                break
-    return runs_with_findings / trials
-
-
 RESPONSE_SIGMA = 0.6  # lognormal σ of one run's response times: p95/p50 ≈ 2.7, as the smoke runs show
 DRIFT_GRID = np.linspace(0, 0.6, 31)
 Z95 = NormalDist().inv_cdf(0.95)  # the 95th percentile of a lognormal sits Z95 σ above its log-mean
@@ -282,12 +238,11 @@ def calibrated_drift(series: SeriesNoise, rng: np.random.Generator, runs: int = 
     return float(min(DRIFT_GRID, key=lambda drift: abs(spread(drift) - series.spread)))
 
 
-def bench_real(
-    settings: Any, regressed: Callable[[np.ndarray], bool], quick: bool, noise_file: Path | None = None
-) -> dict[str, Any]:
-    """(e), then (b') from its runs' spreads: the real runs' keys and the per-run false-alarm shares,
-    the crude t3 share judged by `regressed`.
-    With `noise_file`, (b') alone, from the series recorded there (e's `noise-*.json`, or another set)."""
+def bench_real(settings: Any, trials: int, noise_file: Path | None = None) -> dict[str, Any]:
+    """(e), then (g) on its runs' series: the real runs' keys and the rule's simulated figures.
+    With `noise_file`, (g) alone, on the series recorded there (e's `noise-*.json`, or another set)."""
+    from loadtest_rule import bench_rule
+
     if noise_file is None:
         real = bench_real_runs(settings, unchanged=8)
         noise = real.pop("noise")
@@ -295,34 +250,13 @@ def bench_real(
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"about": "bench/loadtest.py (e): the unchanged real runs",
                                         "series": [dataclasses.asdict(series) for series in noise]}, indent=1))  # fmt: skip
-        print(f"(b') the real series, recorded in {record} (replay with --noise):")
+        print(f"(g) the real series, recorded in {record} (replay with --noise):")
     else:
         real = {}
         replayed = json.loads(noise_file.read_text())
         noise = [SeriesNoise(**series) for series in replayed["series"]]
-        print(f"(b') the series of {noise_file}: {replayed['about']}")
-    rng = np.random.default_rng(11)
-    drifts = {series.name: calibrated_drift(series, rng) for series in noise}
+        print(f"(g) the series of {noise_file}: {replayed['about']}")
     for series in noise:
         print(f"    {series.name}: p95 {series.level_ms:g} ms, run-to-run spread {series.spread:.1%}, "
-              f"{series.requests} requests, simulated with a drift of {drifts[series.name]:.2f} (log scale)")  # fmt: skip
-    spreads = [series.spread for series in noise]
-    lengths = sorted({3, 5, 10, 20, settings.loadtest.regression.alarm_history, 30, 40})
-    trials = 100 if quick else 1000
-    per_run = {length: false_alarms_per_run(spreads, length, trials, rng, regressed) for length in lengths}
-    sampled = {
-        length: false_alarms_per_run_sampled(noise, drifts, length, trials, rng, settings.loadtest.regression)
-        for length in lengths
-    }
-    for label, shares in (("t3 noise on the values, no sampling guard", per_run),
-                          ("runs sampled as real ones, each series at its own level and spread, the DAG's rule", sampled)):  # fmt: skip
-        print(
-            f"(b') unchanged runs with any finding over all series ({trials} per length), {label}: "
-            + ", ".join(f"{share:.1%} at {length}" for length, share in shares.items())
-            + f" runs of history (alarm_history {settings.loadtest.regression.alarm_history}: target ≤ 1%)"
-        )
-    return {
-        **real,
-        "false_alarms_per_run_pct": {str(k): round(100 * v, 2) for k, v in sampled.items()},
-        "false_alarms_per_run_t3_pct": {str(k): round(100 * v, 2) for k, v in per_run.items()},
-    }
+              f"{series.requests} requests")  # fmt: skip
+    return {**real, **bench_rule(noise, settings.loadtest.regression, trials)}

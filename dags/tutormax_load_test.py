@@ -9,12 +9,13 @@ admins open the overview and analytics), then judges it twice:
 1. against the targets (p95 < 200 ms, steady throughput ≥ 200 req/s, errors < 1 %, cache hit rate
    > 80 %, query p95 < 100 ms), on the aggregate and per endpoint; the p95 by the service's own
    `X-Response-Time` when it sends one (the seed's definition), Locust's figure beside it;
-2. against this profile's own history: a median/MAD rule for one bad run and e-divisive means
-   change points for confirmed shifts, per metric and per endpoint. A move must clear the run's
-   own sampling interval (binomial, from its requests) as well as the history's spread; an
-   endpoint with fewer requests than a p95 needs is not judged; every report states the smallest
-   step it could have seen. Findings are provisional (reported, failing nothing) until
-   `loadtest.regression.alarm_history` earlier runs exist.
+2. against this profile's own history: a prediction limit (Student's t on the history's own
+   degrees of freedom) for one bad run and e-divisive means change points for confirmed shifts,
+   per metric and per endpoint, with false alarms held to `loadtest.regression.false_alarm_rate`
+   per run over all series. The limit's spread is at least the run's own sampling spread
+   (binomial, from its requests); an endpoint with fewer requests than a p95 needs is not judged
+   (a smoke run is sized from recent runs so that every endpoint reaches them); every report
+   states the smallest step it could have seen. Judged from `min_history` earlier runs on.
 
 The traffic is the profile's: its `locustfile` (under `include/locust/` or an absolute path), its
 `user_classes` and `tags`, and what the locustfile reads (`think_time_s`, `ids` from a SQL query or

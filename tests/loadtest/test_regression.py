@@ -11,7 +11,7 @@ import pytest
 from tutormax_ops.core.loadtest_settings import Regression
 from tutormax_ops.loadtest.regression import (
     AGGREGATE,
-    MAD_TO_SIGMA,
+    Levels,
     Point,
     analyze_history,
     analyze_series,
@@ -71,18 +71,19 @@ def test_the_latest_of_two_changes_is_found_by_searching_right_of_the_first() ->
     assert [change.index for change in changes][-2:] == [20, 35]
 
 
-def test_one_run_far_off_the_median_is_a_robust_finding_since_that_run() -> None:
+def test_one_run_far_off_the_median_is_a_finding_since_that_run() -> None:
     rng = np.random.default_rng(4)
     history = rng.normal(50, 2, 25)
     verdict = analyze_series(
         "GET /api/tutors/{tutor_id}/dashboard", "p95_ms", points([*history, 200]), PARAMS
     )
     assert verdict.status == "regression"
-    robust = next(finding for finding in verdict.findings if finding.rule == "robust")
-    assert robust.since_run_id == "run-25" and robust.runs_since == 1
-    assert robust.current == 200 and robust.baseline == pytest.approx(50, abs=2)
-    assert "GET /api/tutors/{tutor_id}/dashboard: p95" in robust.describe()
-    assert "since run run-25" in robust.describe()
+    limit = next(finding for finding in verdict.findings if finding.rule == "prediction limit")
+    assert limit.since_run_id == "run-25" and limit.runs_since == 1
+    assert limit.current == 200 and limit.baseline == pytest.approx(50, abs=2)
+    assert "GET /api/tutors/{tutor_id}/dashboard: p95" in limit.describe()
+    assert "since run run-25" in limit.describe()
+    assert f"catches steps from {limit.min_step:+.0%}" in limit.describe()
 
 
 def test_a_20_percent_step_is_confirmed_as_a_change_point_since_its_first_run() -> None:
@@ -116,23 +117,57 @@ def test_detection_rate_and_false_alarms_on_synthetic_histories() -> None:
 
 def test_a_latency_is_judged_on_a_log_scale() -> None:
     # 20 runs spread as a latency is, by a factor e^±0.25 around 30 ms: evenly spaced normal quantiles
-    # (the log-scale robust σ is 0.25 exactly), in a shuffled order (no trend for a change point).
+    # in a shuffled order (no trend for a change point).
     from statistics import NormalDist
 
     spread = 0.25
     quantiles = [30 * np.exp(spread * NormalDist().inv_cdf((i + 0.5) / 20)) for i in range(20)]
     history = [quantiles[i] for i in np.random.default_rng(3).permutation(20)]
-    # 63 ms: 3.0 σ on the log scale, a move this history makes on its own. On the raw values, whose
-    # MAD ignores the skew, the same run is 4.5 σ above the median.
-    doubled = analyze_series(AGGREGATE, "p95_ms", points([*history, 63]), PARAMS)
     raw = np.array(history)
-    raw_z = (63 - np.median(raw)) / (MAD_TO_SIGMA * np.median(np.abs(raw - np.median(raw))))
-    assert raw_z > PARAMS.robust_z
-    assert not any(finding.rule == "robust" for finding in doubled.findings)
-    # 4.2 σ on the log scale: flagged, and the smallest step it reports is that of the log scale.
-    tripled = analyze_series(AGGREGATE, "p95_ms", points([*history, 30 * np.exp(4.2 * spread)]), PARAMS)
-    assert [finding.rule for finding in tripled.findings if finding.rule == "robust"] == ["robust"]
-    assert doubled.min_step == pytest.approx(np.exp(PARAMS.robust_z * spread) - 1, rel=0.01)
+    # Just below the log-scale limit: a move this history makes on its own, though on the raw
+    # values, whose spread ignores the skew, it lies farther out than the same limit.
+    judged = analyze_series(AGGREGATE, "p95_ms", points([*history, 30]), PARAMS)
+    assert judged.baseline is not None and judged.min_step is not None
+    flagged_from = judged.baseline * (1 + judged.min_step)
+    below = analyze_series(AGGREGATE, "p95_ms", points([*history, 0.97 * flagged_from]), PARAMS)
+    assert not below.findings
+    assert (0.97 * flagged_from - raw.mean()) / raw.std(ddof=1) > np.log(flagged_from / 30) / spread
+    above = analyze_series(AGGREGATE, "p95_ms", points([*history, 1.03 * flagged_from]), PARAMS)
+    assert [finding.rule for finding in above.findings] == ["prediction limit"]
+
+
+def test_the_limit_widens_on_a_short_history_and_narrows_on_a_long_one() -> None:
+    """The same spread over 3, 5, 10 and 20 runs: the smallest flagged step shrinks as the history's
+    own spread becomes better known (Student's t with n − 1 degrees of freedom)."""
+    from statistics import NormalDist
+
+    def history(n: int) -> list[float]:
+        return [100 * np.exp(0.1 * NormalDist().inv_cdf((i + 0.5) / n)) for i in range(n)]
+
+    steps = [
+        analyze_series("GET /a", "p95_ms", points([*history(n), 100]), PARAMS).min_step
+        for n in (3, 5, 10, 20)
+    ]
+    assert steps == sorted(steps, reverse=True) and steps[0] > 2 * steps[-1]
+
+
+def test_the_false_alarm_level_is_shared_over_the_runs_series() -> None:
+    """One series alone holds the whole run's level; among 20 series its limit is stricter, so a
+    move flagged alone is not flagged among many."""
+    rng = np.random.default_rng(9)
+    levels = Levels.for_run(PARAMS, 20)
+    assert levels.prediction == pytest.approx(1 - (1 - 0.8 * PARAMS.false_alarm_rate) ** (1 / 20))
+    base = 100 * np.exp(rng.normal(0, 0.1, 10))
+    alone = analyze_series("GET /a", "error_rate", points(base), PARAMS)  # only to read its min step
+    assert alone.min_step is not None
+    many = {(f"GET /{i}", "rps"): points(100 * np.exp(rng.normal(0, 0.1, 10))) for i in range(19)}
+    solo = analyze_history({("GET /a", "p95_ms"): points(base)}, PARAMS)[0]
+    crowded = analyze_history({("GET /a", "p95_ms"): points(base), **many}, PARAMS)[0]
+    assert crowded.min_step > solo.min_step
+    between = 100 * (1 + (solo.min_step + crowded.min_step) / 2)
+    moved = points([*base, between])
+    assert analyze_history({("GET /a", "p95_ms"): moved}, PARAMS)[0].status == "regression"
+    assert analyze_history({("GET /a", "p95_ms"): moved, **many}, PARAMS)[0].status == "ok"
 
 
 def test_only_a_move_in_the_bad_direction_is_a_regression() -> None:
@@ -177,11 +212,19 @@ def test_a_move_inside_the_runs_own_sampling_interval_is_not_a_finding() -> None
     assert analyze_series("GET /a", "p95_ms", [*history, narrow], PARAMS).status == "regression"
 
 
-def test_findings_on_a_short_history_are_provisional() -> None:
-    short = analyze_series("GET /a", "p95_ms", points([20, 21, 20, 19, 90]), PARAMS)
-    assert short.findings and all(finding.provisional for finding in short.findings)
-    long = analyze_series("GET /a", "p95_ms", points([20, 21, 20, 19, 21] * 4 + [90]), PARAMS)
-    assert long.findings and not any(finding.provisional for finding in long.findings)
+def test_a_doubled_p95_on_a_history_of_four_runs_is_a_regression_not_a_provisional_note() -> None:
+    verdict = analyze_series("GET /a", "p95_ms", points([20, 21, 20, 19, 40]), PARAMS)
+    assert verdict.status == "regression" and verdict.history_runs == 4
+
+
+def test_a_run_after_a_flagged_one_is_judged_against_the_level_before_it_since_the_steps_first_run() -> None:
+    base = points([20, 21, 20, 19, 21])
+    flagged = Point("step-1", T0 + timedelta(days=10), 60.0, baseline=False)
+    verdict = analyze_series(
+        "GET /a", "p95_ms", [*base, flagged, Point("step-2", T0 + timedelta(days=11), 61.0)], PARAMS
+    )
+    finding = next(f for f in verdict.findings if f.rule == "prediction limit")
+    assert verdict.baseline == 20 and finding.since_run_id == "step-1" and finding.runs_since == 2
 
 
 def test_a_flagged_run_stays_out_of_the_baseline_until_a_change_point_confirms_its_level() -> None:
@@ -204,8 +247,11 @@ def test_the_smallest_detectable_step_grows_with_spread_and_sampling_margin() ->
     assert calm.min_step == pytest.approx(0.10)  # min_relative_change decides on a calm history
     assert noisy.min_step > 0.5
     margin = Point("now", T0 + timedelta(days=9), 100.0, low=80.0, high=130.0)
+    calm_six = analyze_series("GET /a", "p95_ms", points([100, 101, 100, 99, 100, 101, 100]), PARAMS)
     sampled = analyze_series("GET /a", "p95_ms", [*points([100, 101, 100, 99, 100, 101]), margin], PARAMS)
-    assert sampled.min_step == pytest.approx(0.30)  # plus this run's own 20 ms to its lower bound
+    # Its own interval is wider than the history's spread: the limit's spread is floored by it,
+    # and the minimum change must clear its 20 ms down to its lower bound.
+    assert sampled.min_step >= calm_six.min_step + 0.20
 
 
 def test_a_fresh_regression_after_a_confirmed_level_stays_out_of_the_baseline() -> None:

@@ -4,7 +4,7 @@
 -- a run flagged as a regression stays out of the baseline until accepted or confirmed as the new
 -- level.
 SELECT run_id, started_at, p95_ms, error_rate, rps, cache_hit_rate, query_p95_ms, knee_rps,
-       knee_p95_ms, verdict, regression_verdict, findings
+       knee_p95_ms, verdict, regression_verdict, findings, duration_s, judged_from_s
 FROM {schema}.loadtest_runs
 WHERE dag_id = %(dag_id)s
   AND profile = %(profile)s

@@ -52,6 +52,9 @@ class LoadProfile(Section):
     # times) and needs 3 rows after that (`loadtest.stress`); 15 s leaves room for the seconds a
     # busy machine skips in Locust's history.
     step_seconds: Annotated[int, Field(ge=15)] | None = None
+    # Set: a run without a run time on its form lasts as long as its recent runs say every endpoint
+    # needs to reach the requests its p95 needs (loadtest/sizing.py), at most this long.
+    max_run_time_s: Annotated[int, Field(ge=5)] | None = None
     targets: Targets | None = None
     # The traffic: a locustfile under include/locust/ or an absolute path, the user classes and tags
     # Locust runs (empty: all), and what the locustfile reads (see include/locust/json_api_locustfile.py).
@@ -67,19 +70,20 @@ class Regression(Section):
     """Verdict 2, a run against its profile's history (see `tutormax_ops.loadtest.regression`)."""
 
     window_runs: Annotated[int, Field(ge=5, le=1000)] = 50
-    robust_runs: Annotated[int, Field(ge=3, le=1000)] = 20
+    reference_runs: Annotated[int, Field(ge=3, le=1000)] = 20
     min_history: Annotated[int, Field(ge=2)] = 3
-    robust_z: Annotated[float, Field(gt=0)] = 4.0
-    p_value: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    # The share of unchanged runs allowed a false finding, over all the series one run judges.
+    false_alarm_rate: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    # How many runs' worth of the run's other p95 series' pooled spread moderate each one's own.
+    pooled_runs: Annotated[int, Field(ge=0)] = 20
+    # The part of `false_alarm_rate` the change points get; the single-run limit keeps the rest.
+    change_point_share: Annotated[float, Field(gt=0, lt=1)] = 0.2
     permutations: Annotated[int, Field(ge=19, le=10_000)] = 199
     min_relative_change: Annotated[float, Field(ge=0)] = 0.10
     confirm_runs: Annotated[int, Field(ge=1)] = 3
     # Sampling: the confidence of each run's own p95 and error-rate intervals; it also sets how many
     # requests an endpoint needs to be judged at all (72 at 0.95, see collectors/sampling.py).
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-    # Findings on a shorter history are provisional: reported, but no failed run and no REGRESSION
-    # email (see the yaml for why 20).
-    alarm_history: Annotated[int, Field(ge=2)] = 20
 
 
 class LoadTest(Section):

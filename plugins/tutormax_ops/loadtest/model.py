@@ -39,6 +39,8 @@ class RunPlan:
     locustfile: str = str(LOCUST_DIR / "tutormax_locustfile.py")
     user_classes: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    sizing: str = ""  # how the run time was sized from recent runs (loadtest/sizing.py), if it was
+    unjudged: tuple[str, ...] = ()  # endpoints the maximum run time leaves under the requests a p95 needs
 
     @property
     def stress(self) -> bool:
@@ -215,19 +217,16 @@ class Analysis:
 
     @property
     def alarms(self) -> list[Finding]:
-        """The findings that fail the run: those judged on a history long enough (`alarm_history`)."""
-        return [finding for finding in self.findings if not finding.provisional]
+        """The findings that fail the run: all of them, once `min_history` runs allowed a verdict
+        (the rule's limits widen with a short history instead; see loadtest/regression.py)."""
+        return self.findings
 
     @property
-    def regression_verdict(
-        self,
-    ) -> Literal["regression", "provisional", "ok", "insufficient history", "not judged"]:
+    def regression_verdict(self) -> Literal["regression", "ok", "insufficient history", "not judged"]:
         if not self.valid or not self.regression:  # e.g. a stress run limited by this machine
             return "not judged"
         if self.alarms:
             return "regression"
-        if self.findings:
-            return "provisional"
         if any(verdict.status == "insufficient history" for verdict in self.regression):
             return "insufficient history"
         return "ok"
@@ -253,7 +252,6 @@ class Analysis:
         ]
         if self.recovered_from is not None:
             problems.append(f"recovered from the regression of run {self.recovered_from['run_id']}")
-        problems += [finding.describe() for finding in self.findings if finding.provisional]
         if self.plan.stress and self.valid:
             # The stress run's answer is its knee: the subject names it, and who set the limit.
             problems.insert(0, knee_line(self.knee, self.limits))

@@ -40,12 +40,28 @@ def resolve_plan(
     )
 
 
+def sized_from_history(settings: Settings, plan: RunPlan, params: Mapping[str, Any], dag_run: Any) -> RunPlan:
+    """A profile with `max_run_time_s` and no run time on the form: the run time its recent
+    comparable runs say every endpoint needs (loadtest/sizing.py); the first run keeps the profile's."""
+    from tutormax_ops.collectors.sampling import min_requests
+    from tutormax_ops.loadtest.history import load_history
+    from tutormax_ops.loadtest.sizing import judged_rates, size_plan
+
+    maximum = settings.profile(plan.profile).max_run_time_s
+    if maximum is None or plan.stress or params.get("run_time") not in (None, ""):
+        return plan
+    history = load_history(settings, plan, dag_run.dag_id, dag_run.run_id)
+    needed = min_requests(confidence=settings.loadtest.regression.confidence)
+    return size_plan(plan, judged_rates(history), needed, settings.loadtest.warmup_fraction, maximum)
+
+
 def plan_from_context(context: Mapping[str, Any]) -> dict[str, Any]:
     trigger = trigger_of(context["dag_run"].run_type)
     params = context["params"]
     default_host = "" if (params.get("host") and trigger != "asset") else api_base_url()
     settings = load_settings(with_variable=True)
     plan = resolve_plan(settings, params, default_host=default_host, trigger=trigger)
+    plan = sized_from_history(settings, plan, {} if trigger == "asset" else params, context["dag_run"])
     classes = check_locustfile(plan.profile, settings.loadtest)
     print(f"plan: {plan}")
     print(f"locustfile {plan.locustfile} loads; its user classes: {', '.join(classes)}")

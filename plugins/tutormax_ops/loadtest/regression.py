@@ -1,39 +1,44 @@
 """Verdict 2: is this load-test run worse than its profile's own history? Per metric, per endpoint.
 
-Two rules, as Netflix pairs them (notes/regression-detection.md):
+Two rules:
 
-1. **Robust rule**, a fast alert on a single run: the run against the median of the last
-   `robust_runs` valid runs, in units of their MAD (scaled by 1.4826 to estimate σ). It fires at
-   `robust_z` robust standard deviations in the bad direction.
+1. **Prediction limit**, an alert on a single run: the run against the last `reference_runs`
+   baseline runs. For one new value of a normal series whose mean and spread are estimated from n
+   runs, the one-sided limit is mean + t(n−1) · s · √(1 + 1/n): Student's t with the history's own
+   degrees of freedom, so a short history, whose spread is itself uncertain, gets a wider limit
+   (at a per-series level of 0.05%: 8.6 s at 5 runs, 4.8 at 10, 3.9 at 20; a fixed z of 3.3 would
+   alarm far too often on 3–10 runs). The level is set for the whole run, not per series: over
+   the k series a run judges, each of the 2k tests (both rules) at 1 − (1 − `false_alarm_rate`)^(1/2k)
+   (Šidák), so a run with 19 series raises a false finding on at most `false_alarm_rate` of
+   unchanged runs, however many endpoints it has.
+   Pooled spread: a run's p95 series share its noise (the machine, the database's state), so each
+   p95 series' variance is moderated toward the variance pooled over the run's other p95 series,
+   worth `pooled_runs` runs of prior (never more than those series hold), as an empirical-Bayes
+   (moderated t, Smyth 2004) prior: the degrees of freedom grow by as much.
 2. **E-divisive means** (Matteson & James 2014; MongoDB's and Apache Otava's change-point method):
    over the last `window_runs` runs, the split that maximises the energy statistic, kept when a
-   permutation test finds it significant at `p_value`, then searched again to its right, so that
+   permutation test finds it significant at the same per-test level, then searched again to its right, so that
    the latest change point is found. It fires while that change point is at most `confirm_runs`
    runs old and the series moved the bad way.
 
 Either fires only when the move is also at least `min_relative_change` of the baseline and at least
-the metric's `min_abs_change`. For a p95 that is 5 ms: Locust reports 1 ms buckets, and an endpoint
-answering in 3 ms sits in one bucket run after run, so its history's MAD is 0 and any move looks
-infinitely far. A shared host moves such an endpoint by a few ms on its own: a fresh-clone test run
-saw 3 → 6 ms on an unchanged endpoint after six runs at exactly 3 ms, which a 2 ms minimum flagged.
+the metric's `min_abs_change`: Locust reports 1 ms buckets, and an endpoint answering in 3 ms
+sits in one bucket run after run, so its history's spread is 0 and any move looks infinitely far.
 
-Scale: both rules judge a latency (p95, query p95, knee p95) on a log scale. Its run-to-run moves
-are multiplicative and skewed upwards (a slow run doubles a p95 far more often than a fast one
-halves it). The MAD of the raw values, symmetric by construction, puts the upper tail too close, and
-the energy statistic of the raw values is led by the upper tail's long distances. On simulated
-unchanged runs (bench/loadtest.py (b'), `bench/noise_wide.json`) the raw scale raised findings on
-1–2 runs in 100 however long the history; the log scale, on 0.2–0.6. `min_relative_change` and
-`min_abs_change` stay on the metric's own scale.
+Scale: latencies (p95, query p95, knee p95) are judged on a log scale: their run-to-run moves are
+multiplicative and skewed upwards (a slow run doubles a p95 far more often than a fast one halves
+it). `min_relative_change` and `min_abs_change` stay on the metric's own scale.
 
-Sampling: where a point carries its run's own confidence interval (`collectors.sampling`), both
-rules measure the move from the interval's bound nearest the baseline, so a finding clears this
-run's sampling uncertainty and the history's run-to-run spread at once.
+Sampling: where a point carries its run's own confidence interval (`collectors.sampling`), the
+prediction limit's spread is at least the run's own sampling σ (from the interval's width; a p95
+its sample cannot bound above is never flagged), and the change point's move is measured from the
+interval's bound nearest the baseline.
 
-Baseline: a run flagged as a regression (`Point.baseline` False) stays in the series, and so in
-the change-point search, but out of the robust rule's reference, until a person accepts it or a
-change point more than `confirm_runs` runs old confirms its level as the new normal.
-
-Provisional: findings on a reference of fewer than `alarm_history` runs are marked provisional.
+Baseline: a run with a finding (`Point.baseline` False) stays in the series, and so in the
+change-point search, but out of the prediction limit's reference, until a person accepts it or a
+change point more than `confirm_runs` runs old confirms its level as the new normal. Until then a
+later run is judged against the level before it, and its finding is "since" the first run of the
+unbroken stretch of flagged runs it continues.
 
 Why not a library: PyPI `signal-processing-algorithms` requires numpy<2, which conflicts with pandas 3
 in our lock; `apache-otava` 0.8.0 pins numpy 2.2.* and scipy 1.16.* (our lock has numpy 2.4) and
@@ -114,16 +119,17 @@ class Finding:
 
     scope: str  # an endpoint ("GET /api/tutors"), or AGGREGATE
     metric: str
-    rule: Literal["robust", "change point"]
+    rule: Literal["prediction limit", "change point"]
     baseline: float  # median of the reference runs
-    current: float  # this run's value (robust) or the median since the change (change point)
+    current: float  # this run's value (prediction limit) or the median since the change (change point)
     relative_change: float | None  # None when the baseline is 0
     since_run_id: str
     since_started_at: datetime
     runs_since: int
-    z: float | None = None
+    z: float | None = None  # the move over the reference's spread (prediction limit)
     p_value: float | None = None
-    provisional: bool = False  # the reference is shorter than `alarm_history`
+    # The smallest relative step over the baseline this history could have caught in this run.
+    min_step: float | None = None
 
     @property
     def change(self) -> float:
@@ -134,9 +140,12 @@ class Finding:
         moved = f"{self.change:+.1f} {spec.unit}"
         if self.relative_change is not None:
             moved += f" ({self.relative_change:+.0%})"
+        caught = (
+            f" (this history catches steps from {self.min_step:+.0%})" if self.min_step is not None else ""
+        )
         return (
-            f"{'provisional: ' if self.provisional else ''}{self.scope}: {spec.label} {self.baseline:.1f} → "
-            f"{self.current:.1f} {spec.unit}, {moved}, since run {self.since_run_id}"
+            f"{self.scope}: {spec.label} {self.baseline:.1f} → {self.current:.1f} {spec.unit}, {moved}, "
+            f"since run {self.since_run_id}{caught}"
         )
 
 
@@ -145,12 +154,12 @@ class SeriesVerdict:
     scope: str
     metric: str
     status: Literal["regression", "ok", "insufficient history", "no data"]
-    baseline: float | None  # median of the last `robust_runs` valid values before this run
+    baseline: float | None  # median of the last `reference_runs` baseline values before this run
     current: float | None
     history_runs: int
     findings: tuple[Finding, ...] = ()
     # The smallest relative step of this run over the baseline that the rules would flag: the
-    # history's spread (robust_z × σ), the minimum change, and this run's own sampling margin.
+    # prediction limit, the minimum change, and this run's own sampling margin.
     min_step: float | None = None
 
 
@@ -229,48 +238,130 @@ def latest_change_points(
     return found
 
 
-def analyze_series(scope: str, metric: str, points: Sequence[Point], params: Regression) -> SeriesVerdict:
-    """Judge the last point of `points` (oldest first) against the points before it."""
-    spec = METRICS[metric]
+@dataclass(frozen=True)
+class _Prepared:
+    """One series, ready to judge: its points, change points and prediction-limit reference."""
+
+    scope: str
+    metric: str
+    known: list[Point]
+    current: Point | None
+    changes: list[ChangePoint]
+    reference: np.ndarray  # the baseline runs the prediction limit compares with, oldest first
+
+    @property
+    def judged(self) -> bool:
+        return self.current is not None and self.reference.size > 0
+
+    @property
+    def baseline(self) -> float | None:
+        return float(np.median(self.reference)) if self.reference.size else None
+
+
+def _prepare(
+    scope: str, metric: str, points: Sequence[Point], params: Regression, levels: Levels
+) -> _Prepared:
     known = [point for point in points[-(params.window_runs + 1) :] if point.value is not None]
     current = points[-1] if points and points[-1].value is not None else None
     history = known[:-1] if current is not None else known
-    changes = _change_points(scope, metric, known, params)
+    changes = _change_points(scope, metric, known, params, levels.change_point)
     usable = _baseline_points(history, changes, len(known), params)
-    reference = np.array([point.value for point in usable[-params.robust_runs :]], dtype=float)
-    baseline = float(np.median(reference)) if reference.size else None
+    reference = np.array([point.value for point in usable[-params.reference_runs :]], dtype=float)
+    return _Prepared(scope, metric, known, current, changes, reference)
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Each test's false-alarm level on one series, per rule."""
+
+    prediction: float
+    change_point: float
+
+    @classmethod
+    def for_run(cls, params: Regression, series_count: int) -> Levels:
+        """The levels that keep the chance of any false finding in a run of `series_count` series at
+        `false_alarm_rate`: the change points get `change_point_share` of it, the prediction limit
+        the rest, each shared over the series (Šidák over independent tests; Bonferroni's share / k
+        is within 0.5% of it). The change point cannot fire on a step's first run (it needs two
+        runs on each side), so the single-run rule keeps most of the budget."""
+        count = max(series_count, 1)
+        share = params.change_point_share
+
+        def per_series(rate: float) -> float:
+            return 1 - (1 - rate) ** (1 / count)
+
+        return cls(
+            per_series(params.false_alarm_rate * (1 - share)), per_series(params.false_alarm_rate * share)
+        )
+
+
+def _judged_count(series: Mapping[tuple[str, str], Sequence[Point]], params: Regression) -> int:
+    """The series this run can judge: a value now, and `min_history` earlier ones (flagged runs
+    included, so the count errs towards a stricter level)."""
+    return sum(
+        bool(points)
+        and points[-1].value is not None
+        and sum(point.value is not None for point in points[-(params.window_runs + 1) : -1])
+        >= params.min_history
+        for points in series.values()
+    )
+
+
+def analyze_series(
+    scope: str,
+    metric: str,
+    points: Sequence[Point],
+    params: Regression,
+    *,
+    levels: Levels | None = None,
+    pooled: _Pooled | None = None,
+) -> SeriesVerdict:
+    """Judge the last point of `points` (oldest first) against the points before it, each rule at
+    its `levels` (alone: the series holds the whole run's `false_alarm_rate`)."""
+    levels = Levels.for_run(params, 1) if levels is None else levels
+    return _judge(_prepare(scope, metric, points, params, levels), params, levels, pooled)
+
+
+def _judge(prepared: _Prepared, params: Regression, levels: Levels, pooled: _Pooled | None) -> SeriesVerdict:
+    scope, metric, current = prepared.scope, prepared.metric, prepared.current
+    spec = METRICS[metric]
+    baseline, size = prepared.baseline, int(prepared.reference.size)
     if current is None:
-        return SeriesVerdict(scope, metric, "no data", baseline, None, len(history))
-    if reference.size < params.min_history:
-        return SeriesVerdict(scope, metric, "insufficient history", baseline, current.value, reference.size)
-    provisional = reference.size < params.alarm_history
-    robust = _RobustReference.of(spec, reference)
+        return SeriesVerdict(scope, metric, "no data", baseline, None, size)
+    if size < params.min_history:
+        return SeriesVerdict(scope, metric, "insufficient history", baseline, current.value, size)
+    limit = _Limit.of(spec, prepared.reference, levels.prediction, pooled, current, params.confidence)
+    min_step = _min_step(spec, limit, params)
     findings = [
-        replace(finding, provisional=provisional)
+        replace(finding, min_step=min_step)
         for finding in (
-            _robust_finding(scope, metric, spec, robust, current, params),
-            _change_point_finding(scope, metric, known, changes, current, params),
+            _limit_finding(scope, metric, spec, limit, prepared.known, current, params),
+            _change_point_finding(scope, metric, prepared.known, prepared.changes, current, params),
         )
         if finding is not None
     ]
     status: Literal["regression", "ok"] = "regression" if findings else "ok"
     return SeriesVerdict(
-        scope,
-        metric,
-        status,
-        baseline,
-        current.value,
-        reference.size,
-        tuple(findings),
-        min_step=_min_step(spec, robust, current, params),
+        scope, metric, status, baseline, current.value, size, tuple(findings), min_step=min_step
     )
 
 
 def analyze_history(
     series: Mapping[tuple[str, str], Sequence[Point]], params: Regression
 ) -> list[SeriesVerdict]:
-    """Every (scope, metric) series, judged on its last point."""
-    return [analyze_series(scope, metric, points, params) for (scope, metric), points in series.items()]
+    """Every (scope, metric) series, judged on its last point, with the false-alarm level shared
+    over the series this run judges and the p95 series' spreads pooled."""
+    levels = Levels.for_run(params, _judged_count(series, params))
+    prepared = [_prepare(scope, metric, points, params, levels) for (scope, metric), points in series.items()]
+    counted = [item for item in prepared if item.judged and item.reference.size >= params.min_history]
+    pooled = _Pooled.over(
+        [item.reference for item in counted if item.metric == POOLED_METRIC],
+        METRICS[POOLED_METRIC],
+        params.pooled_runs,
+    )
+    return [
+        _judge(item, params, levels, pooled if item.metric == POOLED_METRIC else None) for item in prepared
+    ]
 
 
 def _worse_by(spec: MetricSpec, baseline: float, value: float, params: Regression) -> bool:
@@ -316,72 +407,165 @@ def _judged(spec: MetricSpec, values: np.ndarray) -> np.ndarray:
     return values if spec.log_floor is None else np.log(np.maximum(values, spec.log_floor))
 
 
+POOLED_METRIC = "p95_ms"  # the run's endpoints share its noise: their spreads are pooled
+
+
 @dataclass(frozen=True)
-class _RobustReference:
-    """The robust rule's reference runs: their median, and their centre and σ (MAD × 1.4826) on the
-    judged scale."""
+class _Pooled:
+    """The run's p95 series: their variances on the judged scale, each with its degrees of freedom."""
+
+    variances: tuple[float, ...]
+    dfs: tuple[int, ...]
+    pooled_runs: int  # the most runs' worth of prior a series' own spread is moderated with
+
+    @classmethod
+    def over(cls, references: Sequence[np.ndarray], spec: MetricSpec, pooled_runs: int) -> _Pooled:
+        judged = [_judged(spec, reference) for reference in references if reference.size > 1]
+        return cls(
+            tuple(float(np.var(values, ddof=1)) for values in judged),
+            tuple(values.size - 1 for values in judged),
+            pooled_runs,
+        )
+
+    def prior(self, own_variance: float, own_df: int) -> tuple[float, int]:
+        """The other series' pooled variance and degrees of freedom (one series' own leaves it out
+        once: its variance and df are matched, not its identity, so equal series share one slot)."""
+        total_df = sum(self.dfs) - own_df
+        if total_df <= 0:
+            return 0.0, 0
+        total = sum(v * df for v, df in zip(self.variances, self.dfs, strict=True)) - own_variance * own_df
+        return max(total, 0.0) / total_df, total_df
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """The prediction limit of the reference runs: their median, and on the judged scale their
+    mean, spread, the t multiplier for the level and the limit itself (in the bad direction)."""
 
     median: float
     centre: float
-    scale: float
+    spread: float
+    multiplier: float
+    bound: float  # on the judged scale
 
     @classmethod
-    def of(cls, spec: MetricSpec, reference: np.ndarray) -> _RobustReference:
+    def of(
+        cls,
+        spec: MetricSpec,
+        reference: np.ndarray,
+        level: float,
+        pooled: _Pooled | None,
+        current: Point,
+        confidence: float,
+    ) -> _Limit:
+        from scipy.stats import t as student_t
+
         judged = _judged(spec, reference)
-        centre = float(np.median(judged))
-        scale = MAD_TO_SIGMA * float(np.median(np.abs(judged - centre)))
-        return cls(float(np.median(reference)), centre, scale)
+        n = judged.size
+        variance, df = (float(np.var(judged, ddof=1)), n - 1) if n > 1 else (0.0, 0)
+        if pooled is not None and pooled.pooled_runs > 0:
+            prior_variance, prior_df = pooled.prior(variance, df)
+            prior_df = min(prior_df, pooled.pooled_runs)
+            if prior_df:
+                variance = (prior_variance * prior_df + variance * df) / (prior_df + df)
+                df += prior_df
+        # Floor: this run's own sampling spread, from its interval (a history that happened to
+        # agree closely says nothing of a run with fewer requests).
+        spread = max(math.sqrt(variance), _sampling_spread(spec, current, confidence))
+        multiplier = float(student_t.ppf(1 - level, max(df, 1))) * math.sqrt(1 + 1 / n)
+        centre = float(np.mean(judged))
+        direction = 1 if spec.higher_is_worse else -1
+        return cls(
+            float(np.median(reference)), centre, spread, multiplier, centre + direction * multiplier * spread
+        )
+
+    def on_scale(self, spec: MetricSpec) -> float:
+        """The limit on the metric's own scale."""
+        return self.bound if spec.log_floor is None else math.exp(self.bound)
 
 
-def _min_step(spec: MetricSpec, robust: _RobustReference, current: Point, params: Regression) -> float | None:
-    """The smallest relative move the robust rule can flag for this history and this run's sample."""
-    median = robust.median
-    if not median:
+def _sampling_spread(spec: MetricSpec, point: Point, confidence: float) -> float:
+    """The σ of the point's own sampling on the judged scale, from its interval at `confidence`:
+    0 for a figure without one (throughput), infinite where the sample cannot bound it above (a
+    p95 of too few requests says nothing of how high it really is)."""
+    from scipy.stats import norm
+
+    if point.low is None and point.high is None:
+        return 0.0
+    if point.low is None or point.high is None:
+        return math.inf
+    low, high = _judged(spec, np.array([point.low, point.high], dtype=float))
+    return float(high - low) / (2 * float(norm.ppf(0.5 + confidence / 2)))
+
+
+def _min_step(spec: MetricSpec, limit: _Limit, params: Regression) -> float | None:
+    """The smallest relative move this history and this run's sample can flag: beyond the
+    prediction limit (None where this run's sample bounds nothing), and by the minimum change."""
+    median = limit.median
+    if not median or not math.isfinite(limit.bound):
         return None
-    spread = params.robust_z * robust.scale * (1 if spec.higher_is_worse else -1)
-    flagged_from = robust.centre + spread
-    needed = max(
-        abs((flagged_from if spec.log_floor is None else math.exp(flagged_from)) - median),
-        params.min_relative_change * abs(median),
-        spec.min_abs_change,
-    )
-    assert current.value is not None
-    margin = abs(current.value - _nearest_bound(spec, current))
-    return (needed + margin) / abs(median)
+    minimum = max(params.min_relative_change * abs(median), spec.min_abs_change)
+    return max(abs(limit.on_scale(spec) - median), minimum) / abs(median)
 
 
-def _robust_finding(
-    scope: str, metric: str, spec: MetricSpec, robust: _RobustReference, current: Point, params: Regression
+def _step_start(known: Sequence[Point]) -> int:
+    """Where the step the current run (last of `known`) belongs to began: the first of the flagged
+    runs right before it, none of them accepted or confirmed; the current run itself if none."""
+    start = len(known) - 1
+    while start > 0 and not known[start - 1].baseline:
+        start -= 1
+    return start
+
+
+def _limit_finding(
+    scope: str,
+    metric: str,
+    spec: MetricSpec,
+    limit: _Limit,
+    known: Sequence[Point],
+    current: Point,
+    params: Regression,
 ) -> Finding | None:
     assert current.value is not None
-    median, scale = robust.median, robust.scale
-    bound = _nearest_bound(spec, current)
-    moved = float(_judged(spec, np.asarray(bound))) - robust.centre
+    moved = float(_judged(spec, np.asarray(current.value))) - limit.centre
     deviation = moved if spec.higher_is_worse else -moved
-    # Identical history (MAD 0, e.g. an error rate of 0 every night): any move is infinitely far,
-    # and only the minimum-change rule decides.
-    z = deviation / scale if scale > 0 else math.copysign(math.inf, deviation) if deviation else 0.0
-    if z < params.robust_z or not _worse_by(spec, median, bound, params):
+    # Identical history (spread 0, e.g. an error rate of 0 every night): any move is infinitely
+    # far, and only the minimum-change rule decides.
+    z = (
+        deviation / limit.spread
+        if limit.spread > 0
+        else math.copysign(math.inf, deviation)
+        if deviation
+        else 0.0
+    )
+    if not z > limit.multiplier or not _worse_by(spec, limit.median, current.value, params):
         return None
+    start = _step_start(known)
+    first = known[start]
     return Finding(
         scope=scope,
         metric=metric,
-        rule="robust",
-        baseline=median,
+        rule="prediction limit",
+        baseline=limit.median,
         current=current.value,
-        relative_change=_relative(median, current.value),
-        since_run_id=current.run_id,
-        since_started_at=current.started_at,
-        runs_since=1,
+        relative_change=_relative(limit.median, current.value),
+        since_run_id=first.run_id,
+        since_started_at=first.started_at,
+        runs_since=len(known) - start,
         z=z,
     )
 
 
-def _change_points(scope: str, metric: str, known: Sequence[Point], params: Regression) -> list[ChangePoint]:
+def _change_points(
+    scope: str, metric: str, known: Sequence[Point], params: Regression, level: float
+) -> list[ChangePoint]:
     values = _judged(METRICS[metric], np.array([point.value for point in known], dtype=float))
     # A fixed seed per series keeps a rerun's verdict identical.
     seed = sum(map(ord, f"{scope}|{metric}"))
-    return latest_change_points(values, p_value=params.p_value, permutations=params.permutations, seed=seed)
+    # Enough permutations that a p-value can fall below `level` (a series with no change stops at
+    # its first exceeding permutation).
+    permutations = max(params.permutations, math.ceil(3 / level))
+    return latest_change_points(values, p_value=level, permutations=permutations, seed=seed)
 
 
 def _change_point_finding(

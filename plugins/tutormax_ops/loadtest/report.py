@@ -157,15 +157,12 @@ def _judged_summary(analysis: Analysis) -> dict[str, Any] | None:
 
 
 def _status(analysis: Analysis, name: str, requests: int) -> str:
-    """The worst that applies: a regression, a missed target, a provisional finding, then what the
-    history said; an endpoint with too few requests is not judged, and says why."""
-    findings = [finding for finding in analysis.findings if finding.scope == name]
-    if any(not finding.provisional for finding in findings):
+    """The worst that applies: a regression, a missed target, then what the history said; an
+    endpoint with too few requests is not judged, and says why."""
+    if any(finding.scope == name for finding in analysis.findings):
         return "regression"
     if any(check.scope == name and check.status == "fail" for check in analysis.checks):
         return "target missed"
-    if findings:
-        return "provisional regression"
     statuses = {verdict.status for verdict in analysis.regression if verdict.scope == name}
     for status in ("ok", "insufficient history"):
         if status in statuses:
@@ -273,7 +270,7 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
     )
     if stress is not None:
         (artifacts / STRESS_CHART).write_bytes(stress)
-    comparisons = endpoint_comparisons(analysis, settings.loadtest.regression.robust_runs)
+    comparisons = endpoint_comparisons(analysis, settings.loadtest.regression.reference_runs)
     samples = artifacts / "cpu_samples.csv"
     gap = judge_gap(
         analysis.run,
@@ -292,7 +289,7 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "stress_method": METHOD.format(settle=SETTLE_S),
         "comparisons": comparisons,
         "min_step": min_detectable_step(comparisons),
-        "alarm_history": settings.loadtest.regression.alarm_history,
+        "false_alarm_rate": settings.loadtest.regression.false_alarm_rate,
         "rounding_note": PERCENTILE_ROUNDING,
         "route_note": route_grouping_note(artifacts),
         "labels": {name: spec.label for name, spec in METRICS.items()},

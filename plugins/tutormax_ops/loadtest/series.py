@@ -70,6 +70,9 @@ def _error_rate(metrics: EndpointMetrics) -> Interval:
     return Interval(metrics.error_rate_percent, metrics.error_rate_low, metrics.error_rate_high)
 
 
+FLAGGED = ("regression", "provisional")  # a run's regression verdicts that keep it out of the baseline
+
+
 def build_series(
     history: Sequence[Mapping[str, Any]],
     current: Mapping[str, Mapping[str, Interval]],
@@ -92,7 +95,8 @@ def build_series(
                     past["run_id"],
                     past["started_at"],
                     past.get(metric) if scope == AGGREGATE else past["endpoints"].get(scope, {}).get(metric),
-                    baseline=past.get("regression_verdict") != "regression" or past["run_id"] in accepted,
+                    # "provisional": findings of the rule before issue 28, kept out alike
+                    baseline=past.get("regression_verdict") not in FLAGGED or past["run_id"] in accepted,
                 )
                 for past in history
             ]
