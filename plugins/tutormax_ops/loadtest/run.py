@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.loadtest.evidence import WaitSampler
 from tutormax_ops.loadtest.guard import holding_advisory_lock
 from tutormax_ops.loadtest.history import run_row, store_run_rows
 from tutormax_ops.loadtest.model import RunPlan
@@ -37,19 +38,25 @@ def execute_run(plan_values: Mapping[str, Any], context: Mapping[str, Any]) -> d
             print(f"{count} ids for the locustfile in {folder / IDS_FILE}")
         snapshots = {"run": take_server_snapshot(settings)}
         started_at = datetime.now(UTC)
+        # Wait events are sampled from the moment the window opens (or the run starts, if it never does).
+        samplers = {"run": WaitSampler(settings).start()}
+
+        def open_window() -> None:
+            snapshots.setdefault("steady state", take_server_snapshot(settings))
+            samplers["run"].stop()
+            samplers.setdefault("steady state", WaitSampler(settings).start())
+
         try:
-            outcome = run_locust(
-                plan,
-                settings.loadtest,
-                folder,
-                on_window_open=lambda: snapshots.setdefault("steady state", take_server_snapshot(settings)),
-            )
+            outcome = run_locust(plan, settings.loadtest, folder, on_window_open=open_window)
         except BaseException as error:
+            for sampler in samplers.values():
+                sampler.stop()
             _store_files(folder, artifacts)
             _record_interrupted_run(plan, settings, ti.dag_id, ti.run_id, started_at, error, artifacts)
             raise
         window = "steady state" if "steady state" in snapshots else "run"
-        metrics = server_metrics(snapshots[window], settings, plan.host, window=window)
+        waits = samplers[window].stop()
+        metrics = server_metrics(snapshots[window], settings, plan.host, window=window, waits=waits)
         _store_files(folder, artifacts)
         (artifacts / "server_metrics.json").write_text(reports.to_json(metrics))
         (artifacts / "cpu_samples.csv").write_text(reports.to_csv([asdict(s) for s in outcome.cpu_samples]))
