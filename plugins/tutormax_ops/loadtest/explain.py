@@ -86,8 +86,11 @@ def rank_suspects(
     if cache is not None:
         statements = [s for s in statements if s.kind != MORE_CALLS]
     cpu = _cpu_suspect(current, baseline, explained_by_cache=cache is not None)
-    figures = [*statements, *waits, *([cache] if cache else []), *([cpu] if cpu else [])]
-    figures += _outside_suspects(current, baseline)
+    outside = _outside_suspects(current, baseline)
+    if cpu is not None and outside:  # a busy worker queues requests before its handler's clock starts
+        queued = tuple(f"queued for the busy service: {s.summary}" for s in outside)
+        cpu, outside = replace(cpu, evidence=(*cpu.evidence, *queued)), []
+    figures = [*statements, *waits, *([cache] if cache else []), *([cpu] if cpu else []), *outside]
     figures, standalone = _attach_changes(figures, _changes(current, baseline[-1], changes))
     figures.sort(key=lambda s: -(s.explains_ms or 0) * _WEIGHT[s.confidence])
     return [*figures, *standalone], ""
