@@ -128,10 +128,11 @@ def delaying_proxy(upstream_port: int, delay_ms: float) -> Iterator[str]:
         )
 
     async def serve() -> None:
+        ready["stop"] = asyncio.Event()
         server = await asyncio.start_server(handle, REMOTE_LOOPBACK, 0)
         ready["port"] = server.sockets[0].getsockname()[1]
-        ready["server"] = server
-        await server.serve_forever()
+        async with server:
+            await ready["stop"].wait()
 
     thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
     thread.start()
@@ -139,8 +140,7 @@ def delaying_proxy(upstream_port: int, delay_ms: float) -> Iterator[str]:
     try:
         yield f"http://{REMOTE_LOOPBACK}:{ready['port']}"
     finally:
-        loop.call_soon_threadsafe(ready["server"].close)
-        loop.call_soon_threadsafe(loop.stop)
+        loop.call_soon_threadsafe(ready["stop"].set)
         thread.join(timeout=5)
 
 
@@ -217,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-time", type=int, default=20)
     parser.add_argument("--unchanged", type=int, default=3, help="unchanged runs before the first case")
+    parser.add_argument("--cases", default=",".join(CASES), help="a comma-separated subset of the cases")
     args = parser.parse_args()
 
     from tutormax_ops.core.config import load_settings
@@ -232,7 +233,11 @@ def main() -> None:
         os.environ.update(stack.endpoints.airflow_env())
         settings = load_settings()
         baseline: list[dict[str, Any]] = []
-        phases = ["unchanged"] * args.unchanged + [p for case in CASES for p in (case, "unchanged")]
+        evidences: list[dict[str, Any]] = []
+        chosen = [case for case in args.cases.split(",") if case]
+        if unknown := set(chosen) - set(CASES):
+            parser.error(f"--cases: unknown {sorted(unknown)}; known: {list(CASES)}")
+        phases = ["unchanged"] * args.unchanged + [p for case in chosen for p in (case, "unchanged")]
         for index, phase in enumerate(phases):
             inject, expected = CASES.get(phase, (None, None))
             clear_cache(redis_url)
@@ -266,6 +271,7 @@ def main() -> None:
                 "requests": evidence["requests"],
             }
             rows.append(row)
+            evidences.append({"phase": phase, "evidence": evidence})
             print(f"{index:2d} {phase:26s} {evidence['requests']:5d} requests, {wall_s:5.1f} s, "
                   f"evidence {evidence['bytes']} B in {1000 * cost_s:.0f} ms; top suspect: {row['top']}", flush=True)  # fmt: skip
             if len(suspects) > 1:
@@ -273,6 +279,9 @@ def main() -> None:
             if phase == "unchanged":
                 baseline.append(evidence)
     shutil.rmtree(root, ignore_errors=True)
+    kept = STATE_DIR / "bench" / "explain-evidence.json"
+    kept.write_text(json.dumps(evidences, default=str, indent=1))
+    print(f"each run's evidence: {kept}")
     cases = [row for row in rows if row["expected"]]
     correct = [row for row in cases if row["top_kind"] == row["expected"]]
     unchanged = [row for row in rows if row["phase"] == "unchanged" and row["judged"]]

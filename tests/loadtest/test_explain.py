@@ -14,13 +14,19 @@ import pytest
 from tutormax_ops.loadtest import explain
 from tutormax_ops.loadtest.evidence import statement_id
 
-DASHBOARD_SQL = "SELECT sessions.id FROM sessions WHERE sessions.tutor_id = $1 AND sessions.scheduled_at >= $2"
-INSERT_SQL = "INSERT INTO sessions (tutor_id, student_id, scheduled_at) VALUES ($1, $2, $3) RETURNING sessions.id"
+DASHBOARD_SQL = (
+    "SELECT sessions.id FROM sessions WHERE sessions.tutor_id = $1 AND sessions.scheduled_at >= $2"
+)
+INSERT_SQL = (
+    "INSERT INTO sessions (tutor_id, student_id, scheduled_at) VALUES ($1, $2, $3) RETURNING sessions.id"
+)
 TUTORS = "GET /api/tutors"
 HISTORY = "GET /api/students/{student_id}/history"
 
 
-def statement(query: str, queryid: int, *, calls: int, mean_ms: float, requests: int = 1000) -> dict[str, Any]:
+def statement(
+    query: str, queryid: int, *, calls: int, mean_ms: float, requests: int = 1000
+) -> dict[str, Any]:
     return {
         "id": statement_id(query),
         "queryid": queryid,
@@ -65,8 +71,11 @@ def evidence(wobble: float = 1.0, **changes: Any) -> dict[str, Any]:
             "lock_by_query": {},
             "ms_per_request": {"LWLock": 0.05 * wobble},
         },
-        "state": {"revisions": ["0003"], "indexes": ["sessions.ix_sessions_tutor_id_scheduled_at"],
-                  "pg_settings_hash": "abc"},  # fmt: skip
+        "state": {
+            "revisions": ["0003"],
+            "indexes": ["sessions.ix_sessions_tutor_id_scheduled_at"],
+            "pg_settings_hash": "abc",
+        },  # fmt: skip
     }
     for path, value in changes.items():
         target = found
@@ -105,10 +114,14 @@ def test_a_statement_slower_per_call_names_its_text_and_mean_and_the_dropped_ind
 
 
 def test_a_lower_hit_rate_is_the_cause_and_the_extra_calls_its_evidence() -> None:
-    current = evidence(cache__hit_rate=40.0, statements__top__0__calls_per_request=2.0, statements__ms_per_request=1.1)
+    current = evidence(
+        cache__hit_rate=40.0, statements__top__0__calls_per_request=2.0, statements__ms_per_request=1.1
+    )
     [top, *others] = ranked(current)
     assert top.kind == explain.CACHE and "91.0% → 40.0%" in top.summary
-    assert any("ran more as a result" in line and "0.30 → 2.00 calls per request" in line for line in top.evidence)
+    assert any(
+        "ran more as a result" in line and "0.30 → 2.00 calls per request" in line for line in top.evidence
+    )
     assert all(s.kind != explain.MORE_CALLS for s in others)
 
 

@@ -16,8 +16,8 @@ that a run-to-run wobble on a shared machine does not reach:
   grew by `GAP_MIN_MS`, `GAP_SHARE` of the client p95 and `GAP_NOISE` times the baseline's spread,
   while the server p95 stayed flat (rose by under `FLAT_SERVER_SHARE` of that growth);
 - **waits** (lock waits first): backends waiting per request (Little's law: average waiting backends
-  over requests per second) `WAIT_FACTOR` times the baseline's most; slower statements that were
-  the ones waiting are its evidence;
+  over requests per second) `WAIT_FACTOR` times the baseline's most, seen at least
+  `MIN_WAIT_SAMPLES` times; slower statements that were the ones waiting are its evidence;
 - **change since the baseline**: a migration, maintenance run or cache clear or warm this package
   recorded in between, a revision, an index or the PostgreSQL settings hash that differs. A change
   that matches a figure (a dropped index on the slower statement's table) is that suspect's evidence
@@ -49,7 +49,7 @@ CHANGE = "change since the baseline"
 KINDS = (SLOWER, MORE_CALLS, CACHE, CPU, OUTSIDE, WAITS, CHANGE)
 
 BASELINE_RUNS = 5
-MIN_CALLS = 20  # a mean over fewer calls moves with one slow call
+MIN_CALLS = 5  # a mean over fewer calls moves with one slow call
 SLOWER_FACTOR = 2.0
 MORE_CALLS_FACTOR = 1.5
 MIN_CALLS_STEP = 0.1  # calls per request
@@ -62,6 +62,7 @@ GAP_SHARE = 0.10
 GAP_NOISE = 3.0
 FLAT_SERVER_SHARE = 0.25
 WAIT_FACTOR = 3.0
+MIN_WAIT_SAMPLES = 3  # backends seen waiting: one sighting is a coincidence of two requests
 _WEIGHT = {"high": 1.0, "medium": 0.7, "low": 0.4}
 _LOWER = {"high": "medium", "medium": "low", "low": "low"}
 _HIGHER = {"high": "high", "medium": "high", "low": "medium"}
@@ -220,10 +221,10 @@ def _wait_suspects(current: Mapping[str, Any], baseline: Sequence[Mapping[str, A
             ((run.get("waits") or {}).get("ms_per_request") or {}).get(wait_type, 0.0) for run in baseline
         ]
         threshold = max(MIN_MS, WAIT_FACTOR * max(before))
-        if value < threshold:
-            continue
         waits = current["waits"]
         events = {e: n for e, n in waits["by_event"].items() if e.startswith(f"{wait_type}:")}
+        if value < threshold or sum(events.values()) < MIN_WAIT_SAMPLES:
+            continue
         label = "lock waits" if wait_type == "Lock" else f"{wait_type} waits"
         found.append(
             Suspect(
@@ -396,8 +397,7 @@ def _attach_changes(
     suspect's evidence and raises its confidence; any other change is a suspect of its own."""
     standalone = []
     for table, what in changes:
-        target = next((s for s in figures if _matches(s, table, what)), None)
-        if target is None:
+        if not any(_matches(s, table, what) for s in figures):
             standalone.append(Suspect(CHANGE, what, (what,), "low"))
             continue
         figures = [
@@ -407,7 +407,7 @@ def _attach_changes(
                 evidence=(*s.evidence, what),
                 confidence=_HIGHER[s.confidence],
             )
-            if s is target
+            if _matches(s, table, what)
             else s
             for s in figures
         ]
