@@ -261,7 +261,7 @@ def main() -> None:
             row = {
                 "phase": phase,
                 "expected": expected,
-                "judged": len(baseline) >= 2,
+                "judged": len(baseline) >= explain.MIN_BASELINE_RUNS,
                 "top_kind": top.kind if top else None,
                 "top": top.summary if top else (note or "no evidence found"),
                 "suspects": [f"{s.kind} ({s.confidence}, {s.explains_ms or 0:.1f} ms)" for s in suspects],

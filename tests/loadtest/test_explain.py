@@ -169,8 +169,9 @@ def test_a_recorded_change_with_no_figure_moved_is_a_low_confidence_suspect() ->
 
 
 def test_without_baseline_evidence_nothing_is_claimed_and_the_note_says_why() -> None:
-    suspects, note = explain.rank_suspects(evidence(statements__top__0__mean_ms=60.0), [], [])
-    assert suspects == [] and note == explain.NO_BASELINE
+    for baseline in ([], BASELINE[:1]):
+        suspects, note = explain.rank_suspects(evidence(statements__top__0__mean_ms=60.0), baseline, [])
+        assert suspects == [] and note == explain.NO_BASELINE
 
 
 def test_suspects_rank_by_the_time_they_account_for() -> None:

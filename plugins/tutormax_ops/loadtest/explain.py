@@ -1,8 +1,8 @@
 """Why a run regressed or missed its targets: its evidence (`loadtest.evidence`) against the
 baseline runs' evidence, ranked into suspects, each with its figures and how sure the ranking is.
 
-The baseline is the last `BASELINE_RUNS` comparable runs with evidence that were not flagged (or
-were accepted). A suspect is claimed only beyond the baseline runs' own spread, and beyond a floor
+The baseline is the last `BASELINE_RUNS` comparable runs with evidence that were not flagged, at
+least `MIN_BASELINE_RUNS` of them. A suspect is claimed only beyond the baseline runs' own spread, and beyond a floor
 that a run-to-run wobble on a shared machine does not reach:
 - **slower statement**: its mean per call at least `SLOWER_FACTOR` times the slowest baseline run's,
   over at least `MIN_CALLS` calls;
@@ -49,16 +49,17 @@ CHANGE = "change since the baseline"
 KINDS = (SLOWER, MORE_CALLS, CACHE, CPU, OUTSIDE, WAITS, CHANGE)
 
 BASELINE_RUNS = 5
+MIN_BASELINE_RUNS = 2  # one run says nothing of the run-to-run spread a claim must clear
 MIN_CALLS = 5  # a mean over fewer calls moves with one slow call
 SLOWER_FACTOR = 2.0
 MORE_CALLS_FACTOR = 1.5
 MIN_CALLS_STEP = 0.1  # calls per request
-MIN_MS = 0.5  # a figure suspect accounts for at least this many ms per request
+MIN_MS = 0.3  # a figure suspect accounts for at least this many ms per request
 HIT_DROP_PP = 5.0
 LOOKUPS_FACTOR = 0.5
 CPU_FACTOR = 1.5
-GAP_MIN_MS = 5.0
-GAP_SHARE = 0.10
+GAP_MIN_MS = 10.0
+GAP_SHARE = 0.25
 GAP_NOISE = 3.0
 FLAT_SERVER_SHARE = 0.25
 WAIT_FACTOR = 3.0
@@ -66,7 +67,7 @@ MIN_WAIT_SAMPLES = 3  # backends seen waiting: one sighting is a coincidence of 
 _WEIGHT = {"high": 1.0, "medium": 0.7, "low": 0.4}
 _LOWER = {"high": "medium", "medium": "low", "low": "low"}
 _HIGHER = {"high": "high", "medium": "high", "low": "medium"}
-NO_BASELINE = "no baseline run has evidence yet: the runs before this one were stored without it"
+NO_BASELINE = f"fewer than {MIN_BASELINE_RUNS} baseline runs have evidence: their spread, which a cause must clear, is unknown"
 
 
 def confidence(ratio: float) -> Confidence:
@@ -78,7 +79,7 @@ def rank_suspects(
     current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]], changes: Sequence[Mapping[str, Any]]
 ) -> tuple[list[Suspect], str]:
     """This run's suspects, most likely first, and a note when there was nothing to compare with."""
-    if not baseline:
+    if len(baseline) < MIN_BASELINE_RUNS:
         return [], NO_BASELINE
     statements = _statement_suspects(current, baseline)
     waits = _wait_suspects(current, baseline)
@@ -136,7 +137,7 @@ def explain_run(
     unflagged = [run for run in history if run.get("regression_verdict") != "regression"]
     stored = load_evidence(settings, dag_id, [run["run_id"] for run in unflagged])
     with_evidence = [run for run in unflagged if run["run_id"] in stored][-BASELINE_RUNS:]
-    if not with_evidence:
+    if len(with_evidence) < MIN_BASELINE_RUNS:
         return [], NO_BASELINE
     changes = changes_between(settings, with_evidence[-1]["started_at"], started_at)
     return rank_suspects(evidence, [stored[run["run_id"]] for run in with_evidence], changes)
@@ -209,7 +210,7 @@ def _statement_lines(row: Mapping[str, Any], before: Sequence[Mapping[str, Any]]
     )
 
 
-def _short(query: str, chars: int = 90) -> str:
+def _short(query: str, chars: int = 200) -> str:  # up to its FROM and WHERE, most often
     return f"`{query[:chars]}{'…' if len(query) > chars else ''}`"
 
 
