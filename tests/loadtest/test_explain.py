@@ -149,11 +149,12 @@ def test_time_outside_the_handler_needs_a_flat_server_time_and_concerns_its_endp
     assert all(s.kind != explain.OUTSIDE for s in ranked(current))
 
 
-def test_lock_waits_absorb_the_statement_that_waited() -> None:
+@pytest.mark.parametrize("waiting", ["12", f"id:{statement_id(INSERT_SQL)}"], ids=["query id", "text"])
+def test_lock_waits_absorb_the_statement_that_waited(waiting: str) -> None:
     current = evidence(statements__top__1__mean_ms=400.0)
     current["waits"] |= {
         "by_event": {"Lock:relation": 30},
-        "lock_by_query": {"12": 30},
+        "lock_by_query": {waiting: 30},
         "ms_per_request": {"Lock": 37.5, "LWLock": 0.05},
     }
     [top] = ranked(current)

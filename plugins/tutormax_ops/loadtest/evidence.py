@@ -76,6 +76,12 @@ def top_statements(before: StatementsSnapshot, after: StatementsSnapshot) -> dic
     }
 
 
+def waiting_key(query_id: int | None, query: str | None) -> str:
+    """A waiting statement's key: its query id where the server set one yet, else its text's
+    `statement_id` (the text of a statement bound with $n parameters, as pg_stat_statements keeps it)."""
+    return str(query_id) if query_id is not None else f"id:{statement_id(query or '')}"
+
+
 def _monitoring(query: str) -> bool:
     """Statements on the catalogs and statistics views: this package's own sampling (and any other
     monitor's), not the service's work."""
@@ -105,7 +111,7 @@ class WaitSampler:
         self._thread = threading.Thread(target=self._sample, name="tutormax-wait-sampler", daemon=True)
         self._samples = 0
         self._by_event: Counter[str] = Counter()
-        self._by_query: Counter[str] = Counter()  # lock waits only: "query_id" -> backend-samples
+        self._by_query: Counter[str] = Counter()  # lock waits only: `waiting_key` -> backend-samples
         self._error: str | None = None
 
     def start(self) -> WaitSampler:
@@ -132,12 +138,12 @@ class WaitSampler:
             with service_db(self._settings, read_only=True) as conn:
                 conn.autocommit = True  # each sample sees the backends of its own moment
                 while not self._stop.is_set():
-                    for wait_type, event, query_id, backends in conn.execute(statement).fetchall():
+                    for wait_type, event, query_id, query, backends in conn.execute(statement).fetchall():
                         if wait_type in IGNORED_WAITS:
                             continue
                         self._by_event[f"{wait_type}:{event}"] += backends
-                        if wait_type == "Lock" and query_id is not None:
-                            self._by_query[str(query_id)] += backends
+                        if wait_type == "Lock":
+                            self._by_query[waiting_key(query_id, query)] += backends
                     self._samples += 1
                     self._stop.wait(self._interval_s)
         except Exception as error:  # noted with the evidence

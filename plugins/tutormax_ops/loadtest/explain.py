@@ -251,9 +251,11 @@ def _fold_waiting_statements(
     locks = [s for s in waits if s.summary.startswith("lock waits")]
     if not locks:
         return statements, waits
-    waiting_ids = set((current.get("waits") or {}).get("lock_by_query") or {})
-    queryids = {row["id"]: str(row["queryid"]) for row in current["statements"].get("top", [])}
-    waited = [s for s in statements if queryids.get(s.statement_id or "") in waiting_ids]
+    waiting = set((current.get("waits") or {}).get("lock_by_query") or {})
+    keys = {
+        row["id"]: {str(row["queryid"]), f"id:{row['id']}"} for row in current["statements"].get("top", [])
+    }
+    waited = [s for s in statements if keys.get(s.statement_id or "", set()) & waiting]
     lock = locks[0]
     lock = replace(lock, evidence=(*lock.evidence, *(f"waited, and slower: {s.summary}" for s in waited)))
     others = [s for s in waits if s is not locks[0]]
