@@ -154,13 +154,14 @@ CASES: dict[str, tuple[Callable[..., Any] | None, str]] = {
 
 
 def clear_cache(redis_url: str) -> None:
+    """Unlink the service's cache keys (SCAN and UNLINK, as the cache-clear DAG does)."""
     import redis
+
+    from tutormax_ops.cache.keys import clear
 
     client = redis.Redis.from_url(redis_url)
     try:
-        batch = list(client.scan_iter(match="tutormax:cache:*", count=1000))
-        for start in range(0, len(batch), 500):
-            client.unlink(*batch[start : start + 500])
+        clear(client, "tutormax:cache:*", dry_run=False, scan_count=1000, unlink_batch=500)
     finally:
         client.close()
 

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 TOP_STATEMENTS = 25
 QUERY_CHARS = 300  # enough to recognise a statement; the plugin's slow-queries page has the rest
 WAIT_INTERVAL_S = 0.5  # a lock held for a second is seen; a sample costs well under a millisecond
-# Waits of idle clients and background work are no evidence of a slow request.
+# Waits of idle clients and background work are no evidence of a slow request; nor is a parallel
+# query's coordination (its leader waiting for its workers): the slower statement is the cause.
 IGNORED_WAITS = ("Client", "Activity", "Extension")
+PARALLEL_QUERY_WAITS = ("IPC:Bgworker", "IPC:MessageQueue", "IPC:Parallel", "IPC:ExecuteGather", "IPC:Hash")
 MAX_EVIDENCE_BYTES = 50_000
 MONITORING_RELATIONS = ("pg_catalog.", "pg_stat_activity", "pg_stat_statements", "pg_settings")
 
@@ -139,9 +141,10 @@ class WaitSampler:
                 conn.autocommit = True  # each sample sees the backends of its own moment
                 while not self._stop.is_set():
                     for wait_type, event, query_id, query, backends in conn.execute(statement).fetchall():
-                        if wait_type in IGNORED_WAITS:
+                        name = f"{wait_type}:{event}"
+                        if wait_type in IGNORED_WAITS or name.startswith(PARALLEL_QUERY_WAITS):
                             continue
-                        self._by_event[f"{wait_type}:{event}"] += backends
+                        self._by_event[name] += backends
                         if wait_type == "Lock":
                             self._by_query[waiting_key(query_id, query)] += backends
                     self._samples += 1
