@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.collectors.sampling import min_requests
 from tutormax_ops.core.config import Settings, load_settings
-from tutormax_ops.loadtest.evidence import run_evidence, store_evidence
-from tutormax_ops.loadtest.explain import explain_run
+from tutormax_ops.loadtest.evidence import baseline_evidence, run_evidence, store_evidence
+from tutormax_ops.loadtest.explain import BASELINE_RUNS, rank_suspects
 from tutormax_ops.loadtest.gap import judge_gap
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
 from tutormax_ops.loadtest.machine import cpu_by_role
@@ -170,7 +170,8 @@ def judge(
         evidence = run_evidence(
             run, server_details, gap, min_requests=min_requests(confidence=params.confidence)
         )
-        suspects, explain_note = explain_run(settings, dag_id, started_at, history, evidence)
+        baseline, changes = baseline_evidence(settings, dag_id, started_at, history, runs=BASELINE_RUNS)
+        suspects, explain_note = rank_suspects(evidence, baseline, changes)
     return Analysis(
         plan=plan,
         run_id=run_id,

@@ -258,3 +258,17 @@ def changes_between(settings: Settings, since: Any, until: Any) -> list[dict[str
     statement = load_sql("tutormax_load_test/changes_between.sql", schema=settings.storage.results_schema)
     with results_db(settings) as conn, conn.cursor(row_factory=dict_row) as cursor:
         return cursor.execute(statement, {"since": since, "until": until}).fetchall()
+
+
+def baseline_evidence(
+    settings: Settings, dag_id: str, started_at: Any, history: Sequence[Mapping[str, Any]], *, runs: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The stored evidence of this run's baseline, the last `runs` of its history not flagged,
+    oldest first, and the changes recorded since the newest of them."""
+    unflagged = [run for run in history if run.get("regression_verdict") != "regression"]
+    stored = load_evidence(settings, dag_id, [run["run_id"] for run in unflagged])
+    with_evidence = [run for run in unflagged if run["run_id"] in stored][-runs:]
+    if not with_evidence:
+        return [], []
+    changes = changes_between(settings, with_evidence[-1]["started_at"], started_at)
+    return [stored[run["run_id"]] for run in with_evidence], changes

@@ -123,26 +123,6 @@ def likely_cause(analysis: Analysis) -> str | None:
     return f"{top.summary} ({top.confidence} confidence)"
 
 
-def explain_run(
-    settings: Any,
-    dag_id: str,
-    started_at: Any,
-    history: Sequence[Mapping[str, Any]],
-    evidence: Mapping[str, Any],
-) -> tuple[list[Suspect], str]:
-    """Rank this run's suspects against the stored evidence of its baseline runs: the last
-    `BASELINE_RUNS` of its history not flagged (or accepted), and the changes since the newest."""
-    from tutormax_ops.loadtest.evidence import changes_between, load_evidence
-
-    unflagged = [run for run in history if run.get("regression_verdict") != "regression"]
-    stored = load_evidence(settings, dag_id, [run["run_id"] for run in unflagged])
-    with_evidence = [run for run in unflagged if run["run_id"] in stored][-BASELINE_RUNS:]
-    if len(with_evidence) < MIN_BASELINE_RUNS:
-        return [], NO_BASELINE
-    changes = changes_between(settings, with_evidence[-1]["started_at"], started_at)
-    return rank_suspects(evidence, [stored[run["run_id"]] for run in with_evidence], changes)
-
-
 def _statement_suspects(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]]) -> list[Suspect]:
     now = current.get("statements") or {}
     if not now.get("available") or "calls_per_request" not in now:
