@@ -57,14 +57,20 @@ class ResponseTimeMiddleware:
 
 
 async def inject_latency(request: Request) -> None:
-    """Sleep for the route's configured TUTORMAX_SERVICE_INJECTED_LATENCY_MS (regression drills).
+    """Burn the route's TUTORMAX_SERVICE_INJECTED_CPU_MS of CPU, then sleep for its
+    TUTORMAX_SERVICE_INJECTED_LATENCY_MS (regression drills).
 
     A dependency rather than middleware because the matched route template is known only
     after routing.
     """
     template = getattr(request.scope.get("route"), "path", None)
-    delay_ms = request.app.state.settings.injected_latency_ms.get(template)
-    if delay_ms:
+    settings = request.app.state.settings
+    if cpu_ms := settings.injected_cpu_ms.get(template):
+        # Busy on the event loop, as CPU-bound code in a handler is: the worker serves nothing else.
+        until = time.process_time() + cpu_ms / 1000
+        while time.process_time() < until:
+            pass
+    if delay_ms := settings.injected_latency_ms.get(template):
         await asyncio.sleep(delay_ms / 1000)
 
 
@@ -107,7 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine.dispose()
 
     # The latency drill's dependency runs on every request, so it is only wired when configured.
-    drills = [Depends(inject_latency)] if settings.injected_latency_ms else []
+    drilled = settings.injected_latency_ms or settings.injected_cpu_ms
+    drills = [Depends(inject_latency)] if drilled else []
     app = FastAPI(title="TutorMax service", lifespan=lifespan, dependencies=drills)
     app.state.settings = settings
     app.state.engine = engine
@@ -115,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cache = Cache(redis_client, aredis_client, settings.cache_ttl_seconds)
     app.state.query_stats = query_stats
     app.state.id_sampler = IdSampler(settings.id_snapshot_seconds)
-    if settings.fast_path and not settings.injected_latency_ms:
+    if settings.fast_path and not drilled:
         # Added first, so it runs inside ResponseTimeMiddleware: its answers are timed too.
         app.add_middleware(CachedReads, state=app.state)
     app.add_middleware(ResponseTimeMiddleware)

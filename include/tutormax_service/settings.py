@@ -35,6 +35,8 @@ class Settings(BaseModel):
     cache_ttl_seconds: int = Field(default=300, gt=0)
     # Route template -> extra milliseconds; lets tests simulate a latency regression on one route.
     injected_latency_ms: dict[str, float] = Field(default_factory=dict)
+    # Route template -> milliseconds of CPU work in the handler (busy, not asleep): a CPU drill.
+    injected_cpu_ms: dict[str, float] = Field(default_factory=dict)
     slow_query_ms: float = Field(default=100.0, ge=0)
     # Per uvicorn worker; also the number of database jobs a worker runs at once. Two cores of
     # PostgreSQL gain nothing from more concurrent queries, and N workers hold N times this.
@@ -55,7 +57,7 @@ class Settings(BaseModel):
     def _normalize_database_url(cls, value: str) -> str:
         return normalize_url(value)
 
-    @field_validator("injected_latency_ms", mode="before")
+    @field_validator("injected_latency_ms", "injected_cpu_ms", mode="before")
     @classmethod
     def _parse_injected_latency(cls, value: Any) -> Any:
         return parse_injected_latency(value) if isinstance(value, str) else value

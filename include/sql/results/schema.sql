@@ -99,6 +99,18 @@ ALTER TABLE {schema}.loadtest_runs ADD COLUMN IF NOT EXISTS judged_from_s double
 CREATE INDEX IF NOT EXISTS loadtest_runs_history
     ON {schema}.loadtest_runs (dag_id, profile, users, started_at) WHERE valid;
 
+-- Per load-test run, the evidence a finding's likely cause is read from (loadtest/evidence.py): top
+-- statements, cache, service CPU, the server/client split, wait events and the service's state,
+-- kept small (`bytes`, under 50 KB). A rerun replaces its row.
+CREATE TABLE IF NOT EXISTS {schema}.loadtest_evidence (
+    dag_id   text    NOT NULL,
+    run_id   text    NOT NULL,
+    evidence jsonb   NOT NULL,
+    bytes    integer NOT NULL,
+    PRIMARY KEY (dag_id, run_id),
+    FOREIGN KEY (dag_id, run_id) REFERENCES {schema}.loadtest_runs ON DELETE CASCADE
+);
+
 -- tutormax_cache_warming: one row per run (hit rate and key counts before/after), one per target.
 CREATE TABLE IF NOT EXISTS {schema}.cache_warm_runs (
     dag_id          text        NOT NULL,

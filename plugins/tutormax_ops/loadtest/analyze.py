@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.collectors.sampling import min_requests
 from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.loadtest.evidence import baseline_evidence, run_evidence, store_evidence
+from tutormax_ops.loadtest.explain import BASELINE_RUNS, rank_suspects
+from tutormax_ops.loadtest.gap import judge_gap
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
 from tutormax_ops.loadtest.machine import cpu_by_role
 from tutormax_ops.loadtest.model import Analysis, RunPlan
@@ -52,6 +55,8 @@ def analyze_run(
         analysis=analysis,
     )
     store_run_rows(settings, row, endpoint_rows(analysis, ti.dag_id))
+    if analysis.evidence is not None:
+        store_evidence(settings, ti.dag_id, ti.run_id, analysis.evidence)
     write_reports(analysis, artifacts, settings)
     print(f"verdict {analysis.verdict}: {analysis.headline()}")
     return {
@@ -159,6 +164,14 @@ def judge(
         )
         series = build_series(history, current, run_id, started_at, accepted=accepted)
         regression = tuple(analyze_history(series, params))
+    evidence, suspects, explain_note = None, [], ""
+    if valid and run is not None and not plan.stress:
+        gap = judge_gap(run, plan, artifacts / "cpu_samples.csv", outcome, settings.loadtest)
+        evidence = run_evidence(
+            run, server_details, gap, min_requests=min_requests(confidence=params.confidence)
+        )
+        baseline, changes = baseline_evidence(settings, dag_id, started_at, history, runs=BASELINE_RUNS)
+        suspects, explain_note = rank_suspects(evidence, baseline, changes)
     return Analysis(
         plan=plan,
         run_id=run_id,
@@ -176,6 +189,9 @@ def judge(
         min_requests=min_requests(confidence=params.confidence),
         accepted=accepted,
         limits=limits,
+        evidence=evidence,
+        suspects=tuple(suspects),
+        explain_note=explain_note,
     )
 
 

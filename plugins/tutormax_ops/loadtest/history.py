@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def _results_db(settings: Settings) -> Iterator[psycopg.Connection]:
+def results_db(settings: Settings) -> Iterator[psycopg.Connection]:
     from tutormax_ops.core.db import collector_session
     from tutormax_ops.core.storage import ensure_results_schema
 
@@ -41,7 +41,7 @@ def load_history(settings: Settings, plan: RunPlan, dag_id: str, run_id: str) ->
     from tutormax_ops.core.db import load_sql
 
     schema = settings.storage.results_schema
-    with _results_db(settings) as conn, conn.cursor(row_factory=dict_row) as cursor:
+    with results_db(settings) as conn, conn.cursor(row_factory=dict_row) as cursor:
         params = {
             "dag_id": dag_id,
             "profile": plan.profile,
@@ -157,7 +157,7 @@ def store_run_rows(settings: Settings, run: dict[str, Any], endpoints: list[dict
     from tutormax_ops.core.storage import replace_run_rows, upsert_rows
 
     schema = settings.storage.results_schema
-    with _results_db(settings) as conn:
+    with results_db(settings) as conn:
         upsert_rows(conn, schema, "loadtest_runs", [run], key=("dag_id", "run_id"))
         replace_run_rows(
             conn,

@@ -158,6 +158,22 @@ class TargetCheck:
     note: str = ""
 
 
+Confidence = Literal["high", "medium", "low"]
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """One candidate cause of a finding (`loadtest.explain`), with the figures it rests on."""
+
+    kind: str  # one of explain.KINDS
+    summary: str  # one line, figures included: what the email's "Likely cause" says
+    evidence: tuple[str, ...]  # the figures, before -> after, one per line
+    confidence: Confidence
+    explains_ms: float | None = None  # the estimated milliseconds per request it accounts for
+    scopes: tuple[str, ...] = ()  # the endpoints it concerns; empty: every endpoint
+    statement_id: str | None = None  # a statement suspect's normalised id (loadtest.evidence)
+
+
 def knee_line(knee: Knee | None, limits: Limits | None) -> str:
     """For the email's subject: the knee, as a lower bound when nothing failed or the machine set
     the limit, and who set it."""
@@ -188,6 +204,9 @@ class Analysis:
     min_requests: int = 1  # the fewest requests whose p95 has an upper bound (collectors.sampling)
     accepted: tuple[str, ...] = ()  # flagged runs a person accepted as the new normal
     limits: Limits | None = None  # a stress run: who set the limit
+    evidence: dict[str, Any] | None = None  # this run's evidence (loadtest.evidence), stored with it
+    suspects: tuple[Suspect, ...] = ()  # ranked against the baseline runs' evidence (loadtest.explain)
+    explain_note: str = ""  # why there are no suspects to rank, when there is a reason
 
     @property
     def recovered_from(self) -> dict[str, Any] | None:

@@ -251,9 +251,11 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
     from tutormax_ops.collectors.locust import PERCENTILE_ROUNDING
     from tutormax_ops.collectors.locust_seconds import route_grouping_note
     from tutormax_ops.core import reports
+    from tutormax_ops.loadtest.explain import likely_cause
     from tutormax_ops.loadtest.gap import judge_gap
     from tutormax_ops.loadtest.regression import METRICS
     from tutormax_ops.loadtest.stress import METHOD, SETTLE_S, stress_chart
+    from tutormax_ops.web.plugin import URL_PREFIX
 
     trend = trend_chart(analysis)
     cpu = cpu_chart(analysis, artifacts / "cpu_samples.csv")
@@ -281,6 +283,8 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         min_requests=analysis.min_requests,
     )
     context = {
+        "likely_cause": likely_cause(analysis),
+        "statements_url": f"{URL_PREFIX}/api/performance/database/slow-queries",
         "judged_sentence": judged_sentence(analysis),
         "judged_rows": judged_beside_whole(analysis),
         "analysis": analysis,
@@ -344,6 +348,8 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         else None,
         "limits": asdict(analysis.limits) if analysis.limits else None,
         "gap": {**asdict(gap), "line": gap.line()} if gap else None,
+        "likely_cause": context["likely_cause"],
+        "suspects": [asdict(suspect) for suspect in analysis.suspects],
         "server": {
             key: analysis.server.get(key)
             for key in ("window", "cache_hit_rate", "query_p95_ms", "slow_query_rate")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.loadtest.evidence import WaitSampler
 from tutormax_ops.loadtest.guard import holding_advisory_lock
 from tutormax_ops.loadtest.history import run_row, store_run_rows
 from tutormax_ops.loadtest.model import RunPlan
-from tutormax_ops.loadtest.runner import WorkersMissing, run_locust
+from tutormax_ops.loadtest.runner import RunOutcome, WorkersMissing, run_locust
 from tutormax_ops.loadtest.server_metrics import describe_error, server_metrics, take_server_snapshot
 from tutormax_ops.loadtest.traffic import IDS_FILE, write_ids
 
@@ -35,21 +36,13 @@ def execute_run(plan_values: Mapping[str, Any], context: Mapping[str, Any]) -> d
         folder = Path(tmp)
         if (count := write_ids(settings, plan.profile, folder)) is not None:
             print(f"{count} ids for the locustfile in {folder / IDS_FILE}")
-        snapshots = {"run": take_server_snapshot(settings)}
         started_at = datetime.now(UTC)
         try:
-            outcome = run_locust(
-                plan,
-                settings.loadtest,
-                folder,
-                on_window_open=lambda: snapshots.setdefault("steady state", take_server_snapshot(settings)),
-            )
+            outcome, metrics = measured_load(plan, settings, folder)
         except BaseException as error:
             _store_files(folder, artifacts)
             _record_interrupted_run(plan, settings, ti.dag_id, ti.run_id, started_at, error, artifacts)
             raise
-        window = "steady state" if "steady state" in snapshots else "run"
-        metrics = server_metrics(snapshots[window], settings, plan.host, window=window)
         _store_files(folder, artifacts)
         (artifacts / "server_metrics.json").write_text(reports.to_json(metrics))
         (artifacts / "cpu_samples.csv").write_text(reports.to_csv([asdict(s) for s in outcome.cpu_samples]))
@@ -66,6 +59,27 @@ def execute_run(plan_values: Mapping[str, Any], context: Mapping[str, Any]) -> d
             for key in ("window", "cache_hit_rate", "query_p95_ms", "slow_query_rate", "errors")
         },
     }
+
+
+def measured_load(
+    plan: RunPlan, settings: Settings, folder: Path, *, log: Callable[[str], None] = print
+) -> tuple[RunOutcome, dict[str, Any]]:
+    """Run the load; the server-side figures and evidence cover its steady state (from the moment
+    the runner opens the window), or the whole run when the window never opened."""
+    snapshots = {"run": take_server_snapshot(settings)}
+    samplers = {"run": WaitSampler(settings).start()}
+
+    def open_window() -> None:
+        snapshots.setdefault("steady state", take_server_snapshot(settings))
+        samplers["run"].stop()  # one sampler at a time: the window's replaces the whole run's
+        samplers.setdefault("steady state", WaitSampler(settings).start())
+
+    try:
+        outcome = run_locust(plan, settings.loadtest, folder, on_window_open=open_window, log=log)
+    finally:
+        waits = {window: sampler.stop() for window, sampler in samplers.items()}
+    window = "steady state" if "steady state" in snapshots else "run"
+    return outcome, server_metrics(snapshots[window], settings, plan.host, window=window, waits=waits[window])
 
 
 def _store_files(folder: Path, artifacts: ObjectStoragePath) -> None:

@@ -50,13 +50,23 @@ def take_server_snapshot(settings: Settings) -> ServerSnapshot:
     return ServerSnapshot(datetime.now(UTC), redis_sample, statements, tuple(errors))
 
 
-def server_metrics(start: ServerSnapshot, settings: Settings, host: str, *, window: str) -> dict[str, Any]:
-    """Cache and query figures from `start` to now, and the service's own summary."""
+def server_metrics(
+    start: ServerSnapshot,
+    settings: Settings,
+    host: str,
+    *,
+    window: str,
+    waits: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Cache and query figures from `start` to now, the service's own summary, and the evidence a
+    finding's cause is read from (`loadtest.evidence`; `waits` from its `WaitSampler`)."""
     from tutormax_ops.collectors.postgres.queries import query_stats, statements_snapshot
     from tutormax_ops.collectors.redis import cache_stats
+    from tutormax_ops.loadtest.evidence import service_state, top_statements
 
     errors = list(start.errors)
     cache = queries = None
+    evidence: dict[str, Any] = {"waits": waits}
     if start.redis is not None:
         try:
             client = _redis_client()
@@ -74,9 +84,10 @@ def server_metrics(start: ServerSnapshot, settings: Settings, host: str, *, wind
     if start.statements is not None:
         try:
             with service_db(settings, read_only=True) as conn:
-                queries = query_stats(
-                    start.statements, statements_snapshot(conn), min_duration_ms=settings.alerts.slow_query_ms
-                )
+                end = statements_snapshot(conn)
+                queries = query_stats(start.statements, end, min_duration_ms=settings.alerts.slow_query_ms)
+                evidence["statements"] = top_statements(start.statements, end)
+                evidence["state"] = service_state(conn, settings)
         except Exception as error:  # reported with the run
             errors.append(describe_error("PostgreSQL", error))
     return {
@@ -88,6 +99,7 @@ def server_metrics(start: ServerSnapshot, settings: Settings, host: str, *, wind
         "query_p95_ms": queries.p95_time_ms if queries else None,
         "slow_query_rate": queries.slow_query_rate if queries else None,
         **_service_summary(host),
+        "evidence": evidence,
         "errors": errors,
     }
 

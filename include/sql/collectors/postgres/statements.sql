@@ -14,7 +14,9 @@ SELECT
     {stddev}::float8 AS stddev_ms,
     {min}::float8 AS min_ms,
     {max}::float8 AS max_ms,
-    {stats_since}::timestamptz AS stats_since
+    {stats_since}::timestamptz AS stats_since,
+    s.shared_blks_read,
+    s.shared_blks_hit
 FROM {schema}.pg_stat_statements AS s
 WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
   AND {toplevel}

@@ -59,6 +59,8 @@ class StatementStat(_StatementFigures):
     """Cumulative counters of one statement."""
 
     stats_since: datetime | None  # PG17+: when this entry's counters started
+    shared_blks_read: int = 0  # blocks read from disk or the OS cache, not from shared buffers
+    shared_blks_hit: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class StatementDelta(_StatementFigures):
     max_ms stay the bounds since the counters started, within which the period's calls lie."""
 
     p95_ms: float  # estimate: mean + 1.645 stddev, clamped to [min_ms, max_ms]
+    shared_blks_read: int = 0
+    shared_blks_hit: int = 0
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,8 @@ def _difference(old: StatementStat | None, new: StatementStat) -> StatementDelta
         min_ms=new.min_ms,
         max_ms=new.max_ms,
         p95_ms=min(max(mean_ms + _Z95 * stddev_ms, new.min_ms), new.max_ms),
+        shared_blks_read=new.shared_blks_read - (old.shared_blks_read if old else 0),
+        shared_blks_hit=new.shared_blks_hit - (old.shared_blks_hit if old else 0),
     )
 
 
