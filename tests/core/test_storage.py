@@ -45,6 +45,7 @@ def test_schema_creation_is_repeatable(results_conn: psycopg.Connection) -> None
         "health_checklist",
         "health_snapshots",
         "loadtest_endpoints",
+        "loadtest_evidence",
         "loadtest_runs",
         "runs",
         "table_metrics",
