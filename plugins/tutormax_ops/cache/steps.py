@@ -23,6 +23,7 @@ from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_I
 from tutormax_ops.core.db import collector_session, load_sql
 from tutormax_ops.core.errors import ReportedFailure, fail_fast
 from tutormax_ops.core.notify import send_email
+from tutormax_ops.core.registry import RunRecord, record_of, record_run, store_run
 from tutormax_ops.core.reports import render
 from tutormax_ops.core.runs import run_type_of, trigger_of
 from tutormax_ops.core.service import api_base_url, auth_headers
@@ -47,8 +48,9 @@ def _redis() -> Iterator[Any]:
 
 
 @fail_fast
-def clear_step(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the pattern (before Redis is touched), then SCAN + UNLINK, or only count on a dry run."""
+def clear_step(params: Mapping[str, Any], dag_run: Any) -> dict[str, Any]:
+    """Validate the pattern (before Redis is touched), then SCAN + UNLINK, or only count on a dry run;
+    the run goes into the run registry."""
     settings = load_settings(with_variable=True)
     pattern = validate_pattern(str(params.get("pattern") or ""), settings.cache_clear.key_prefix)
     with _redis() as client:
@@ -68,6 +70,11 @@ def clear_step(params: Mapping[str, Any]) -> dict[str, Any]:
         pattern,
         result.seconds,
         result.scan_calls,
+    )
+    line = f"{verb} {count:,} keys matching {pattern!r} in {result.seconds:.2f} s"
+    store_run(
+        settings,
+        record_of(dag_run, kind="cache_clear", status="success", headline=line, details=asdict(result)),
     )
     return asdict(result)
 
@@ -245,9 +252,13 @@ def record_step(
     alerts += [
         f"{w['target']}: {w['failed']} of {w['requested']} requests failed" for w in warmed if w["failed"]
     ]
-    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
+    dead = [w["target"] for w in warmed if w["requested"] and not w["ok"]]
+    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn, conn.transaction():
         schema = settings.storage.results_schema
         ensure_results_schema(conn, schema)
+        record_run(
+            conn, schema, _registry_record(after, alerts, dead, run_id, run_type_of(run_type), started_at)
+        )
         upsert_rows(
             conn,
             schema,
@@ -276,7 +287,6 @@ def record_step(
             subject=f"cache warming: {alerts[0]} ({run_id})",
             html=render("cache_warm_email.html", run_id=run_id, **summary),
         )
-    dead = [w["target"] for w in warmed if w["requested"] and not w["ok"]]
     if dead:
         # Emailed above (a failed request is an alert); a retry of `record` would not warm anything.
         raise ReportedFailure(
@@ -313,6 +323,30 @@ def _run_row(
         "keys_after": Jsonb(after.get("keys", {})),
         "alert": "; ".join(alerts) or None,
     }
+
+
+def _registry_record(
+    after: Mapping[str, Any],
+    alerts: list[str],
+    dead: list[str],
+    run_id: str,
+    run_type: str,
+    started_at: datetime,
+) -> RunRecord:
+    rate = after.get("hit_rate_percent")
+    headline = "; ".join(
+        [f"cache warmed, hit rate {'unknown' if rate is None else f'{rate:.1f}%'} after", *alerts]
+    )
+    return RunRecord(
+        dag_id=WARM_DAG_ID,
+        run_id=run_id,
+        kind="cache_warm",
+        run_type=run_type,
+        started_at=started_at,
+        status="failed" if dead else "warning" if alerts else "success",
+        headline=headline,
+        details={"alerts": alerts, "dead_targets": dead},
+    )
 
 
 def _target_row(warmed: Mapping[str, Any], run_id: str) -> dict[str, Any]:

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tutormax_ops.collectors.sampling import min_requests
 from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.runs import run_type_of
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
 from tutormax_ops.loadtest.machine import Limits, cpu_by_role
 from tutormax_ops.loadtest.plan import RunPlan
-from tutormax_ops.loadtest.report import write_reports
+from tutormax_ops.loadtest.report import REPORT_FILE, write_reports
 from tutormax_ops.loadtest.runner import LOCUST_OUTPUTS, PREFIX
 from tutormax_ops.loadtest.series import build_series, current_values, knee_values
 from tutormax_ops.loadtest.stress import Knee, LoadStep, knee_line
@@ -155,7 +156,14 @@ def analyze_run(
         verdict=analysis.verdict,
         analysis=analysis,
     )
-    store_run_rows(settings, row, endpoint_rows(analysis, ti.dag_id))
+    store_run_rows(
+        settings,
+        row,
+        endpoint_rows(analysis, ti.dag_id),
+        headline=analysis.headline(),
+        report_uri=str(artifacts / REPORT_FILE),
+        run_type=run_type_of(context["dag_run"].run_type),
+    )
     write_reports(analysis, artifacts, settings)
     print(f"verdict {analysis.verdict}: {analysis.headline()}")
     return {

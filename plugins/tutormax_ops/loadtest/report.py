@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from tutormax_ops.loadtest.analyze import Analysis
 
 
-REPORT_FILES = ("report.html", "email.html", "summary.json", "endpoints.csv", "trend.png")
+REPORT_FILE = "report.html"  # the run's report: the registry, the email and the page link it
+REPORT_FILES = (REPORT_FILE, "email.html", "summary.json", "endpoints.csv", "trend.png")
 STRESS_CHART = "stress.png"  # a stress run's req/s and p95 against users, in the report and the email
 
 
@@ -303,7 +304,7 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (artifacts / "trend.png").write_bytes(trend)
-    (artifacts / "report.html").write_text(
+    (artifacts / REPORT_FILE).write_text(
         reports.render(
             "loadtest_report.html",
             **context,

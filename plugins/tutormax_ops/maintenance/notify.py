@@ -24,11 +24,7 @@ from tutormax_ops.maintenance.store import CHARTS
 
 
 def email_subject(report: MaintenanceReport) -> str:
-    totals = report.totals
-    return (
-        f"{report.dag_id} on {report.database}: {report.status} — {totals.done} of {totals.planned} tables "
-        f"done, {totals.dead_tuples_removed:,} dead tuples removed, {len(report.recommendations)} recommendations"
-    )
+    return f"{report.dag_id} on {report.database}: {report.headline()}"
 
 
 EMAIL_TABLES = 15
