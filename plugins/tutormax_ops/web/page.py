@@ -26,12 +26,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import sql
 
 from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.links import PAGE_PATH, page_relative
 from tutormax_ops.core.registry import DAG_OF_KIND
 
 HISTORY_DAYS = 366
 PARTS = ("now", "alerts", "checklist", "loadtests", "rates", "bloat")  # include/sql/…/page_<part>.sql
 TOP_TABLES = 10
-PAGE_PATH = "/performance"
 # Stored reports run in a sandbox: their scripts (Locust's report has some) get an opaque origin and
 # cannot read the Airflow session or call its API.
 REPORT_CSP = "sandbox allow-scripts"
@@ -124,14 +124,10 @@ def _last_runs(settings: Settings, found: list[dict[str, Any]]) -> list[dict[str
     in the folder the report names); a kind never run names the DAG that fills it."""
     from airflow.sdk import ObjectStoragePath
 
-    base = str(ObjectStoragePath(settings.storage.artifacts_uri().rstrip("/"))).rstrip("/") + "/"
     runs = []
     for run in found:
-        report = run["report_uri"] or run["artifacts_uri"]
-        href = None
-        if report and str(ObjectStoragePath(report)).startswith(base):
-            path = ObjectStoragePath(report)
-            href = f"reports/{str(path)[len(base) :]}" if path.is_file() else None
+        report = run["report_uri"]
+        href = page_relative(settings, report) if report else None
         runs.append(
             {
                 "kind": run["kind"],
@@ -139,10 +135,9 @@ def _last_runs(settings: Settings, found: list[dict[str, Any]]) -> list[dict[str
                 "run_id": run["run_id"],
                 "run_type": run["run_type"],
                 "started_at": run["started_at"].isoformat() if run["started_at"] else None,
-                "finished_at": run["finished_at"].isoformat() if run["finished_at"] else None,
                 "status": run["status"],
                 "headline": run["headline"],
-                "report": href,
+                "report": href if href and ObjectStoragePath(report).is_file() else None,
             }
         )
     return runs
