@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from psycopg.types.json import Jsonb
 
@@ -26,7 +25,7 @@ from tutormax_ops.core.notify import send_email
 from tutormax_ops.core.registry import RunRecord, record_of, record_run, store_run
 from tutormax_ops.core.reports import render
 from tutormax_ops.core.runs import run_type_of, trigger_of
-from tutormax_ops.core.service import api_base_url, auth_headers
+from tutormax_ops.core.service import allowed_base_url, auth_headers
 from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, upsert_rows
 
 log = logging.getLogger(__name__)
@@ -167,17 +166,6 @@ def invalidate_step(params: Mapping[str, Any], run_type: Any) -> dict[str, int]:
     return removed
 
 
-def _checked_base_url(settings: Settings) -> str:
-    base = api_base_url()
-    host = (urlsplit(base).hostname or "").lower()
-    allowed = sorted({h.lower() for h in settings.loadtest.host_allowlist})
-    if host not in allowed:
-        raise PermissionError(
-            f"warm host {host!r} (tutormax_api) is not on loadtest.host_allowlist {allowed}"
-        )
-    return base
-
-
 def _ids(target: WarmTarget, settings: Settings) -> list[Any]:
     with collector_session(DB_CONN_ID, settings) as conn:
         return [row[0] for row in conn.execute(load_sql(target.sql_file), target.sql_params).fetchall()]
@@ -204,7 +192,7 @@ def warm_step(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     unknown = sorted(set(wanted) - {t.name for t in settings.cache_warm.targets})
     if unknown:
         raise ValueError(f"params.targets: {unknown} are not in cache_warm.targets")
-    base = _checked_base_url(settings)  # before any request
+    base = allowed_base_url(settings, "warm")  # before any request
     results: list[TargetResult] = []
     for target in targets:
         result = asyncio.run(

@@ -232,6 +232,16 @@ class InvalidationProbe(Section):
         return self
 
 
+class RateLimitProbe(Section):
+    """The checklist's "rate limiting is enabled": a burst of GETs to `path`, one after another, which
+    must meet a 429 within `max_requests`. It sends load, so it runs only when enabled, and only to a
+    host on `loadtest.host_allowlist`."""
+
+    enabled: bool = False
+    path: str = Field("/api/tutors", pattern=r"^/")
+    max_requests: Annotated[int, Field(ge=1, le=10_000)] = 300
+
+
 class Health(Section):
     """The hourly health DAG (`tutormax_perf_health`): alert hysteresis and the checklist's probes."""
 
@@ -251,6 +261,7 @@ class Health(Section):
     queue_depth_key: str = ""  # a Redis list holding the service's job queue; "" = no queue configured
     queue_depth_alert: Annotated[int, Field(ge=1)] = 1000
     invalidation_probe: InvalidationProbe = InvalidationProbe()
+    rate_limit_probe: RateLimitProbe = RateLimitProbe()
 
 
 class Settings(Section):
