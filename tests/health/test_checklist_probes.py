@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -142,3 +144,66 @@ def test_the_rollback_says_what_would_decide_it(tmp_path, monkeypatch) -> None:
     dumps.mkdir(parents=True)
     (dumps / "tutormax_abc123.dump").write_bytes(b"PGDMP")
     assert "the newest dump, tutormax_abc123.dump" in check_rollback(load_settings()).evidence
+
+
+def _dump_into_backups(database: str, artifacts: Path, name: str) -> None:
+    """A pg_dump of `database` on tutormax_db's server, where the migrations DAG keeps its backups."""
+    import dataclasses
+
+    from airflow.sdk import ObjectStoragePath
+
+    from tutormax_ops.core.conn_ids import DB_CONN_ID
+    from tutormax_ops.migrations.backup import choose_pg_dump, dump_to_storage
+    from tutormax_ops.migrations.runner import db_target
+
+    target = dataclasses.replace(db_target(DB_CONN_ID), database=database)
+    folder = ObjectStoragePath(artifacts.as_uri()) / load_settings().health.backup_folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    dump_to_storage(choose_pg_dump(0), target, folder, f"{name}.dump", lock_wait_ms=5000, timeout_s=300)
+
+
+def _scratch_databases(url: str) -> list[str]:
+    import psycopg
+
+    from tutormax_ops.health.rollback import SCRATCH_PREFIX
+
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (SCRATCH_PREFIX,)
+        )
+        return [name for (name,) in found]
+
+
+def _live_revision(url: str) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchall()
+
+
+REHEARSAL = {"health": {"rollback_rehearsal": {"enabled": True}}}
+
+
+def test_the_rollback_is_rehearsed_on_a_scratch_copy_and_the_live_database_is_untouched(
+    airflow_connections, service_db_url, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE", tmp_path.as_uri())
+    _dump_into_backups(urlsplit(service_db_url).path.lstrip("/"), tmp_path, "service")
+    live_before = _live_revision(service_db_url)
+    verdict = check_rollback(load_settings(**REHEARSAL))
+    assert verdict.status == "pass", verdict
+    assert "restore of service.dump" in verdict.evidence
+    assert "alembic downgrade -1" in verdict.evidence and "alembic upgrade head" in verdict.evidence
+    assert _live_revision(service_db_url) == live_before
+    assert _scratch_databases(service_db_url) == []  # dropped after the rehearsal
+
+
+def test_a_rollback_that_cannot_step_down_fails_and_leaves_no_scratch_database(
+    airflow_connections, service_db_url, fresh_database, tmp_path, monkeypatch
+) -> None:
+    """A backup of a database Alembic never touched: there is no revision to step down from."""
+    monkeypatch.setenv("TUTORMAX_OPS__STORAGE__ARTIFACTS_BASE", tmp_path.as_uri())
+    _dump_into_backups(urlsplit(fresh_database("never_migrated")).path.lstrip("/"), tmp_path, "unmigrated")
+    verdict = check_rollback(load_settings(**REHEARSAL))
+    assert verdict.status == "fail" and "alembic downgrade -1 failed on the scratch copy" in verdict.evidence
+    assert _scratch_databases(service_db_url) == []

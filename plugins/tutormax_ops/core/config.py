@@ -242,6 +242,16 @@ class RateLimitProbe(Section):
     max_requests: Annotated[int, Field(ge=1, le=10_000)] = 300
 
 
+class RollbackRehearsal(Section):
+    """The checklist's "rollback procedure": the newest backup restored into a scratch database on
+    `tutormax_db`'s server (the role needs CREATEDB), `alembic downgrade -1` then `upgrade head` there,
+    timed; the scratch database is dropped afterwards. Never the live database. Off unless enabled:
+    it loads the server for as long as a restore takes."""
+
+    enabled: bool = False
+    max_seconds: Annotated[float, Field(gt=0)] = 900  # the whole rehearsal; slower is a fail
+
+
 class Health(Section):
     """The hourly health DAG (`tutormax_perf_health`): alert hysteresis and the checklist's probes."""
 
@@ -262,6 +272,7 @@ class Health(Section):
     queue_depth_alert: Annotated[int, Field(ge=1)] = 1000
     invalidation_probe: InvalidationProbe = InvalidationProbe()
     rate_limit_probe: RateLimitProbe = RateLimitProbe()
+    rollback_rehearsal: RollbackRehearsal = RollbackRehearsal()
 
 
 class Settings(Section):

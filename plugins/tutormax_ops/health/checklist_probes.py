@@ -1,7 +1,7 @@
 """The Production Checklist items that once were "left out rather than guessed": the caching
 environment, rate limiting and the rollback procedure. Each is pass, fail or "cannot tell" with what
-would decide it; the one that sends load (the rate-limit burst) is opt-in, and nothing here touches
-the live database.
+would decide it; the burst and the rollback rehearsal are opt-in, and neither touches the live
+database.
 """
 
 from __future__ import annotations
@@ -98,8 +98,13 @@ def check_rate_limit(settings: Settings) -> Verdict:
 
 
 def check_rollback(settings: Settings) -> Verdict:
-    """No rehearsal exists yet to decide it: what would, and the backup it would start from."""
+    """Rehearsed on a scratch copy when `health.rollback_rehearsal` is enabled and a backup exists;
+    otherwise "cannot tell", with what would decide it and the backup it would start from."""
+    from tutormax_ops.health.rollback import rehearse_rollback
+
     folder, dump = newest_dump(settings)
+    if dump is not None and settings.health.rollback_rehearsal.enabled:
+        return rehearse_rollback(settings, dump)
     start = (
         f"the newest dump, {dump.name},"
         if dump
@@ -107,6 +112,7 @@ def check_rollback(settings: Settings) -> Verdict:
     )
     return Verdict(
         "cannot tell",
-        f"no rollback rehearsal is recorded. It is decided by restoring {start} into a scratch database, "
-        "then `alembic downgrade -1` and `alembic upgrade head` there, timed, never on the live database",
+        f"no rollback rehearsal ran. It is decided by restoring {start} into a scratch database, "
+        "then `alembic downgrade -1` and `alembic upgrade head` there, timed, never on the live database: "
+        "enable health.rollback_rehearsal",
     )
