@@ -43,6 +43,21 @@ QUICK = {"runs": 30, "endpoints": 20, "weeks": 8, "tables": 200}
 DATA_TARGET_MS = 300
 FIRST_CHART_TARGET_MS = 2000
 SEED_SQL = [
+    # The run registry first: the load tests' rows hang off it. Every 37th invalid; every 25th a
+    # regression (the findings below).
+    """INSERT INTO {schema}.runs (dag_id, run_id, kind, run_type, started_at, finished_at, status, headline)
+        SELECT 'tutormax_load_test', 'seed_' || n, 'load_test', 'scheduled',
+               date_trunc('day', now()) - (%(runs)s - n) * interval '1 day' + interval '2 hours',
+               date_trunc('day', now()) - (%(runs)s - n) * interval '1 day' + interval '2 hours 5 minutes',
+               v, 'nightly load test, 300 users: ' || v
+        FROM generate_series(1, %(runs)s) AS n,
+             LATERAL (SELECT CASE WHEN n %% 37 = 0 THEN 'invalid' WHEN n %% 25 = 0 THEN 'regression'
+                                  ELSE 'pass' END AS v) AS verdict""",
+    """INSERT INTO {schema}.runs (dag_id, run_id, kind, run_type, started_at, finished_at, status, headline)
+        SELECT 'tutormax_perf_health', 'seed_h' || extract(epoch FROM h)::bigint, 'health', 'scheduled', h,
+               h + interval '20 seconds', 'ok', 'no alert firing'
+        FROM generate_series(date_trunc('hour', now()) - (%(runs)s * 24 - 1) * interval '1 hour',
+                             date_trunc('hour', now()), interval '1 hour') AS h""",
     # Nightly load tests: every 37th invalid; every 25th with a regression finding on one endpoint.
     """INSERT INTO {schema}.loadtest_runs (dag_id, run_id, profile, started_at, valid, invalid_reason,
             requests, failures, error_rate, rps, p50_ms, p95_ms, p99_ms, cache_hit_rate, slow_query_rate,
@@ -64,10 +79,11 @@ SEED_SQL = [
                20 + 3 * e + (abs(hashtext(e || ':' || n)) %% 1000) / 100.0 + CASE WHEN n > %(runs)s / 2 AND e = 3 THEN 15 ELSE 0 END,
                60 + 4 * e
         FROM generate_series(1, %(runs)s) AS n, generate_series(1, %(endpoints)s) AS e""",
-    """INSERT INTO {schema}.runs (dag_id, run_id, kind, started_at, finished_at, status)
-        SELECT 'tutormax_db_maintenance', 'seed_w' || w, 'maintenance',
+    """INSERT INTO {schema}.runs (dag_id, run_id, kind, run_type, started_at, finished_at, status, headline)
+        SELECT 'tutormax_db_maintenance', 'seed_w' || w, 'maintenance', 'scheduled',
                date_trunc('week', now()) - (%(weeks)s - w) * interval '1 week' + interval '3 hours',
-               date_trunc('week', now()) - (%(weeks)s - w) * interval '1 week' + interval '4 hours', 'success'
+               date_trunc('week', now()) - (%(weeks)s - w) * interval '1 week' + interval '4 hours', 'success',
+               'success — ' || %(tables)s || ' of ' || %(tables)s || ' tables done'
         FROM generate_series(1, %(weeks)s) AS w""",
     """INSERT INTO {schema}.table_metrics (dag_id, run_id, phase, schema_name, table_name, collected_at,
             total_bytes, live_tuples, dead_tuples, dead_ratio, bloat_bytes, bloat_ratio)
@@ -109,18 +125,18 @@ def seed_history(
         for statement in SEED_SQL:
             conn.execute(sql.SQL(statement).format(schema=schema), params)
         if artifacts is not None:
-            for dag_id, run_id, table in (
-                ("tutormax_db_maintenance", f"seed_w{weeks}", "runs"),
-                ("tutormax_load_test", f"seed_{runs}", "loadtest_runs"),
+            for dag_id, run_id in (
+                ("tutormax_db_maintenance", f"seed_w{weeks}"),
+                ("tutormax_load_test", f"seed_{runs}"),
             ):
                 folder = artifacts / dag_id / run_id
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / "report.html").write_text(f"<h1>{dag_id} {run_id}</h1>")
                 conn.execute(
-                    sql.SQL("UPDATE {} SET artifacts_uri = %s WHERE dag_id = %s AND run_id = %s").format(
-                        sql.Identifier(SCHEMA, table)
-                    ),
-                    (folder.as_uri(), dag_id, run_id),
+                    sql.SQL(
+                        "UPDATE {} SET artifacts_uri = %s, report_uri = %s WHERE dag_id = %s AND run_id = %s"
+                    ).format(sql.Identifier(SCHEMA, "runs")),
+                    (folder.as_uri(), (folder / "report.html").as_uri(), dag_id, run_id),
                 )
         conn.execute("ANALYZE")
 

@@ -14,7 +14,8 @@ Manual only. Unpausing starts nothing: no schedule, no Asset event.
 - `dry_run`: only count the matching keys (default true: clearing is an explicit choice).
 
 ### Outputs
-The task's XCom and log: keys matched, keys removed, SCAN calls and seconds.
+The task's XCom and log: keys matched, keys removed, SCAN calls and seconds; one row in the run
+registry (`runs` in `tutormax_results`, kind `cache_clear`).
 
 ### On failure
 A pattern outside the prefix never creates a run: the form and the REST API refuse it (the param's
@@ -60,10 +61,10 @@ PREFIX = parse_view().cache_clear_prefix
 )
 def tutormax_cache_clear() -> None:
     @task
-    def clear(params: dict | None = None) -> dict:
+    def clear(params: dict | None = None, dag_run=None) -> dict:
         from tutormax_ops.cache.steps import clear_step
 
-        return clear_step(params or {})
+        return clear_step(params or {}, dag_run)
 
     clear()
 

@@ -10,14 +10,15 @@ reads the same setting), and an SMTP handshake on `smtp_default`. Run it first a
 ### Schedule
 Daily at 06:00 UTC, and on demand from the UI. No Asset event starts it. Unpausing runs the latest
 missed 06:00 check at once: it only connects (`SELECT 1`, `PING`, a health `GET`, an SMTP
-handshake), sends no load and writes nothing.
+handshake), sends no load and writes only its run-registry row.
 
 ### Params
 None.
 
 ### Outputs
 One XCom per check (`conn_id`, `check`, `ok`, `detail`, `elapsed_ms`) and a summary in the log of
-the `summarize` task. Nothing is written to any server.
+the `summarize` task; one row in the run registry (`runs`, kind `connectivity`) when
+`tutormax_results` answers. Nothing else is written to any server.
 
 ### On failure
 `summarize` fails and lists every connection that did not answer, with the error (credentials
@@ -52,10 +53,10 @@ def tutormax_smoke_connectivity() -> None:
         return asdict(run_check(target))
 
     @task
-    def summarize(results: list[dict]) -> dict:
+    def summarize(results: list[dict], dag_run=None) -> dict:
         from tutormax_ops.health.connectivity import summarize_checks
 
-        return summarize_checks(results)
+        return summarize_checks(results, dag_run)
 
     summarize(
         check.expand(

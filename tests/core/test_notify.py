@@ -79,6 +79,32 @@ def test_email_parts_have_their_real_types(airflow_connections, maildir, tmp_pat
     assert [part.get_content_type() for part in related.iter_parts()] == ["text/html", "image/png"]
 
 
+def test_an_email_over_the_limit_leaves_its_attachments_out_and_keeps_its_charts(
+    airflow_connections, maildir, tmp_path
+) -> None:
+    """A 1 MB attachment (Locust's report is about that) would make the email too heavy: it is left
+    out and named; the inline chart stays. Random bytes, so no transfer encoding can shrink them."""
+    import os
+
+    from tutormax_ops.core.notify import EMAIL_MAX_BYTES
+
+    (tmp_path / "chart.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(20_000))
+    (tmp_path / "locust.html").write_bytes(os.urandom(EMAIL_MAX_BYTES * 3))
+    (tmp_path / "small.csv").write_bytes(b"a,b\n1,2\n")
+    before = len(read_emails(maildir))
+    send_email(
+        subject="heavy",
+        html='<p>run</p><img src="cid:chart.png">',
+        to=["dba@example.org"],
+        attachments=[tmp_path / "chart.png", tmp_path / "locust.html", tmp_path / "small.csv"],
+    )
+    message = read_emails(maildir)[before]
+    assert len(message.as_bytes()) <= EMAIL_MAX_BYTES
+    assert [part.get_filename() for part in message.walk() if part.get_filename()] == ["chart.png"]
+    html = next(part.get_content() for part in message.walk() if part.get_content_type() == "text/html")
+    assert f"locust.html ({EMAIL_MAX_BYTES * 3:,} B)" in html and "small.csv" in html
+
+
 CLOSED_SMTP = (
     '{"conn_type": "smtp", "host": "127.0.0.1", "port": %d, "login": "mailer", "password": "hunter2-smtp",'
     ' "extra": {"disable_ssl": true, "disable_tls": true, "retry_limit": 0, "timeout": 2}}'

@@ -105,6 +105,33 @@ def test_warming_fills_the_keys_and_raises_the_hit_rate_of_a_mix(
     assert len(history(service_db_url, rerun.run_id)[1]) == 2
 
 
+def test_after_a_warming_run_the_cache_runbook_names_it(cache, service_db_url, run_dag) -> None:
+    """The demo's bug: warming wrote only cache_warm_runs, and the hit-rate alert's runbook, reading
+    the runs table, said no warming run was recorded. Both now go through the run registry."""
+    from tutormax_ops.health.runbooks import runbook
+
+    dag_run = run_dag(DAG_ID)
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    with psycopg.connect(service_db_url) as conn:
+        registered = conn.execute(
+            sql.SQL(
+                "SELECT kind, status, run_type, headline FROM {} WHERE dag_id = %s AND run_id = %s"
+            ).format(sql.Identifier(SCHEMA, "runs")),
+            (DAG_ID, dag_run.run_id),
+        ).fetchall()
+    assert len(registered) == 1, registered
+    (kind, status, run_type, headline) = registered[0]
+    # "warning" when the hit rate before warming was below the alert level (it depends on earlier tests)
+    assert (kind, run_type) == ("cache_warm", "manual") and status in ("success", "warning")
+    assert "hit rate" in headline
+    steps = {
+        item["step"]: item["evidence"] for item in runbook("cache_hit_rate", load_settings(), {"sources": {}})
+    }
+    evidence = steps["Warm the cache for popular data: the last warming run"]
+    assert dag_run.run_id in evidence and f": {status} at" in evidence, evidence
+    assert "no cache warm run is recorded" not in evidence
+
+
 def test_a_host_off_the_allowlist_is_refused_before_any_request(cache, run_dag, monkeypatch) -> None:
     monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__HOST_ALLOWLIST", '["api.internal"]')
     dag_run = run_dag(DAG_ID)

@@ -85,18 +85,33 @@ def artifacts(run: dict) -> Path:
     return Path(run["artifacts_uri"].removeprefix("file://"))
 
 
+AIRFLOW_BASE_URL = "https://airflow.tutormax.test:8443"  # what the email's links are built from
+
+
 @pytest.fixture(scope="session")
-def smoke_run(shared_run_env: dict, run_dag, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def smoke_run(
+    shared_run_env: dict, run_dag, maildir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """The one real smoke run the tests that build on it share, with a results schema of its own:
-    its history is empty ("insufficient history") whatever ran before it."""
+    its history is empty ("insufficient history") whatever ran before it. It emails whatever the
+    verdict, with Airflow's base URL set: the email links its reports."""
     schema = f"lt_smoke_{os.getpid()}"
     with pytest.MonkeyPatch.context() as patch:
         for name, value in shared_run_env.items():
             patch.setenv(name, value)
         patch.setenv(RESULTS_SCHEMA_ENV, schema)
         patch.setenv(ARTIFACTS_ENV, tmp_path_factory.mktemp("smoke_run").as_uri())
-        dag_run = run_dag(DAG_ID, run_conf=SHORT_SMOKE)
-    return {"dag_run": dag_run, "run_id": dag_run.run_id, "states": task_states(dag_run), "schema": schema}
+        patch.setenv("AIRFLOW__API__BASE_URL", AIRFLOW_BASE_URL)
+        before = len(read_emails(maildir))
+        dag_run = run_dag(DAG_ID, run_conf={**SHORT_SMOKE, "notify": "always"})
+        emails = [m for m in read_emails(maildir)[before:] if "load test smoke" in m["subject"]]
+    return {
+        "dag_run": dag_run,
+        "run_id": dag_run.run_id,
+        "states": task_states(dag_run),
+        "schema": schema,
+        "emails": emails,
+    }
 
 
 @contextlib.contextmanager
@@ -220,6 +235,23 @@ def test_smoke_run_meets_the_targets_and_stores_artifacts_and_history(smoke_run,
     assert summary["gap"]["cpu"]["service"] is not None  # the reference service runs on this machine
     for name in ("report.html", "email.html"):
         assert f'id="gap">{escape(summary["gap"]["line"])}</p>' in (folder / name).read_text(), name
+
+
+def test_the_email_is_light_and_links_the_reports_through_the_plugin(smoke_run, service: str) -> None:
+    """Locust's report (about 1 MB) is linked, not attached: the email stays under 300 KB, with its
+    trend chart inline and absolute links to report.html and locust.html under Airflow's base URL."""
+    from tutormax_ops.core.notify import EMAIL_MAX_BYTES
+
+    [email] = smoke_run["emails"]
+    assert len(email.as_bytes()) < EMAIL_MAX_BYTES == 300 * 1024
+    assert [part.get_filename() for part in email.walk() if part.get_filename()] == ["trend.png"]
+    html = next(part.get_content() for part in email.walk() if part.get_content_type() == "text/html")
+    run, _ = runs(service, smoke_run["run_id"], smoke_run["schema"])
+    folder = artifacts(run)
+    relative = folder.relative_to(folder.parents[1]).as_posix()  # <dag>/<run> inside the store
+    reports = f"{AIRFLOW_BASE_URL}/tutormax-ops/performance/reports/{relative}"
+    assert f'href="{reports}/report.html"' in html and f'href="{reports}/locust.html"' in html
+    assert (folder / "locust.html").stat().st_size > EMAIL_MAX_BYTES  # what attaching it would cost
 
 
 SATURATED = "the machine's CPU was above"
@@ -400,7 +432,7 @@ def test_injected_latency_is_a_regression_emailed_with_the_endpoint(
     assert f"GET {SLOWED}" in html and 'src="cid:trend.png"' in html and dag_run.run_id in html
     assert "cannot be told from noise here" in html
     names = {part.get_filename() for part in email.walk() if part.get_filename()}
-    assert names == {"trend.png", "locust_report.html"}
+    assert names == {"trend.png"}  # Locust's report is linked from the email, not attached
 
     # Back to the unchanged service: recovered, named, emailed, and judged against a clean baseline.
     before = len(read_emails(maildir))

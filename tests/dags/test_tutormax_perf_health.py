@@ -38,12 +38,19 @@ class Series:
 
 
 def _record_load_test(url: str, number: int, p95_ms: float) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
+    """A load test as the load-test DAG stores it: its registry row, then its loadtest_runs row."""
+    run_id = f"scripted_{number}"
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO tutormax_ops.runs (dag_id, run_id, kind, started_at, status, headline)"
+            " VALUES ('tutormax_load_test', %s, 'load_test', now(), 'pass', 'scripted')",
+            (run_id,),
+        )
         conn.execute(
             "INSERT INTO tutormax_ops.loadtest_runs (dag_id, run_id, profile, started_at, valid, requests,"
             " failures, error_rate, rps, p95_ms) VALUES ('tutormax_load_test', %s, 'smoke', now(), true,"
             " 1000, 0, 0.0, 20.0, %s)",
-            (f"scripted_{number}", p95_ms),
+            (run_id, p95_ms),
         )
 
 
@@ -178,12 +185,26 @@ def test_the_checklist_is_checked_once_a_day(series: Series) -> None:
         series.results_url,
         "SELECT item, status, evidence FROM tutormax_ops.health_checklist ORDER BY position",
     )
-    assert len(found) == 9  # the first run checked; the later runs found it fresh
+    assert len(found) == 12  # the seed's 12 items; the first run checked, the later runs found it fresh
     statuses = {item: status for item, status, _ in found}
     assert statuses["baseline_loadtest"] == "fail"  # only smoke runs were recorded
     assert statuses["backup"] == "fail"  # the artifacts store has no migrations folder
     assert statuses["alert_recipients"] == "fail"  # the shipped placeholder address
     assert statuses["migrations"] == "pass"  # the service database was migrated to head
+    assert statuses["rate_limiting"] == "cannot tell"  # the burst is opt-in
+    assert statuses["rollback_procedure"] == "cannot tell"  # no rehearsal; the evidence says what decides it
     if not series.user_api:
         assert statuses["cache_invalidation"] == "pass"  # a booking changed the cached history
     assert all(evidence for _, _, evidence in found)
+
+
+def test_each_run_has_one_registry_row_naming_what_fires(series: Series) -> None:
+    found = _query(
+        series.results_url,
+        "SELECT run_id, status, headline FROM tutormax_ops.runs WHERE kind = 'health' ORDER BY started_at",
+    )
+    run_ids = {dag_run.run_id for dag_run in [*series.runs, series.rerun]}
+    assert sorted(row[0] for row in found) == sorted(run_ids)  # a rerun of a run id overwrote its row
+    by_run = {row[0]: row[1:] for row in found}
+    raised = by_run[series.runs[1].run_id]  # hour 2 holds the p95 alert
+    assert raised[0] == "alerting" and "api_p95_ms" in raised[1]

@@ -16,6 +16,7 @@ import pytest
 
 from page import load_page, logged_in_page, seed_history, serving
 from support import required_chromium
+from tutormax_ops.core.registry import DAG_OF_KIND
 from tutormax_ops.devstack import stack as devstack
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -137,8 +138,14 @@ def test_the_data_is_aggregated_per_endpoint_with_marks(site: Site) -> None:
     assert data["now"]["health_score"] is not None
     assert [alert["alert"] for alert in data["alerts"]] == ["api_p95_ms"]
     assert [item["status"] for item in data["checklist"]] == ["pass", "fail"]
-    kinds = {report["kind"]: report for report in data["reports"]}
-    assert kinds["maintenance"]["files"] == [{"name": "report.html", "href": f"reports/{REPORT}"}]
+    last = {run["kind"]: run for run in data["last_runs"]}
+    assert list(last) == list(DAG_OF_KIND)  # every kind, in the registry's order
+    assert (last["maintenance"]["run_id"], last["maintenance"]["report"]) == (
+        f"seed_w{WEEKS}",
+        f"reports/{REPORT}",
+    )  # one link per run: its report
+    assert (last["load_test"]["run_id"], last["load_test"]["status"]) == (f"seed_{RUNS}", "pass")
+    assert last["migration"]["run_id"] is None and last["migration"]["dag_id"] == "tutormax_migrations"
 
 
 def test_a_report_link_serves_the_file_sandboxed(site: Site) -> None:
@@ -205,7 +212,10 @@ def test_the_page_renders_in_chromium_with_charts_and_no_console_errors(site: Si
         assert "invalid run" in traces
         assert page.locator("[data-alert=api_p95_ms]").count() == 1
         assert page.locator("#checklist td.fail, #checklist span.fail").count() == 1
-        assert page.locator("#reports a").count() == 2
+        assert page.locator("#runs a").count() == 2  # the maintenance and load-test reports
+        assert page.locator("#verdict.bad").inner_text().startswith("Needs attention: 1 alert firing")
+        never = page.locator("#runs tr[data-kind=migration]").inner_text()
+        assert "never run" in never and "tutormax_migrations" in never
         assert page.problems == []
         anonymous = page.context.browser.new_context().new_page()
         anonymous.goto(base + PAGE)

@@ -1,5 +1,7 @@
 -- History kept by TutorMax Ops in the tutormax_results database, in its own schema.
 -- Every table is keyed by (dag_id, run_id, ...) so a rerun of a DAG run upserts, never duplicates.
+-- `runs` is the run registry: every DAG writes one row per run there (core/registry.py); the
+-- capability tables (loadtest_runs, cache_warm_runs, table_metrics...) hang off it.
 CREATE SCHEMA IF NOT EXISTS {schema};
 
 CREATE TABLE IF NOT EXISTS {schema}.runs (
@@ -188,3 +190,11 @@ CREATE TABLE IF NOT EXISTS {schema}.health_checklist (
 -- The Performance page's trend of bloat per table reads one table across weekly runs.
 CREATE INDEX IF NOT EXISTS table_metrics_table_runs
     ON {schema}.table_metrics (schema_name, table_name, dag_id, run_id) WHERE phase = 'before';
+
+-- The run registry's own columns (issue 31): how the run was started, one line an operator reads,
+-- and the report a person opens (the rest of the run's files sit next to it, under artifacts_uri).
+ALTER TABLE {schema}.runs
+    ADD COLUMN IF NOT EXISTS run_type   text,
+    ADD COLUMN IF NOT EXISTS headline   text,
+    ADD COLUMN IF NOT EXISTS report_uri text;
+CREATE INDEX IF NOT EXISTS runs_kind_started ON {schema}.runs (kind, started_at DESC);

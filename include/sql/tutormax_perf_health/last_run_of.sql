@@ -1,6 +1,7 @@
--- The newest run of the DAGs whose id matches %(dag_pattern)s (LIKE), e.g. the cache warming.
-SELECT dag_id, run_id, kind, started_at, finished_at, status, summary, artifacts_uri
+-- The newest run of kind %(kind)s in the run registry (core/registry.py), e.g. 'cache_warm'.
+SELECT dag_id, run_id, kind, run_type, started_at, finished_at, status, headline, summary, artifacts_uri,
+       report_uri
 FROM {schema}.runs
-WHERE dag_id LIKE %(dag_pattern)s
+WHERE kind = %(kind)s
 ORDER BY started_at DESC
 LIMIT 1

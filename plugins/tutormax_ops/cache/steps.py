@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from psycopg.types.json import Jsonb
 
@@ -23,9 +22,10 @@ from tutormax_ops.core.conn_ids import DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_I
 from tutormax_ops.core.db import collector_session, load_sql
 from tutormax_ops.core.errors import ReportedFailure, fail_fast
 from tutormax_ops.core.notify import send_email
+from tutormax_ops.core.registry import RunRecord, record_of, record_run, store_run
 from tutormax_ops.core.reports import render
 from tutormax_ops.core.runs import run_type_of, trigger_of
-from tutormax_ops.core.service import api_base_url, auth_headers
+from tutormax_ops.core.service import allowed_base_url, auth_headers
 from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, upsert_rows
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ def _redis() -> Iterator[Any]:
 
 
 @fail_fast
-def clear_step(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the pattern (before Redis is touched), then SCAN + UNLINK, or only count on a dry run."""
+def clear_step(params: Mapping[str, Any], dag_run: Any) -> dict[str, Any]:
+    """Validate the pattern (before Redis is touched), then SCAN + UNLINK, or only count on a dry run;
+    the run goes into the run registry."""
     settings = load_settings(with_variable=True)
     pattern = validate_pattern(str(params.get("pattern") or ""), settings.cache_clear.key_prefix)
     with _redis() as client:
@@ -68,6 +69,11 @@ def clear_step(params: Mapping[str, Any]) -> dict[str, Any]:
         pattern,
         result.seconds,
         result.scan_calls,
+    )
+    line = f"{verb} {count:,} keys matching {pattern!r} in {result.seconds:.2f} s"
+    store_run(
+        settings,
+        record_of(dag_run, kind="cache_clear", status="success", headline=line, details=asdict(result)),
     )
     return asdict(result)
 
@@ -160,17 +166,6 @@ def invalidate_step(params: Mapping[str, Any], run_type: Any) -> dict[str, int]:
     return removed
 
 
-def _checked_base_url(settings: Settings) -> str:
-    base = api_base_url()
-    host = (urlsplit(base).hostname or "").lower()
-    allowed = sorted({h.lower() for h in settings.loadtest.host_allowlist})
-    if host not in allowed:
-        raise PermissionError(
-            f"warm host {host!r} (tutormax_api) is not on loadtest.host_allowlist {allowed}"
-        )
-    return base
-
-
 def _ids(target: WarmTarget, settings: Settings) -> list[Any]:
     with collector_session(DB_CONN_ID, settings) as conn:
         return [row[0] for row in conn.execute(load_sql(target.sql_file), target.sql_params).fetchall()]
@@ -197,7 +192,7 @@ def warm_step(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     unknown = sorted(set(wanted) - {t.name for t in settings.cache_warm.targets})
     if unknown:
         raise ValueError(f"params.targets: {unknown} are not in cache_warm.targets")
-    base = _checked_base_url(settings)  # before any request
+    base = allowed_base_url(settings, "warm")  # before any request
     results: list[TargetResult] = []
     for target in targets:
         result = asyncio.run(
@@ -245,9 +240,13 @@ def record_step(
     alerts += [
         f"{w['target']}: {w['failed']} of {w['requested']} requests failed" for w in warmed if w["failed"]
     ]
-    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
+    dead = [w["target"] for w in warmed if w["requested"] and not w["ok"]]
+    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn, conn.transaction():
         schema = settings.storage.results_schema
         ensure_results_schema(conn, schema)
+        record_run(
+            conn, schema, _registry_record(after, alerts, dead, run_id, run_type_of(run_type), started_at)
+        )
         upsert_rows(
             conn,
             schema,
@@ -276,7 +275,6 @@ def record_step(
             subject=f"cache warming: {alerts[0]} ({run_id})",
             html=render("cache_warm_email.html", run_id=run_id, **summary),
         )
-    dead = [w["target"] for w in warmed if w["requested"] and not w["ok"]]
     if dead:
         # Emailed above (a failed request is an alert); a retry of `record` would not warm anything.
         raise ReportedFailure(
@@ -313,6 +311,30 @@ def _run_row(
         "keys_after": Jsonb(after.get("keys", {})),
         "alert": "; ".join(alerts) or None,
     }
+
+
+def _registry_record(
+    after: Mapping[str, Any],
+    alerts: list[str],
+    dead: list[str],
+    run_id: str,
+    run_type: str,
+    started_at: datetime,
+) -> RunRecord:
+    rate = after.get("hit_rate_percent")
+    headline = "; ".join(
+        [f"cache warmed, hit rate {'unknown' if rate is None else f'{rate:.1f}%'} after", *alerts]
+    )
+    return RunRecord(
+        dag_id=WARM_DAG_ID,
+        run_id=run_id,
+        kind="cache_warm",
+        run_type=run_type,
+        started_at=started_at,
+        status="failed" if dead else "warning" if alerts else "success",
+        headline=headline,
+        details={"alerts": alerts, "dead_targets": dead},
+    )
 
 
 def _target_row(warmed: Mapping[str, Any], run_id: str) -> dict[str, Any]:

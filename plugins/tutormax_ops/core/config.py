@@ -232,6 +232,26 @@ class InvalidationProbe(Section):
         return self
 
 
+class RateLimitProbe(Section):
+    """The checklist's "rate limiting is enabled": a burst of GETs to `path`, one after another, which
+    must meet a 429 within `max_requests`. It sends load, so it runs only when enabled, and only to a
+    host on `loadtest.host_allowlist`."""
+
+    enabled: bool = False
+    path: str = Field("/api/tutors", pattern=r"^/")
+    max_requests: Annotated[int, Field(ge=1, le=10_000)] = 300
+
+
+class RollbackRehearsal(Section):
+    """The checklist's "rollback procedure": the newest backup restored into a scratch database on
+    `tutormax_db`'s server (the role needs CREATEDB), `alembic downgrade -1` then `upgrade head` there,
+    timed; the scratch database is dropped afterwards. Never the live database. Off unless enabled:
+    it loads the server for as long as a restore takes."""
+
+    enabled: bool = False
+    max_seconds: Annotated[float, Field(gt=0)] = 900  # the whole rehearsal; slower is a fail
+
+
 class Health(Section):
     """The hourly health DAG (`tutormax_perf_health`): alert hysteresis and the checklist's probes."""
 
@@ -251,6 +271,8 @@ class Health(Section):
     queue_depth_key: str = ""  # a Redis list holding the service's job queue; "" = no queue configured
     queue_depth_alert: Annotated[int, Field(ge=1)] = 1000
     invalidation_probe: InvalidationProbe = InvalidationProbe()
+    rate_limit_probe: RateLimitProbe = RateLimitProbe()
+    rollback_rehearsal: RollbackRehearsal = RollbackRehearsal()
 
 
 class Settings(Section):

@@ -20,6 +20,7 @@ from typing import Any
 from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.conn_ids import SMTP_CONN_ID
 
+EMAIL_MAX_BYTES = 300 * 1024  # an email an operator opens on a phone; a report is linked, not sent
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 # libpq key=value strings and similar: password=..., "password": "..."
 _KEY_VALUE_SECRET = re.compile(
@@ -55,7 +56,21 @@ def unreachable(service: str, conn_id: str, error: BaseException, *, check: str)
 
 def build_message(*, subject: str, html: str, to: Sequence[str], attachments: Sequence[Path]) -> EmailMessage:
     """An HTML email; files the HTML names as `cid:<file name>` inline, the others attached, each
-    with its MIME type from the file name."""
+    with its MIME type from the file name. An email over `EMAIL_MAX_BYTES` leaves its attachments
+    out (the inline charts stay) and says which: they are stored with the run, and the emails link
+    the reports."""
+    message = _message(subject=subject, html=html, to=to, attachments=attachments)
+    inline = [path for path in attachments if f"cid:{path.name}" in html]
+    if len(message.as_bytes()) <= EMAIL_MAX_BYTES or len(inline) == len(attachments):
+        return message
+    left_out = ", ".join(
+        f"{path.name} ({path.stat().st_size:,} B)" for path in attachments if path not in inline
+    )
+    note = f'<p class="muted">Left out to keep this email under {EMAIL_MAX_BYTES // 1024} KB: {left_out}.</p>'
+    return _message(subject=subject, html=html + note, to=to, attachments=inline)
+
+
+def _message(*, subject: str, html: str, to: Sequence[str], attachments: Sequence[Path]) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = subject
     message["To"] = ", ".join(to)

@@ -24,10 +24,13 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.conn_ids import API_CONN_ID
 from tutormax_ops.core.loadtest_settings import HealthCheck
+
+if TYPE_CHECKING:
+    from tutormax_ops.core.config import Settings
 
 _MISSING = object()
 
@@ -42,6 +45,21 @@ def api_base_url(conn_id: str = API_CONN_ID) -> str:
         return host.rstrip("/")
     netloc = f"[{host}]" if ":" in host else host  # IPv6 literal
     return f"{conn.schema or 'http'}://{netloc}{f':{conn.port}' if conn.port else ''}"
+
+
+def allowed_base_url(settings: Settings, purpose: str) -> str:
+    """The service's base URL, if its host is on `loadtest.host_allowlist`: whatever sends it more
+    than a probe (warming, a rate-limit burst) asks first; `purpose` names it in the refusal."""
+    from urllib.parse import urlsplit
+
+    base = api_base_url()
+    host = (urlsplit(base).hostname or "").lower()
+    allowed = sorted({h.lower() for h in settings.loadtest.host_allowlist})
+    if host not in allowed:
+        raise PermissionError(
+            f"{purpose} host {host!r} ({API_CONN_ID}) is not on loadtest.host_allowlist {allowed}"
+        )
+    return base
 
 
 def describe_health_check(check: HealthCheck) -> str:

@@ -34,10 +34,20 @@ def run_artifacts_dir(base_uri: str, dag_id: str, run_id: str, *, reset: bool = 
     return folder
 
 
+# Two DAGs starting on a new results database would both create the tables and tie them to the run
+# registry; the second waits for the first (a transaction-level lock, in the two-key space).
+SCHEMA_LOCK = (31, 1)
+
+
 def ensure_results_schema(conn: psycopg.Connection, schema: str) -> None:
-    """Create the history schema and tables if missing (safe to run on every DAG run)."""
+    """Create the history schema and tables if missing, and tie the capability tables to the run
+    registry (once, moving their older runs into it): safe to run on every DAG run."""
+    from tutormax_ops.core.registry import tie_capability_tables
+
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", SCHEMA_LOCK)
         conn.execute(load_sql("results/schema.sql", schema=schema))
+        tie_capability_tables(conn, schema)
 
 
 STAGING_TABLE = "tutormax_upsert_staging"  # a temporary table, dropped before the transaction ends

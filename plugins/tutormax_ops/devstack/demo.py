@@ -145,6 +145,7 @@ def demo() -> int:
 
 def print_summary(outcomes: list[DagOutcome], stack: devstack.Stack) -> None:
     from tutormax_ops.core.config import load_settings
+    from tutormax_ops.core.notify import EMAIL_MAX_BYTES
 
     artifacts = load_settings().storage.artifacts_uri()
     print("\n=== TutorMax Ops demo summary ===")
@@ -160,7 +161,13 @@ def print_summary(outcomes: list[DagOutcome], stack: devstack.Stack) -> None:
         emails = sorted(maildir.glob("*.eml"))
         print(f"  emails ({len(emails)}): {maildir}")
         for email in emails:
-            print(f"    {email.name}")
+            print(f"    {email.name}  {email.stat().st_size / 1024:,.0f} KB")
+        if emails:
+            largest = max(emails, key=lambda email: email.stat().st_size)
+            print(
+                f"  largest email: {largest.stat().st_size / 1024:,.0f} KB ({largest.name}); "
+                f"limit {EMAIL_MAX_BYTES // 1024} KB"
+            )
     else:
         print("  emails: sent to the SMTP server in TUTORMAX_SMTP_URL")
     print(f"  service logs: {stack.log_dir}")

@@ -2,8 +2,9 @@
 each with its evidence. Refreshed once per `health.checklist_interval_hours` (or on demand), one row
 per item per day in `health_checklist`: a rerun the same day replaces that day's rows.
 
-Items no probe can decide from outside (rollback procedure documented, rate limiting enabled,
-environment variables for caching) are left out rather than guessed.
+All 12 items are present. The caching environment is read from Redis; rate limiting is decided by
+an opt-in burst; the rollback procedure stays "cannot tell" with what would decide it (a rehearsal on a
+scratch copy), never by touching the live database (`checklist_probes`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.db import load_sql
+from tutormax_ops.health.checklist_probes import (
+    DUMP_SUFFIXES,
+    check_cache_environment,
+    check_rate_limit,
+    check_rollback,
+    newest_dump,
+)
 from tutormax_ops.health.invalidation import check_invalidation
 from tutormax_ops.health.probes import Verdict, alembic_status, guarded, with_database, with_redis
 from tutormax_ops.health.results import SQL_FOLDER, one, results_db
@@ -21,7 +29,6 @@ if TYPE_CHECKING:
     from tutormax_ops.core.config import Settings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", ""})
-DUMP_SUFFIXES = (".dump", ".sql", ".sql.gz", ".backup", ".pgdump", ".tar")
 SHARED_BUFFERS_RANGE = (0.15, 0.40)  # the PostgreSQL docs' advice: about 25% of RAM on a dedicated server
 PLACEHOLDER_DOMAIN = ".example"  # RFC 2606: the shipped default recipient, not a real address
 
@@ -98,17 +105,12 @@ def _recipients(settings: Settings) -> Verdict:
 
 
 def _backup(settings: Settings) -> Verdict:
-    from airflow.sdk import ObjectStoragePath
-
-    folder = ObjectStoragePath(settings.storage.artifacts_uri().rstrip("/")) / settings.health.backup_folder
-    if not folder.exists():
-        return Verdict(
-            "fail", f"no backups: {folder} does not exist (the migrations DAG writes its dumps there)"
+    folder, newest = newest_dump(settings)
+    if newest is None:
+        where = (
+            "does not exist" if not folder.exists() else f"holds no dump file ({', '.join(DUMP_SUFFIXES)})"
         )
-    dumps = [path for path in folder.rglob("*") if path.is_file() and path.name.endswith(DUMP_SUFFIXES)]
-    if not dumps:
-        return Verdict("fail", f"no dump file ({', '.join(DUMP_SUFFIXES)}) under {folder}")
-    newest = max(dumps, key=lambda path: path.stat().st_mtime)
+        return Verdict("fail", f"no backups: {folder} {where} (the migrations DAG writes its dumps there)")
     taken = datetime.fromtimestamp(newest.stat().st_mtime, UTC)
     age_h = (datetime.now(UTC) - taken).total_seconds() / 3600
     evidence = f"newest dump {newest.name} ({newest.stat().st_size:,} B) taken {age_h:,.1f} h ago"
@@ -124,15 +126,23 @@ def _data_volume(settings: Settings) -> Verdict:
     return with_database(settings, probe)
 
 
+# In the seed's order.
 ITEMS: list[tuple[str, str, Callable[[Settings], Verdict]]] = [
     ("migrations", "Database migrations at head (alembic upgrade head)", alembic_status),
     ("pg_stat_statements", "pg_stat_statements enabled", _statements),
     ("pg_memory", "PostgreSQL memory settings (shared_buffers, work_mem)", _memory),
     ("redis_persistence", "Redis persistence (RDB + AOF)", _redis_persistence),
+    (
+        "cache_environment",
+        "Caching configured (keys expire, memory limit and eviction)",
+        check_cache_environment,
+    ),
     ("baseline_loadtest", "Baseline load test run", _baseline),
     ("alert_recipients", "Monitoring alerts have recipients", _recipients),
     ("backup", "A recent backup", _backup),
+    ("rollback_procedure", "Rollback procedure rehearsed", check_rollback),
     ("cache_invalidation", "Cache invalidation on data updates", check_invalidation),
+    ("rate_limiting", "Rate limiting enabled", check_rate_limit),
     ("data_volume", "Tested with production-like data volume", _data_volume),
 ]
 

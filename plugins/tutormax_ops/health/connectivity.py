@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tutormax_ops.core.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID, RESULTS_CONN_ID, SMTP_CONN_ID
 from tutormax_ops.core.notify import redact, smtp_handshake
@@ -100,8 +101,12 @@ def run_check(conn_id: str) -> CheckResult:
         raise ValueError(f"conn_id: no check for {conn_id!r}; known: {sorted(CHECKS)}") from None
 
 
-def summarize_checks(results: list[dict]) -> dict:
-    """Log each check; raise `ConnectivityError` naming every failed connection."""
+def summarize_checks(results: list[dict], dag_run: Any) -> dict:
+    """Log each check, record the run in the run registry (when tutormax_results answers), then raise
+    `ConnectivityError` naming every failed connection."""
+    from tutormax_ops.core.config import load_settings
+    from tutormax_ops.core.registry import record_of, store_run
+
     # By index up to len(): iterating the mapped tasks' lazy XCom sequence asks for one item past the
     # end, which Airflow's client logs as "[error] XCom not found" in a successful run.
     results = [results[index] for index in range(len(results))]
@@ -111,6 +116,16 @@ def summarize_checks(results: list[dict]) -> dict:
         print(
             f"{state} {result['conn_id']:<18} {result['check']:<15} {result['elapsed_ms']:>8} ms  {result['detail']}"
         )
+    problems = "; ".join(f"{r['conn_id']} ({r['check']}): {r['detail']}" for r in failed)
+    checked = f"{len(results) - len(failed)} of {len(results)} connections answer"
+    record = record_of(
+        dag_run,
+        kind="connectivity",
+        status="failed" if failed else "success",
+        headline=f"{checked}: {problems}" if failed else checked,
+        details={"results": results},
+    )
+    store_run(load_settings(with_variable=True), record, best_effort=True)
     if failed:
-        raise ConnectivityError("; ".join(f"{r['conn_id']} ({r['check']}): {r['detail']}" for r in failed))
+        raise ConnectivityError(problems)
     return {"checked": len(results), "failed": 0}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tutormax_ops.core.registry import RunRecord, record_run
 from tutormax_ops.health.alerts import AlertState, rules, step
 from tutormax_ops.health.results import one, results_db, rows
 
@@ -71,14 +72,27 @@ def evaluate_alerts(hour: datetime, settings: Settings) -> dict[str, Any]:
                 "runbook": Jsonb(runbook(rule.name, settings, snapshot) if needs_runbook else []),
             }
         )
-    with results_db(settings) as conn:
+    firing = sorted(row["alert"] for row in stored if row["state"] == "firing")
+    with results_db(settings) as conn, conn.transaction():
+        record_run(conn, schema, _registry_record(snapshot, firing))
         # Keep emailed_at of a rerun: the email for this hour's transition has gone out already.
         upsert_rows(conn, schema, "health_alerts", stored, key=("hour", "alert"))
-    return {
-        "hour": hour.isoformat(),
-        "transitions": transitions,
-        "firing": sorted(row["alert"] for row in stored if row["state"] == "firing"),
-    }
+    return {"hour": hour.isoformat(), "transitions": transitions, "firing": firing}
+
+
+def _registry_record(snapshot: dict[str, Any], firing: list[str]) -> RunRecord:
+    score = snapshot["health_score"]
+    scored = "" if score is None else f"; health score {score:.0f}/100"
+    return RunRecord(
+        dag_id=snapshot["dag_id"],
+        run_id=snapshot["run_id"],
+        kind="health",
+        started_at=snapshot["taken_at"],
+        status="alerting" if firing else "ok",
+        headline=(f"{len(firing)} alert(s) firing: {', '.join(firing)}" if firing else "no alert firing")
+        + f" at {snapshot['hour']:%Y-%m-%d %H:00} UTC{scored}",
+        details={"firing": firing, "hour": snapshot["hour"].isoformat()},
+    )
 
 
 def email_changes(hour: datetime, settings: Settings, *, notify: bool) -> list[str]:

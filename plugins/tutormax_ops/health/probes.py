@@ -76,12 +76,19 @@ def alembic_status(settings: Settings) -> Verdict:
     return with_database(settings, compare)
 
 
-def sampled_ttls(client: Redis, patterns: tuple[str, ...]) -> str:
-    """The TTLs of up to TTL_SAMPLE keys per pattern (one SCAN call each, never KEYS)."""
-    parts = []
+def ttl_sample(client: Redis, patterns: tuple[str, ...]) -> dict[str, list[int]]:
+    """The TTLs (-1: no expiry) of up to TTL_SAMPLE keys per pattern (one SCAN call each, never KEYS)."""
+    sample = {}
     for pattern in patterns:
         _, keys = client.scan(cursor=0, match=pattern, count=1000)
-        ttls = [client.ttl(key) for key in keys[:TTL_SAMPLE]]
+        sample[pattern] = [client.ttl(key) for key in keys[:TTL_SAMPLE]]
+    return sample
+
+
+def sampled_ttls(client: Redis, patterns: tuple[str, ...]) -> str:
+    """The TTLs of up to TTL_SAMPLE keys per pattern, as one line."""
+    parts = []
+    for pattern, ttls in ttl_sample(client, patterns).items():
         if not ttls:
             parts.append(f"{pattern}: no key in the first SCAN page")
             continue

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.health.probes import Verdict, alembic_status, with_database, with_redis
-from tutormax_ops.health.results import one, results_db, rows
+from tutormax_ops.health.results import results_db, rows
 
 if TYPE_CHECKING:
     from tutormax_ops.core.config import Settings
+    from tutormax_ops.core.registry import Kind
 
 Step = dict[str, str]
 SLOW_QUERY_LIMIT = 5
@@ -55,7 +56,7 @@ def _cache(settings: Settings, snapshot: dict[str, Any]) -> list[Step]:
         _step("Check the Redis connection (GET /health, PING)", with_redis(connected)),
         _step("Review cache TTLs (they may be too short)", with_redis(ttls)),
         _step("Evictions against maxmemory (raise the Redis memory limit)", with_redis(evictions)),
-        _step("Warm the cache for popular data: the last warming run", _last_run(settings, "%cache%warm%")),
+        _step("Warm the cache for popular data: the last warming run", _last_run(settings, "cache_warm")),
         _step("Where the figure comes from", str(snapshot["sources"].get("cache_hit_rate"))),
     ]
 
@@ -65,7 +66,7 @@ def _slow_api(settings: Settings, snapshot: dict[str, Any]) -> list[Step]:
         _step("Where the figure comes from", str(snapshot["sources"].get("api_p95_ms"))),
         _step("Check the slow queries", _slow_queries(settings)),
         _step("Verify the indexes are applied: alembic current against head", alembic_status(settings)),
-        _step("Review recent schema changes: the last migrations run", _last_run(settings, "%migrat%")),
+        _step("Review recent schema changes: the last migrations run", _last_run(settings, "migration")),
     ]
 
 
@@ -152,15 +153,12 @@ def _slow_queries(settings: Settings) -> str:
     return with_database(settings, slowest).evidence
 
 
-def _last_run(settings: Settings, dag_pattern: str) -> str:
+def _last_run(settings: Settings, kind: Kind) -> str:
+    """The newest run of `kind` in the run registry, the one place every DAG records its runs."""
+    from tutormax_ops.core.registry import describe_last_run, last_run
+
     with results_db(settings, read_only=True) as conn:
-        found = one(conn, "last_run_of", settings.storage.results_schema, {"dag_pattern": dag_pattern})
-    if found is None:
-        return f"no run of a DAG matching {dag_pattern!r} is recorded in the results history"
-    return (
-        f"{found['dag_id']} {found['run_id']}: {found['status']} at {found['started_at']:%Y-%m-%d %H:%M} UTC, "
-        f"summary {found['summary']}"
-    )
+        return describe_last_run(last_run(conn, settings.storage.results_schema, kind), kind)
 
 
 RUNBOOKS: dict[str, Callable[[Settings, dict[str, Any]], list[Step]]] = {

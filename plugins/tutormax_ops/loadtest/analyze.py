@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.collectors.sampling import min_requests
 from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.runs import run_type_of
 from tutormax_ops.loadtest.evidence import baseline_evidence, run_evidence, store_evidence
 from tutormax_ops.loadtest.explain import BASELINE_RUNS, rank_suspects
 from tutormax_ops.loadtest.gap import judge_gap
 from tutormax_ops.loadtest.history import endpoint_rows, load_history, run_row, store_run_rows
 from tutormax_ops.loadtest.machine import cpu_by_role
 from tutormax_ops.loadtest.model import Analysis, RunPlan
-from tutormax_ops.loadtest.report import write_reports
+from tutormax_ops.loadtest.report import REPORT_FILE, write_reports
 from tutormax_ops.loadtest.runner import LOCUST_OUTPUTS, PREFIX
 from tutormax_ops.loadtest.series import build_series, current_values, knee_values
 from tutormax_ops.loadtest.verdict import check_targets
@@ -54,7 +55,14 @@ def analyze_run(
         verdict=analysis.verdict,
         analysis=analysis,
     )
-    store_run_rows(settings, row, endpoint_rows(analysis, ti.dag_id))
+    store_run_rows(
+        settings,
+        row,
+        endpoint_rows(analysis, ti.dag_id),
+        headline=analysis.headline(),
+        report_uri=str(artifacts / REPORT_FILE),
+        run_type=run_type_of(context["dag_run"].run_type),
+    )
     if analysis.evidence is not None:
         store_evidence(settings, ti.dag_id, ti.run_id, analysis.evidence)
     write_reports(analysis, artifacts, settings)

@@ -152,12 +152,37 @@ def endpoint_rows(analysis: Analysis, dag_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def store_run_rows(settings: Settings, run: dict[str, Any], endpoints: list[dict[str, Any]]) -> None:
-    """One row per run and one per endpoint, upserted: a rerun of the DAG run replaces them."""
+def store_run_rows(
+    settings: Settings,
+    run: dict[str, Any],
+    endpoints: list[dict[str, Any]],
+    *,
+    headline: str | None = None,
+    report_uri: str | None = None,
+    run_type: str | None = None,
+) -> None:
+    """The run's registry row, then one row per run and one per endpoint, upserted in one transaction:
+    a rerun of the DAG run replaces them. `headline` defaults to the verdict and its reason."""
+    from tutormax_ops.core.registry import RunRecord, record_run
     from tutormax_ops.core.storage import replace_run_rows, upsert_rows
 
     schema = settings.storage.results_schema
-    with results_db(settings) as conn:
+    reason = f": {run['invalid_reason']}" if run["invalid_reason"] else ""
+    record = RunRecord(
+        dag_id=run["dag_id"],
+        run_id=run["run_id"],
+        kind="load_test",
+        run_type=run_type,
+        started_at=run["started_at"],
+        status=run["verdict"],
+        headline=f"{run['profile']} load test, {run['users']} users: "
+        + (headline or f"{run['verdict']}{reason}"),
+        details={"profile": run["profile"], "users": run["users"], "valid": run["valid"]},
+        artifacts_uri=run["artifacts_uri"],
+        report_uri=report_uri,
+    )
+    with results_db(settings) as conn, conn.transaction():
+        record_run(conn, schema, record)
         upsert_rows(conn, schema, "loadtest_runs", [run], key=("dag_id", "run_id"))
         replace_run_rows(
             conn,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.config import Settings
+from tutormax_ops.core.links import stored_file_url
 from tutormax_ops.loadtest.history import finding_values
 from tutormax_ops.loadtest.runner import PREFIX
 from tutormax_ops.loadtest.verdict import endpoint_name
@@ -22,8 +23,11 @@ if TYPE_CHECKING:
     from tutormax_ops.loadtest.model import Analysis
 
 
-REPORT_FILES = ("report.html", "email.html", "summary.json", "endpoints.csv", "trend.png")
+REPORT_FILE = "report.html"  # the run's report: the registry, the email and the page link it
+LOCUST_REPORT = f"{PREFIX}.html"  # Locust's own HTML report, about 1 MB: linked, never attached
+REPORT_FILES = (REPORT_FILE, "email.html", "summary.json", "endpoints.csv", "trend.png")
 STRESS_CHART = "stress.png"  # a stress run's req/s and p95 against users, in the report and the email
+EMAIL_CHARTS = ("trend.png", STRESS_CHART)  # what the email carries: its inline charts (cid:)
 
 
 @dataclass(frozen=True)
@@ -300,11 +304,17 @@ def write_reports(analysis: Analysis, artifacts: ObjectStoragePath, settings: Se
         "cpu_saturation": settings.loadtest.cpu_saturation_percent,
         "gap": gap,
         "artifacts_uri": str(artifacts),
+        # Absolute links through the plugin (None without Airflow's base_url): the email links the
+        # reports instead of attaching Locust's (about 1 MB).
+        "report_url": stored_file_url(settings, str(artifacts / REPORT_FILE)),
+        "locust_url": stored_file_url(settings, str(artifacts / LOCUST_REPORT))
+        if (artifacts / LOCUST_REPORT).exists()
+        else None,
         "files": sorted({path.name for path in artifacts.iterdir()} | set(REPORT_FILES)),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (artifacts / "trend.png").write_bytes(trend)
-    (artifacts / "report.html").write_text(
+    (artifacts / REPORT_FILE).write_text(
         reports.render(
             "loadtest_report.html",
             **context,
@@ -366,8 +376,8 @@ def should_notify(notify: str, verdict: str, *, recovered: bool = False) -> bool
 
 
 def notify_run(result: Mapping[str, Any]) -> bool:
-    """Email the stored email.html, the trend chart inline and Locust's report attached, if the
-    `notify` param asks for it. The history rows were stored by the task before this one."""
+    """Email the stored email.html with its charts inline, if the `notify` param asks for it; the
+    reports are linked from it, not attached. The history rows were stored by the task before this one."""
     from airflow.sdk import ObjectStoragePath
 
     from tutormax_ops.core.notify import send_email
@@ -378,13 +388,9 @@ def notify_run(result: Mapping[str, Any]) -> bool:
     artifacts = ObjectStoragePath(result["artifacts_uri"])
     with tempfile.TemporaryDirectory(prefix="tutormax-email-") as tmp:
         attachments = []
-        for source, name in (
-            ("trend.png", "trend.png"),
-            (STRESS_CHART, STRESS_CHART),
-            (f"{PREFIX}.html", "locust_report.html"),
-        ):
-            if (artifacts / source).exists():
-                (Path(tmp) / name).write_bytes((artifacts / source).read_bytes())
+        for name in EMAIL_CHARTS:
+            if (artifacts / name).exists():
+                (Path(tmp) / name).write_bytes((artifacts / name).read_bytes())
                 attachments.append(Path(tmp) / name)
         send_email(
             subject=f"load test {result['profile']}: {result['headline']}"[:250],

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tutormax_ops.core.config import load_settings
 from tutormax_ops.core.conn_ids import SMTP_CONN_ID
+from tutormax_ops.core.links import stored_file_url
 from tutormax_ops.core.notify import redact, send_email
 from tutormax_ops.core.reports import render
 from tutormax_ops.maintenance.common import (
@@ -20,15 +22,11 @@ from tutormax_ops.maintenance.common import (
     save_step,
 )
 from tutormax_ops.maintenance.report import MaintenanceReport
-from tutormax_ops.maintenance.store import CHARTS
+from tutormax_ops.maintenance.store import CHARTS, REPORT_FILE
 
 
 def email_subject(report: MaintenanceReport) -> str:
-    totals = report.totals
-    return (
-        f"{report.dag_id} on {report.database}: {report.status} — {totals.done} of {totals.planned} tables "
-        f"done, {totals.dead_tuples_removed:,} dead tuples removed, {len(report.recommendations)} recommendations"
-    )
+    return f"{report.dag_id} on {report.database}: {report.headline()}"
 
 
 EMAIL_TABLES = 15
@@ -58,6 +56,9 @@ def email_report(report: MaintenanceReport, artifacts_uri: str) -> list[str]:
                 name=display_name,
                 ident=quote_ident,
                 artifacts_uri=redact(artifacts_uri),
+                report_url=stored_file_url(
+                    load_settings(with_variable=True), f"{artifacts_uri}/{REPORT_FILE}"
+                ),
                 charts={name: f"cid:{file}" for name, file in CHARTS.items()},
                 email_tables=EMAIL_TABLES,
                 email_recommendations=EMAIL_RECOMMENDATIONS,

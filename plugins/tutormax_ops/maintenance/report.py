@@ -109,6 +109,14 @@ class MaintenanceReport:
     def planned_tables(self) -> tuple[TableRow, ...]:
         return tuple(row for row in self.tables if row.planned)
 
+    def headline(self) -> str:
+        """One line: the status and what the run did (the email's subject, the registry's headline)."""
+        totals = self.totals
+        return (
+            f"{self.status} — {totals.done} of {totals.planned} tables done, "
+            f"{totals.dead_tuples_removed:,} dead tuples removed, {len(self.recommendations)} recommendations"
+        )
+
     def key_tables(self, limit: int) -> tuple[TableRow, ...]:
         """The planned tables a reader needs first: those not done, then the done ones, at most `limit`
         (every table stays in tables.csv: at 3,000 rows the HTML was over a megabyte)."""

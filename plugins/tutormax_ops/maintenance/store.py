@@ -9,18 +9,18 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from tutormax_ops.core.config import Settings, load_settings
 from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
 from tutormax_ops.core.db import collector_session
 from tutormax_ops.core.notify import redact
+from tutormax_ops.core.registry import RunRecord, record_run
 from tutormax_ops.core.reports import data_uri_png, line_chart_png, render, to_csv
-from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir, upsert_rows
+from tutormax_ops.core.storage import ensure_results_schema, replace_run_rows, run_artifacts_dir
 from tutormax_ops.maintenance.common import (
     display_name,
     error_line,
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 REPORT_TABLES = 300  # planned tables listed in report.html; all of them are in tables.csv
+REPORT_FILE = "report.html"  # the run's report: the registry, the email and the page link it
 CHARTS = {"bloat": "bloat.png", "dead_tuples": "dead_tuples.png"}
 METRICS_KEY = ("dag_id", "run_id", "phase", "schema_name", "table_name")
 # The `table_metrics` columns that a TableSnapshot field of the same name fills.
@@ -108,7 +109,7 @@ def render_artifacts(report: MaintenanceReport, as_json: dict[str, Any] | None =
     if as_json is None:  # once: its tables and recommendations are the CSV files too
         as_json = to_jsonable(report)
     return {
-        "report.html": html.encode(),
+        REPORT_FILE: html.encode(),
         # Compact: at 3,000 tables the indented form was twice the size.
         "report.json": json.dumps(as_json, separators=(",", ":")).encode(),
         "tables.csv": to_csv(as_json["tables"]).encode(),
@@ -191,34 +192,36 @@ def store_history(
         if snapshot
         for row in metric_rows(report.dag_id, report.run_id, snapshot, report)
     ]
-    replace_run_rows(
-        results, schema, "table_metrics", metrics, dag_id=report.dag_id, run_id=report.run_id, key=METRICS_KEY
-    )
-    upsert_rows(
-        results,
-        schema,
-        "runs",
-        [
-            {
-                "dag_id": report.dag_id,
-                "run_id": report.run_id,
-                "kind": "maintenance",
-                "started_at": started_at,
-                "finished_at": datetime.now(UTC),
-                "status": report.status,
-                "summary": Jsonb(
-                    {
-                        **dataclasses.asdict(report.totals),
-                        "detail": report.status_detail,
-                        "failure": report.failure,
-                        "incomplete": list(report.incomplete),
-                    }
-                ),
-                "artifacts_uri": artifacts_uri,
-            }
-        ],
-        key=("dag_id", "run_id"),
-    )
+    with results.transaction():
+        record_run(
+            results,
+            schema,
+            RunRecord(
+                dag_id=report.dag_id,
+                run_id=report.run_id,
+                kind="maintenance",
+                started_at=started_at,
+                status=report.status,
+                headline=report.headline(),
+                details={
+                    **dataclasses.asdict(report.totals),
+                    "detail": report.status_detail,
+                    "failure": report.failure,
+                    "incomplete": list(report.incomplete),
+                },
+                artifacts_uri=artifacts_uri,
+                report_uri=f"{artifacts_uri}/{REPORT_FILE}",
+            ),
+        )
+        replace_run_rows(
+            results,
+            schema,
+            "table_metrics",
+            metrics,
+            dag_id=report.dag_id,
+            run_id=report.run_id,
+            key=METRICS_KEY,
+        )
 
 
 def store_saved_run(
@@ -291,7 +294,7 @@ def store(report: Mapping[str, Any], *, started_at: datetime) -> dict[str, Any]:
             caught_up, cause = history.result()
     if cause is not None:
         log.warning("report files stored under %s; history pending: %s", redact(stored), cause)
-        return {"folder": stored, "report": f"{stored}/report.html", "history": f"pending: {cause}"}
+        return {"folder": stored, "report": f"{stored}/{REPORT_FILE}", "history": f"pending: {cause}"}
     pending = step_path(folder, HISTORY_PENDING)
     if pending.exists():  # a rerun stored what an earlier attempt could not
         pending.unlink()
@@ -300,4 +303,4 @@ def store(report: Mapping[str, Any], *, started_at: datetime) -> dict[str, Any]:
         redact(stored),
         f"; caught up {len(caught_up)} earlier runs' history" if caught_up else "",
     )
-    return {"folder": stored, "report": f"{stored}/report.html", "history": "stored"}
+    return {"folder": stored, "report": f"{stored}/{REPORT_FILE}", "history": "stored"}

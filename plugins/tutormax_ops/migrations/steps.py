@@ -5,20 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from tutormax_ops.core.config import Settings, load_settings
-from tutormax_ops.core.conn_ids import DB_CONN_ID, RESULTS_CONN_ID
+from tutormax_ops.core.conn_ids import DB_CONN_ID
 from tutormax_ops.core.coordination import exclusive
 from tutormax_ops.core.db import collector_session, connect
 from tutormax_ops.core.errors import ReportedFailure, fail_fast
 from tutormax_ops.core.notify import send_email
+from tutormax_ops.core.registry import RunRecord, store_run
 from tutormax_ops.core.reports import render
-from tutormax_ops.core.storage import ensure_results_schema, path_segment, run_artifacts_dir, upsert_rows
+from tutormax_ops.core.storage import path_segment, run_artifacts_dir
 from tutormax_ops.migrations import apply as applying
 from tutormax_ops.migrations.backup import choose_pg_dump, dump_to_storage, restore_command
 from tutormax_ops.migrations.plan import preflight, validate_params
@@ -190,26 +190,21 @@ def _record(
         "backup": dict(backup) if backup else None,
         **details,
     }
-    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
-        ensure_results_schema(conn, settings.storage.results_schema)
-        upsert_rows(
-            conn,
-            settings.storage.results_schema,
-            "runs",
-            [
-                {
-                    "dag_id": DAG_ID,
-                    "run_id": run_id,
-                    "kind": "migration",
-                    "started_at": started_at,
-                    "finished_at": datetime.now(UTC),
-                    "status": status,
-                    "summary": Jsonb(summary),
-                    "artifacts_uri": plan["artifacts"],
-                }
-            ],
-            key=("dag_id", "run_id"),
-        )
+    moved = f"{'+'.join(plan['current']) or 'base'} → {plan['target'] or 'base'}"
+    error = f": {details['error']}" if "error" in details else ""
+    store_run(
+        settings,
+        RunRecord(
+            dag_id=DAG_ID,
+            run_id=run_id,
+            kind="migration",
+            started_at=started_at,
+            status=status,
+            headline=f"{plan['action']} {moved}, {len(plan['pending'])} pending: {status}{error}",
+            details=summary,
+            artifacts_uri=plan["artifacts"],
+        ),
+    )
 
 
 def _email_failure(

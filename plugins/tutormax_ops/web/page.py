@@ -4,8 +4,9 @@ A logged-out browser that opens the page itself is sent to the login page (and b
 every other route answers 401, as an API does.
 
 - `/`: the page (a static template; it fetches `data` and draws the charts with Plotly);
-- `/data`: the health score, open alerts with runbooks, the checklist, and the trend series, each
-  aggregated by one SQL statement into JSON text (`include/sql/tutormax_perf_health/page_*.sql`);
+- `/data`: the health score, open alerts with runbooks, the checklist, the newest run of each kind
+  from the run registry (its verdict and report link), and the trend series, each aggregated by one
+  SQL statement into JSON text (`include/sql/tutormax_perf_health/page_*.sql`);
 - `/plotly.min.js`: Plotly's bundle from the installed `plotly` package, so no internet is needed;
 - `/reports/{path}`: a file of the artifacts store, for the report links. A path with an empty,
   `.` or `..` segment, a backslash, a `%` (an encoded variant left after decoding), a NUL, or one
@@ -25,11 +26,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import sql
 
 from tutormax_ops.core.config import Settings, load_settings
+from tutormax_ops.core.links import PAGE_PATH, page_relative
+from tutormax_ops.core.registry import DAG_OF_KIND
 
 HISTORY_DAYS = 366
 PARTS = ("now", "alerts", "checklist", "loadtests", "rates", "bloat")  # include/sql/…/page_<part>.sql
 TOP_TABLES = 10
-PAGE_PATH = "/performance"
 # Stored reports run in a sandbox: their scripts (Locust's report has some) get an opaque origin and
 # cannot read the Airflow session or call its API.
 REPORT_CSP = "sandbox allow-scripts"
@@ -94,11 +96,11 @@ def performance_data(settings: SettingsDep) -> Response:
     try:
         with results_db(settings, read_only=True) as conn:
             values = conn.execute(_parts_statement(schema), params).fetchone()
-            reports = rows(conn, "page_reports", schema)
+            last_runs = rows(conn, "page_last_runs", schema, {"kinds": list(DAG_OF_KIND)})
     except psycopg.errors.UndefinedTable:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no history yet: run tutormax_perf_health") from None
     parts = dict(zip(PARTS, values, strict=True))
-    parts["reports"] = json.dumps(_report_links(settings, reports))
+    parts["last_runs"] = json.dumps(_last_runs(settings, last_runs))
     body = "{" + ",".join(f"{json.dumps(key)}:{value}" for key, value in parts.items()) + "}"
     return Response(body, media_type="application/json")
 
@@ -117,27 +119,28 @@ def _parts_statement(schema: str) -> sql.Composed:
     return sql.SQL("SELECT {}").format(sql.SQL(", ").join(columns))
 
 
-def _report_links(settings: Settings, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each newest report folder's files, as paths relative to the artifacts store."""
+def _last_runs(settings: Settings, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest run of each kind, with one link: its report (the run's other files sit next to it,
+    in the folder the report names); a kind never run names the DAG that fills it."""
     from airflow.sdk import ObjectStoragePath
 
-    base = str(ObjectStoragePath(settings.storage.artifacts_uri().rstrip("/"))).rstrip("/") + "/"
-    links = []
-    for report in reports:
-        folder = ObjectStoragePath(report["artifacts_uri"])
-        if not str(folder).startswith(base) or not folder.exists():
-            continue
-        files = sorted(path.name for path in folder.iterdir() if path.is_file())
-        relative = str(folder)[len(base) :]
-        links.append(
+    runs = []
+    for run in found:
+        report = run["report_uri"]
+        href = page_relative(settings, report) if report else None
+        runs.append(
             {
-                "kind": report["kind"],
-                "run_id": report["run_id"],
-                "started_at": report["started_at"].isoformat(),
-                "files": [{"name": name, "href": f"reports/{relative}/{name}"} for name in files],
+                "kind": run["kind"],
+                "dag_id": run["dag_id"] or DAG_OF_KIND[run["kind"]],
+                "run_id": run["run_id"],
+                "run_type": run["run_type"],
+                "started_at": run["started_at"].isoformat() if run["started_at"] else None,
+                "status": run["status"],
+                "headline": run["headline"],
+                "report": href if href and ObjectStoragePath(report).is_file() else None,
             }
         )
-    return links
+    return runs
 
 
 @api.get("/reports/{path:path}")

@@ -13,12 +13,13 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-URL_PREFIX = "/tutormax-ops"
+from tutormax_ops.core.links import PAGE_PATH, URL_PREFIX
+
 APP_NAME = "TutorMax Ops performance API"
 # The Performance page (tutormax_ops.web.page), in the UI's navigation; the UI shows it in a frame.
 PERFORMANCE_VIEW = {
     "name": "Performance",
-    "href": f"{URL_PREFIX}/performance/",
+    "href": f"{URL_PREFIX}{PAGE_PATH}/",
     "destination": "nav",
     "url_route": "tutormax-performance",
 }
