@@ -8,12 +8,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 
 from tutormax_ops.collectors.postgres.queries import statements_snapshot
 from tutormax_ops.core.config import load_settings
+from tutormax_ops.core.registry import RunRecord, record_run
 from tutormax_ops.core.storage import ensure_results_schema, upsert_rows
 from tutormax_ops.loadtest.evidence import (
     MAX_EVIDENCE_BYTES,
@@ -47,7 +49,7 @@ def test_the_sampler_sees_an_insert_waiting_for_a_table_lock(service: str) -> No
 
         writer = threading.Thread(target=blocked_update)
         writer.start()
-        time.sleep(1.5)
+        time.sleep(4)  # about 20 samples at 0.2 s; 3 sightings are needed, even on a loaded machine
         holder.rollback()
     writer.join(timeout=10)
     waits = sampler.stop()
@@ -90,6 +92,9 @@ def test_a_rerun_replaces_the_evidence_row(service: str, monkeypatch: pytest.Mon
     settings = load_settings()
     with psycopg.connect(service, autocommit=True) as conn:
         ensure_results_schema(conn, schema)
+        record_run(
+            conn, schema, RunRecord("d", "r", "load_test", datetime(2026, 1, 1, tzinfo=UTC), "pass", "smoke")
+        )
         upsert_rows(conn, schema, "loadtest_runs", [{"dag_id": "d", "run_id": "r", "profile": "smoke",
                     "started_at": "2026-01-01T00:00:00Z", "valid": True}], key=("dag_id", "run_id"))  # fmt: skip
     store_evidence(settings, "d", "r", {"requests": 1, "top": ["first"]})

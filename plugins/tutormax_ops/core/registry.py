@@ -119,7 +119,7 @@ def store_run(settings: Settings, record: RunRecord, *, best_effort: bool = Fals
     database that cannot be reached is logged, not raised (the connectivity check reports it itself)."""
     import psycopg
 
-    from tutormax_ops.health.results import results_db
+    from tutormax_ops.core.storage import results_db
 
     try:
         with results_db(settings) as conn:

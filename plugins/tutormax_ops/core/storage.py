@@ -4,16 +4,20 @@ into the results database. Both are idempotent: a rerun overwrites, it never dup
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
+from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
 from tutormax_ops.core.db import load_sql
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
+
+    from tutormax_ops.core.config import Settings
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -37,6 +41,17 @@ def run_artifacts_dir(base_uri: str, dag_id: str, run_id: str, *, reset: bool = 
 # Two DAGs starting on a new results database would both create the tables and tie them to the run
 # registry; the second waits for the first (a transaction-level lock, in the two-key space).
 SCHEMA_LOCK = (31, 1)
+
+
+@contextmanager
+def results_db(settings: Settings, *, read_only: bool = False) -> Iterator[psycopg.Connection]:
+    """A session on `tutormax_results`; writers make sure the history schema exists first."""
+    from tutormax_ops.core.db import collector_session
+
+    with collector_session(RESULTS_CONN_ID, settings, read_only=read_only) as conn:
+        if not read_only:
+            ensure_results_schema(conn, settings.storage.results_schema)
+        yield conn
 
 
 def ensure_results_schema(conn: psycopg.Connection, schema: str) -> None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.db import load_sql
+from tutormax_ops.core.storage import results_db
 from tutormax_ops.health.checklist_probes import (
     DUMP_SUFFIXES,
     check_cache_environment,
@@ -23,7 +24,7 @@ from tutormax_ops.health.checklist_probes import (
 )
 from tutormax_ops.health.invalidation import check_invalidation
 from tutormax_ops.health.probes import Verdict, alembic_status, guarded, with_database, with_redis
-from tutormax_ops.health.results import SQL_FOLDER, one, results_db
+from tutormax_ops.health.results import SQL_FOLDER, one
 
 if TYPE_CHECKING:
     from tutormax_ops.core.config import Settings

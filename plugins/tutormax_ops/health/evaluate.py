@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.registry import RunRecord, record_run
+from tutormax_ops.core.storage import results_db
 from tutormax_ops.health.alerts import AlertState, rules, step
-from tutormax_ops.health.results import one, results_db, rows
+from tutormax_ops.health.results import one, rows
 
 if TYPE_CHECKING:
     from tutormax_ops.core.config import Settings

@@ -3,32 +3,17 @@ collectors' timeouts, and the statements of `include/sql/tutormax_perf_health/` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
 from tutormax_ops.core.db import load_sql
 
 if TYPE_CHECKING:
     import psycopg
 
-    from tutormax_ops.core.config import Settings
 
 SQL_FOLDER = "tutormax_perf_health"
-
-
-@contextmanager
-def results_db(settings: Settings, *, read_only: bool = False) -> Iterator[psycopg.Connection]:
-    """A session on `tutormax_results`; writers make sure the history schema exists first."""
-    from tutormax_ops.core.db import collector_session
-    from tutormax_ops.core.storage import ensure_results_schema
-
-    with collector_session(RESULTS_CONN_ID, settings, read_only=read_only) as conn:
-        if not read_only:
-            ensure_results_schema(conn, settings.storage.results_schema)
-        yield conn
 
 
 def rows(

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tutormax_ops.core.storage import results_db
 from tutormax_ops.health.probes import Verdict, alembic_status, with_database, with_redis
-from tutormax_ops.health.results import results_db, rows
+from tutormax_ops.health.results import rows
 
 if TYPE_CHECKING:
     from tutormax_ops.core.config import Settings

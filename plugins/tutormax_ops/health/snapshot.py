@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.conn_ids import API_CONN_ID, DB_CONN_ID, REDIS_CONN_ID
 from tutormax_ops.core.notify import redact
-from tutormax_ops.health.results import hour_of, one, results_db
+from tutormax_ops.core.storage import results_db
+from tutormax_ops.health.results import hour_of, one
 
 if TYPE_CHECKING:
     from tutormax_ops.collectors.postgres.queries import StatementsSnapshot

@@ -224,8 +224,7 @@ def store_evidence(settings: Settings, dag_id: str, run_id: str, evidence: Mappi
     """Upsert the run's evidence row (its run row must exist): a rerun replaces it."""
     from psycopg.types.json import Jsonb
 
-    from tutormax_ops.core.storage import upsert_rows
-    from tutormax_ops.loadtest.history import results_db
+    from tutormax_ops.core.storage import results_db, upsert_rows
 
     text = json.dumps(evidence, default=str)
     row = {"dag_id": dag_id, "run_id": run_id, "evidence": Jsonb(json.loads(text)), "bytes": len(text)}
@@ -238,7 +237,7 @@ def store_evidence(settings: Settings, dag_id: str, run_id: str, evidence: Mappi
 def load_evidence(settings: Settings, dag_id: str, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The stored evidence of these runs, by run id (runs from before the evidence have none)."""
     from tutormax_ops.core.db import load_sql
-    from tutormax_ops.loadtest.history import results_db
+    from tutormax_ops.core.storage import results_db
 
     if not run_ids:
         return {}
@@ -253,7 +252,7 @@ def changes_between(settings: Settings, since: Any, until: Any) -> list[dict[str
     from psycopg.rows import dict_row
 
     from tutormax_ops.core.db import load_sql
-    from tutormax_ops.loadtest.history import results_db
+    from tutormax_ops.core.storage import results_db
 
     statement = load_sql("tutormax_load_test/changes_between.sql", schema=settings.storage.results_schema)
     with results_db(settings) as conn, conn.cursor(row_factory=dict_row) as cursor:

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tutormax_ops.core.config import Settings
-from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
+from tutormax_ops.core.storage import results_db
 from tutormax_ops.loadtest.model import LIMITED_BY_MACHINE, RunPlan
 from tutormax_ops.loadtest.verdict import endpoint_name
 
 if TYPE_CHECKING:
-    import psycopg
     from airflow.sdk import ObjectStoragePath
 
     from tutormax_ops.loadtest.model import Analysis
     from tutormax_ops.loadtest.regression import Finding
-
-
-@contextlib.contextmanager
-def results_db(settings: Settings) -> Iterator[psycopg.Connection]:
-    from tutormax_ops.core.db import collector_session
-    from tutormax_ops.core.storage import ensure_results_schema
-
-    with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
-        ensure_results_schema(conn, settings.storage.results_schema)
-        yield conn
 
 
 def load_history(settings: Settings, plan: RunPlan, dag_id: str, run_id: str) -> list[dict[str, Any]]:

@@ -89,7 +89,8 @@ def performance_data(settings: SettingsDep) -> Response:
 
     import psycopg
 
-    from tutormax_ops.health.results import results_db, rows
+    from tutormax_ops.core.storage import results_db
+    from tutormax_ops.health.results import rows
 
     schema = settings.storage.results_schema
     params = {"since": datetime.now(UTC) - timedelta(days=HISTORY_DAYS), "top": TOP_TABLES}
