@@ -46,7 +46,7 @@ demo: $(STAMP)
 # worker starts its own servers; much of the suite waits on Locust's clock, not on a core. Your own
 # Redis or service (TUTORMAX_REDIS_URL, TUTORMAX_API_URL) would be shared by the workers: one worker.
 TEST_WORKERS ?= $(if $(TUTORMAX_REDIS_URL)$(TUTORMAX_API_URL),1,2)
-XDIST := -n $(TEST_WORKERS) --dist loadgroup
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 test: $(STAMP) lint browser
 	$(PY) -m pytest $(XDIST)

@@ -93,17 +93,29 @@ def _is_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that runs a DAG is end-to-end (`make check` leaves it out), whatever its file says.
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`make test` runs `-n 2 --dist loadfile`: a file's tests stay on one worker, so its module
+    fixtures (a history of real runs) are built once, and the Airflow tier's files are one unit, so
+    they share one `airflow standalone`. (xdist's `loadgroup` marks do nothing under pytest 9: it
+    renames node ids through an attribute pytest no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
 
-    Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), a file's tests stay on one worker,
-    so its module fixtures (a history of real runs) are built once; the Airflow tier's files share
-    one `airflow standalone`, so the tier is one group."""
+    class FilesAndTheTier(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/airflow_tier" if path.startswith("tests/airflow_tier/") else path
+
+    return FilesAndTheTier(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that runs a DAG is end-to-end (`make check` leaves it out), whatever its file says."""
     for item in items:
         if "run_dag" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
-        tier = "airflow_tier" in Path(str(item.path)).parts
-        item.add_marker(pytest.mark.xdist_group("airflow_tier" if tier else item.nodeid.split("::")[0]))
 
 
 @pytest.hookimpl(wrapper=True)
