@@ -124,6 +124,7 @@ class _Second:
 
 
 _seconds: dict[int, dict[str, _Second]] = {}
+_keys: dict[tuple[str, str], str] = {}  # (method, name) -> "METHOD name", built once per endpoint
 
 
 def bucket(milliseconds: float) -> int:
@@ -153,18 +154,32 @@ def _record(
     exception: Any = None,
     **_: object,
 ) -> None:
-    second = _seconds.setdefault(int(time.time()), {}).setdefault(endpoint_key(request_type, name), _Second())
+    # Every generator host pays this per request (bench/loadtest.py's capacity ratio): look up
+    # before creating, since a `_Second` (two Counters) costs more than the rest of this function.
+    at = int(time.time())
+    endpoints = _seconds.get(at)
+    if endpoints is None:
+        endpoints = _seconds[at] = {}
+    key = _keys.get((request_type, name))
+    if key is None:
+        key = _keys[(request_type, name)] = endpoint_key(request_type, name)
+    second = endpoints.get(key)
+    if second is None:
+        second = endpoints[key] = _Second()
     second.requests += 1
-    second.failures += exception is not None
+    if exception is not None:
+        second.failures += 1
     # Failed requests are timed too, as Locust's own percentiles time them; a request without a
     # response time (Locust's "none requests") counts in totals only.
     if response_time is not None:
-        second.client[bucket(response_time)] += 1
+        second.client[round(response_time) if response_time < 100 else bucket(response_time)] += 1
         second.sum += response_time
-        second.min = response_time if second.min is None else min(second.min, response_time)
-        second.max = response_time if second.max is None else max(second.max, response_time)
+        if second.min is None or response_time < second.min:
+            second.min = response_time
+        if second.max is None or response_time > second.max:
+            second.max = response_time
     if (served := server_ms(response, exception)) is not None:
-        second.server[bucket(served)] += 1
+        second.server[round(served) if served < 100 else bucket(served)] += 1
 
 
 SECONDS_REPORT = "tutormax_seconds"  # the key of a worker's seconds in its stats report

@@ -148,14 +148,20 @@ def test_a_saturated_machine_marks_the_stress_run_limited_by_this_machine(
     dag_run = run_dag(DAG_ID, run_conf={**STRESS, "users": 2 * STEP_USERS, "notify": "never"})
     assert task_states(dag_run)["analyze"] == ["success"]
     run, _ = runs(service, dag_run.run_id)
-    assert run is not None and run["limited_by"] == "this machine"
+    assert run is not None
     summary = json.loads((artifacts(run) / "summary.json").read_text())
     limits = summary["limits"]
-    assert limits["limited_by"] == "this machine" and limits["host_peak_pct"] > 95
-    report = (artifacts(run) / "report.html").read_text()
+    assert limits["host_peak_pct"] > 95
+    report = html.unescape((artifacts(run) / "report.html").read_text())
+    if all(step["meets_targets"] for step in summary["steps"]):
+        # Nothing failed even so: the profile ran out first, and the note says the machine was full.
+        assert run["limited_by"] == limits["limited_by"] == "the profile's top step"
+        assert "(with more generator hosts: this machine was already saturated at times)" in report
+        return
+    assert run["limited_by"] == limits["limited_by"] == "this machine"
     assert (
         "Limited by this machine: the knee measures the shared host, not the service, and is a lower bound"
-        in (report.replace("&#39;", "'"))
+        in report
     )
     if run["valid"] and summary["knee"] is not None:
         assert "knee ≥ " in summary["headline"] and "(limited by this machine)" in summary["headline"]
