@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 
 from tutormax_ops.core.loadtest_settings import Regression
-from tutormax_ops.loadtest.regression import (
-    AGGREGATE,
-    Levels,
-    Point,
-    analyze_history,
-    analyze_series,
-    best_split,
-    energy_statistics,
-    latest_change_points,
-)
+from tutormax_ops.loadtest.change_points import best_split, energy_statistics, latest_change_points
+from tutormax_ops.loadtest.regression import AGGREGATE, Levels, Point, analyze_history, analyze_series
 
 PARAMS = Regression()
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
