@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 
 from tutormax_ops.core.loadtest_settings import Regression
-from tutormax_ops.loadtest.regression import (
-    AGGREGATE,
-    Levels,
-    Point,
-    analyze_history,
-    analyze_series,
-    best_split,
-    energy_statistics,
-    latest_change_points,
-)
+from tutormax_ops.loadtest.change_points import best_split, energy_statistics, latest_change_points
+from tutormax_ops.loadtest.regression import AGGREGATE, Levels, Point, analyze_history, analyze_series
 
 PARAMS = Regression()
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -265,3 +257,36 @@ def test_a_fresh_regression_after_a_confirmed_level_stays_out_of_the_baseline() 
     assert (
         89 <= verdict.baseline <= 93 and verdict.history_runs == 8
     )  # the confirmed level, without the fresh 130
+
+
+def test_a_run_with_findings_joins_no_baseline_unless_accepted_whatever_its_verdict_was_called() -> None:
+    """History rows of flagged runs ("regression", and "provisional" from the rule before issue
+    28) are out of the baseline; an accepted one is back in."""
+    from tutormax_ops.collectors.sampling import Interval
+    from tutormax_ops.loadtest.series import build_series
+
+    verdicts = ["ok", "regression", "provisional", "ok", "regression"]
+    history = [
+        {
+            "run_id": f"run-{i}",
+            "started_at": T0 + timedelta(days=i),
+            "p95_ms": 20.0,
+            "regression_verdict": verdict,
+        }
+        for i, verdict in enumerate(verdicts)
+    ]
+    series = build_series(
+        history,
+        {AGGREGATE: {"p95_ms": Interval(21.0, None, None)}},
+        "now",
+        T0 + timedelta(days=9),
+        accepted=("run-4",),
+    )
+    assert [point.baseline for point in series[(AGGREGATE, "p95_ms")]] == [
+        True,
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]

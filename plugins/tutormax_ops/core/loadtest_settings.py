@@ -73,7 +73,7 @@ class Regression(Section):
     reference_runs: Annotated[int, Field(ge=3, le=1000)] = 20
     min_history: Annotated[int, Field(ge=2)] = 3
     # The share of unchanged runs allowed a false finding, over all the series one run judges.
-    false_alarm_rate: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    false_alarm_rate: Annotated[float, Field(gt=0, lt=0.5)] = 0.007
     # How many runs' worth of the run's other p95 series' pooled spread moderate each one's own.
     pooled_runs: Annotated[int, Field(ge=0)] = 20
     # The part of `false_alarm_rate` the change points get; the single-run limit keeps the rest.
