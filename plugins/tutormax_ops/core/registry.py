@@ -119,11 +119,15 @@ def store_run(settings: Settings, record: RunRecord, *, best_effort: bool = Fals
     database that cannot be reached is logged, not raised (the connectivity check reports it itself)."""
     import psycopg
 
-    from tutormax_ops.health.results import results_db
+    from tutormax_ops.core.conn_ids import RESULTS_CONN_ID
+    from tutormax_ops.core.db import collector_session
+    from tutormax_ops.core.storage import ensure_results_schema
 
+    schema = settings.storage.results_schema
     try:
-        with results_db(settings) as conn:
-            record_run(conn, settings.storage.results_schema, record)
+        with collector_session(RESULTS_CONN_ID, settings, read_only=False) as conn:
+            ensure_results_schema(conn, schema)
+            record_run(conn, schema, record)
     except psycopg.OperationalError as error:
         if not best_effort:
             raise
