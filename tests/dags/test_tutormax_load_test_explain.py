@@ -6,8 +6,7 @@ The service's database is this test's own, with enough sessions (`SESSIONS_PER_D
 the tutor-feedback reads, which filter sessions by tutor, take tens of milliseconds each without
 `ix_sessions_tutor_id_scheduled_at`: far beyond a shared machine's noise, so the aggregate p95
 regresses however busy the machine is. The history is `BASELINE_RUNS` unchanged smoke runs, each
-storing its evidence, each from a cold cache; `alarm_history` is lowered to that history (this test is about the cause, not
-about how long a history an alarm needs)."""
+storing its evidence, each from a cold cache: `min_history` (3), the shortest history the rule judges."""
 
 from __future__ import annotations
 
@@ -54,7 +53,6 @@ def large_service(stack: devstack.Stack, airflow_db: dict, monkeypatch: pytest.M
             for variable, value in served.airflow_env().items():
                 monkeypatch.setenv(variable, value)
             monkeypatch.setenv("TUTORMAX_OPS__STORAGE__RESULTS_SCHEMA", f"lt_explain_{uuid.uuid4().hex[:8]}")
-            monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__REGRESSION__ALARM_HISTORY", str(BASELINE_RUNS))
             # The detector is judged on whatever machine runs it (as in test_tutormax_load_test.py).
             monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__HOST_SATURATION_PERCENT", "100")
             yield url
