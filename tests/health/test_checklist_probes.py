@@ -3,7 +3,6 @@ environment, services served here for the rate-limit burst (one that limits, one
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,10 +12,8 @@ import redis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from support import serving
 from tutormax_ops.cache.keys import clear
 from tutormax_ops.core.config import SettingsError, load_settings
-from tutormax_ops.core.processes import LOOPBACK
 from tutormax_ops.health.checklist import ITEMS
 from tutormax_ops.health.checklist_probes import check_cache_environment, check_rate_limit, check_rollback
 
@@ -74,22 +71,6 @@ def _counting_app(*, limit_after: int | None) -> tuple[FastAPI, list[int]]:
         return JSONResponse([{"id": 1}])
 
     return app, seen
-
-
-@pytest.fixture
-def serve(airflow_connections, monkeypatch) -> Iterator:
-    """`serve(app)` runs `app` on a free loopback port and points `tutormax_api` at it."""
-    import contextlib
-
-    with contextlib.ExitStack() as servers:
-
-        def start(app: FastAPI) -> None:
-            port = servers.enter_context(serving(app))
-            monkeypatch.setenv(
-                "AIRFLOW_CONN_TUTORMAX_API", json.dumps({"conn_type": "http", "host": LOOPBACK, "port": port})
-            )
-
-        yield start
 
 
 def _rate_settings(**overrides: object):

@@ -3,17 +3,11 @@ services written here (one that invalidates on write, one that keeps serving its
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 from fastapi import FastAPI
 
-from support import serving
 from tutormax_ops.core.config import SettingsError, load_settings
-from tutormax_ops.core.processes import LOOPBACK
 from tutormax_ops.health.invalidation import check_invalidation, fill_body
 
 GENERIC_PROBE = {
@@ -45,20 +39,6 @@ def _cached_items_app(*, invalidates: bool) -> FastAPI:
         return {"id": item_id, "version": versions[item_id]}
 
     return app
-
-
-@pytest.fixture
-def serve(airflow_connections, monkeypatch) -> Iterator:
-    """`serve(app)` runs `app` under uvicorn on a free port and points `tutormax_api` at it."""
-    with contextlib.ExitStack() as servers:
-
-        def start(app: FastAPI) -> None:
-            port = servers.enter_context(serving(app))
-            monkeypatch.setenv(
-                "AIRFLOW_CONN_TUTORMAX_API", json.dumps({"conn_type": "http", "host": LOOPBACK, "port": port})
-            )
-
-        yield start
 
 
 @pytest.mark.parametrize(("invalidates", "status"), [(True, "pass"), (False, "fail")])
