@@ -6,7 +6,8 @@ The service's database is this test's own, with enough sessions (`SESSIONS_PER_D
 the tutor-feedback reads, which filter sessions by tutor, take tens of milliseconds each without
 `ix_sessions_tutor_id_scheduled_at`: far beyond a shared machine's noise, so the aggregate p95
 regresses however busy the machine is. The history is `BASELINE_RUNS` unchanged smoke runs, each
-storing its evidence, each from a cold cache: `min_history` (3), the shortest history the rule judges."""
+storing its evidence, each from a cold cache: `min_history` (3), the shortest history the rule judges,
+with a looser false-alarm level (the rule's sensitivity is bench/loadtest.py's subject, not this test's)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def large_service(stack: devstack.Stack, airflow_db: dict, monkeypatch: pytest.M
             for variable, value in served.airflow_env().items():
                 monkeypatch.setenv(variable, value)
             monkeypatch.setenv("TUTORMAX_OPS__STORAGE__RESULTS_SCHEMA", f"lt_explain_{uuid.uuid4().hex[:8]}")
+            # This test is about the cause, not about how small a step 3 runs of history may flag at
+            # 1% false alarms per run (bench/loadtest.py measures that): a looser level lets the
+            # dropped index's step, intermittent on a shared machine, be a REGRESSION at run 4.
+            monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__REGRESSION__FALSE_ALARM_RATE", "0.2")
             # The detector is judged on whatever machine runs it (as in test_tutormax_load_test.py).
             monkeypatch.setenv("TUTORMAX_OPS__LOADTEST__HOST_SATURATION_PERCENT", "100")
             yield url
