@@ -380,7 +380,14 @@ def test_a_step_on_the_fifth_run_of_a_fresh_history_is_emailed_as_a_regression(
     dag_run = run_slowed(service, stack, run_dag, monkeypatch, tmp_path)
     run = require_valid(runs(service, dag_run.run_id, schema)[0])
     assert run["regression_verdict"] == "regression", run["findings"]
-    [finding] = [f for f in run["findings"] if f["scope"] == f"GET {SLOWED}" and f["metric"] == "p95_ms"]
+    slowed = [f for f in run["findings"] if f["scope"] == f"GET {SLOWED}" and f["metric"] == "p95_ms"]
+    # The slowed endpoint is flagged itself, unless a short run gave it (or its 4-run history) too
+    # few requests for a bounded p95: then it says so, and the aggregate p95 carries the step.
+    [finding] = slowed or [
+        f for f in run["findings"] if f["scope"] == "all endpoints" and f["metric"] == "p95_ms"
+    ]
+    if not slowed:
+        assert endpoint_statuses(run)[f"GET {SLOWED}"].startswith("not judged"), run["findings"]
     assert finding["current"] >= 2 * finding["baseline"] and finding["since_run_id"] == dag_run.run_id
     assert finding["min_step"] is not None
     [email] = [m for m in read_emails(maildir)[before:] if "load test smoke" in m["subject"]]
