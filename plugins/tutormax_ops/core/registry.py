@@ -75,6 +75,21 @@ def record_of(dag_run: Any, **fields: Any) -> RunRecord:
     )
 
 
+def schema_is_current(conn: psycopg.Connection, schema: str) -> bool:
+    """Whether the history schema has its newest table and every capability table is tied to the
+    registry: then `ensure_results_schema` has nothing to do."""
+    from psycopg import sql
+
+    newest = sql.Identifier(schema, "loadtest_evidence").as_string(conn)
+    if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (newest,)).fetchone()[0] is not True:
+        return False
+    tied = conn.execute(
+        load_sql("results/registered_tables.sql"),
+        {"schema": schema, "constraints": list(CAPABILITY_TABLES.values())},
+    ).fetchall()
+    return {row[0] for row in tied} == set(CAPABILITY_TABLES)
+
+
 def tie_capability_tables(conn: psycopg.Connection, schema: str) -> None:
     """Tie each capability table not yet tied to the registry: register its older runs, add the key.
     Runs inside `ensure_results_schema`'s transaction, which holds the schema lock."""

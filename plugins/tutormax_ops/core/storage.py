@@ -57,8 +57,13 @@ def results_db(settings: Settings, *, read_only: bool = False) -> Iterator[psyco
 def ensure_results_schema(conn: psycopg.Connection, schema: str) -> None:
     """Create the history schema and tables if missing, and tie the capability tables to the run
     registry (once, moving their older runs into it): safe to run on every DAG run."""
-    from tutormax_ops.core.registry import tie_capability_tables
+    from tutormax_ops.core.registry import schema_is_current, tie_capability_tables
 
+    # Every writing session passes here: a schema already current takes no lock, so DAG runs that
+    # start together do not queue on the schema lock into their lock_timeout (the tier's REST triggers
+    # did, and a migration's verify failed on it).
+    if schema_is_current(conn, schema):
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", SCHEMA_LOCK)
         conn.execute(load_sql("results/schema.sql", schema=schema))
