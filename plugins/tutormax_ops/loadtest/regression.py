@@ -57,20 +57,18 @@ import numpy as np
 
 from tutormax_ops.core.loadtest_settings import Regression
 from tutormax_ops.loadtest.change_points import ChangePoint, latest_change_points
+from tutormax_ops.loadtest.prediction import (
+    POOLED_METRIC,
+    MetricSpec,
+    Point,
+    Pooled,
+    PredictionLimit,
+    on_judged_scale,
+    smallest_step,
+)
 
 AGGREGATE = "all endpoints"
 MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normally distributed values
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    label: str
-    unit: str
-    higher_is_worse: bool
-    min_abs_change: float  # smaller moves are noise at the metric's resolution
-    # A latency is judged on a log scale (see the module), its values clamped up to this floor (its
-    # resolution) so that a 0 ms bucket has a logarithm; None: judged on its own scale.
-    log_floor: float | None = None
 
 
 METRICS: dict[str, MetricSpec] = {
@@ -92,18 +90,6 @@ AGGREGATE_METRICS = (
     "knee_p95_ms",
 )
 ENDPOINT_METRICS = ("p95_ms", "error_rate")
-
-
-@dataclass(frozen=True)
-class Point:
-    """One run's value of one metric; the last point of a series is the run being judged."""
-
-    run_id: str
-    started_at: datetime
-    value: float | None
-    low: float | None = None  # the run's own confidence interval, where its sample gives one
-    high: float | None = None
-    baseline: bool = True  # False: flagged as a regression, and neither accepted nor confirmed
 
 
 @dataclass(frozen=True)
@@ -232,7 +218,7 @@ def analyze_series(
     params: Regression,
     *,
     levels: Levels | None = None,
-    pooled: _Pooled | None = None,
+    pooled: Pooled | None = None,
 ) -> SeriesVerdict:
     """Judge the last point of `points` (oldest first) against the points before it, each rule at
     its `levels` (alone: the series holds the whole run's `false_alarm_rate`)."""
@@ -240,7 +226,7 @@ def analyze_series(
     return _judge(_prepare(scope, metric, points, params, levels), params, levels, pooled)
 
 
-def _judge(prepared: _Prepared, params: Regression, levels: Levels, pooled: _Pooled | None) -> SeriesVerdict:
+def _judge(prepared: _Prepared, params: Regression, levels: Levels, pooled: Pooled | None) -> SeriesVerdict:
     scope, metric, current = prepared.scope, prepared.metric, prepared.current
     spec = METRICS[metric]
     baseline, size = prepared.baseline, int(prepared.reference.size)
@@ -248,8 +234,10 @@ def _judge(prepared: _Prepared, params: Regression, levels: Levels, pooled: _Poo
         return SeriesVerdict(scope, metric, "no data", baseline, None, size)
     if size < params.min_history:
         return SeriesVerdict(scope, metric, "insufficient history", baseline, current.value, size)
-    limit = _Limit.of(spec, prepared.reference, levels.prediction, pooled, current, params.confidence)
-    min_step = _min_step(spec, limit, params)
+    limit = PredictionLimit.of(
+        spec, prepared.reference, levels.prediction, pooled, current, params.confidence
+    )
+    min_step = smallest_step(spec, limit, params)
     findings = [
         replace(finding, min_step=min_step)
         for finding in (
@@ -272,7 +260,7 @@ def analyze_history(
     levels = Levels.for_run(params, _judged_count(series, params))
     prepared = [_prepare(scope, metric, points, params, levels) for (scope, metric), points in series.items()]
     counted = [item for item in prepared if item.judged and item.reference.size >= params.min_history]
-    pooled = _Pooled.over(
+    pooled = Pooled.over(
         [item.reference for item in counted if item.metric == POOLED_METRIC],
         METRICS[POOLED_METRIC],
         params.pooled_runs,
@@ -320,112 +308,6 @@ def _nearest_bound(spec: MetricSpec, point: Point) -> float:
     return point.value if bound is None else bound
 
 
-def _judged(spec: MetricSpec, values: np.ndarray) -> np.ndarray:
-    """The values on the scale the rules measure them: the logarithm for a latency."""
-    return values if spec.log_floor is None else np.log(np.maximum(values, spec.log_floor))
-
-
-POOLED_METRIC = "p95_ms"  # the run's endpoints share its noise: their spreads are pooled
-
-
-@dataclass(frozen=True)
-class _Pooled:
-    """The run's p95 series: their variances on the judged scale, each with its degrees of freedom."""
-
-    variances: tuple[float, ...]
-    dfs: tuple[int, ...]
-    pooled_runs: int  # the most runs' worth of prior a series' own spread is moderated with
-
-    @classmethod
-    def over(cls, references: Sequence[np.ndarray], spec: MetricSpec, pooled_runs: int) -> _Pooled:
-        judged = [_judged(spec, reference) for reference in references if reference.size > 1]
-        return cls(
-            tuple(float(np.var(values, ddof=1)) for values in judged),
-            tuple(values.size - 1 for values in judged),
-            pooled_runs,
-        )
-
-    def prior(self, own_variance: float, own_df: int) -> tuple[float, int]:
-        """The other series' pooled variance and degrees of freedom (one series' own leaves it out
-        once: its variance and df are matched, not its identity, so equal series share one slot)."""
-        total_df = sum(self.dfs) - own_df
-        if total_df <= 0:
-            return 0.0, 0
-        total = sum(v * df for v, df in zip(self.variances, self.dfs, strict=True)) - own_variance * own_df
-        return max(total, 0.0) / total_df, total_df
-
-
-@dataclass(frozen=True)
-class _Limit:
-    """The prediction limit of the reference runs: their median, and on the judged scale their
-    mean, spread, the t multiplier for the level and the limit itself (in the bad direction)."""
-
-    median: float
-    centre: float
-    spread: float
-    multiplier: float
-    bound: float  # on the judged scale
-
-    @classmethod
-    def of(
-        cls,
-        spec: MetricSpec,
-        reference: np.ndarray,
-        level: float,
-        pooled: _Pooled | None,
-        current: Point,
-        confidence: float,
-    ) -> _Limit:
-        from scipy.stats import t as student_t
-
-        judged = _judged(spec, reference)
-        n = judged.size
-        variance, df = (float(np.var(judged, ddof=1)), n - 1) if n > 1 else (0.0, 0)
-        if pooled is not None and pooled.pooled_runs > 0:
-            prior_variance, prior_df = pooled.prior(variance, df)
-            prior_df = min(prior_df, pooled.pooled_runs)
-            if prior_df:
-                variance = (prior_variance * prior_df + variance * df) / (prior_df + df)
-                df += prior_df
-        # Floor: this run's own sampling spread, from its interval (a history that happened to
-        # agree closely says nothing of a run with fewer requests).
-        spread = max(math.sqrt(variance), _sampling_spread(spec, current, confidence))
-        multiplier = float(student_t.ppf(1 - level, max(df, 1))) * math.sqrt(1 + 1 / n)
-        centre = float(np.mean(judged))
-        direction = 1 if spec.higher_is_worse else -1
-        return cls(
-            float(np.median(reference)), centre, spread, multiplier, centre + direction * multiplier * spread
-        )
-
-    def on_scale(self, spec: MetricSpec) -> float:
-        """The limit on the metric's own scale."""
-        return self.bound if spec.log_floor is None else math.exp(self.bound)
-
-
-def _sampling_spread(spec: MetricSpec, point: Point, confidence: float) -> float:
-    """The σ of the point's own sampling on the judged scale, from its interval at `confidence`:
-    0 for a figure without one (throughput), infinite where the sample cannot bound it above (a
-    p95 of too few requests says nothing of how high it really is)."""
-    from scipy.stats import norm
-
-    if point.low is None and point.high is None:
-        return 0.0
-    if point.low is None or point.high is None:
-        return math.inf
-    low, high = _judged(spec, np.array([point.low, point.high], dtype=float))
-    return float(high - low) / (2 * float(norm.ppf(0.5 + confidence / 2)))
-
-
-def _min_step(spec: MetricSpec, limit: _Limit, params: Regression) -> float | None:
-    """The smallest relative move this history and this run's sample can flag: beyond the
-    prediction limit (None where this run's sample bounds nothing), and by the minimum change."""
-    median = limit.median
-    if not median or not math.isfinite(limit.bound):
-        return None
-    minimum = max(params.min_relative_change * abs(median), spec.min_abs_change)
-    return max(abs(limit.on_scale(spec) - median), minimum) / abs(median)
-
-
 def _step_start(known: Sequence[Point]) -> int:
     """Where the step the current run (last of `known`) belongs to began: the first of the flagged
     runs right before it, none of them accepted or confirmed; the current run itself if none."""
@@ -439,13 +321,13 @@ def _limit_finding(
     scope: str,
     metric: str,
     spec: MetricSpec,
-    limit: _Limit,
+    limit: PredictionLimit,
     known: Sequence[Point],
     current: Point,
     params: Regression,
 ) -> Finding | None:
     assert current.value is not None
-    moved = float(_judged(spec, np.asarray(current.value))) - limit.centre
+    moved = float(on_judged_scale(spec, np.asarray(current.value))) - limit.centre
     deviation = moved if spec.higher_is_worse else -moved
     # Identical history (spread 0, e.g. an error rate of 0 every night): any move is infinitely
     # far, and only the minimum-change rule decides.
@@ -477,7 +359,7 @@ def _limit_finding(
 def _change_points(
     scope: str, metric: str, known: Sequence[Point], params: Regression, level: float
 ) -> list[ChangePoint]:
-    values = _judged(METRICS[metric], np.array([point.value for point in known], dtype=float))
+    values = on_judged_scale(METRICS[metric], np.array([point.value for point in known], dtype=float))
     # A fixed seed per series keeps a rerun's verdict identical.
     seed = sum(map(ord, f"{scope}|{metric}"))
     # Enough permutations that a p-value can fall below `level` (a series with no change stops at
